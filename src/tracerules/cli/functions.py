@@ -1,0 +1,25 @@
+"""`tracerules functions`: the built-in table, as the expression language sees it."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from tracerules.dsl.builtins import BUILTINS
+
+
+def show_functions(output: str) -> None:
+    specs = sorted(BUILTINS.values(), key=lambda b: (b.category, b.name))
+    if output == "json":
+        print(json.dumps([{"name": b.name, "signature": b.signature(), "category": b.category,
+                           "doc": b.doc} for b in specs], indent=2))
+        return
+    table = Table(title="tracerules built-in functions", show_lines=False)
+    table.add_column("category", style="cyan")
+    table.add_column("signature", style="bold")
+    table.add_column("what it does")
+    for b in specs:
+        table.add_row(b.category, b.signature(), b.doc)
+    Console().print(table)

@@ -1,0 +1,39 @@
+"""`tracerules validate`: every error in every file, then lints; exit 0/1/3."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tracerules.errors import render_github, render_human, render_json
+from tracerules.rules.compile import compile_loaded
+from tracerules.rules.loader import load_paths
+
+EXIT_CLEAN, EXIT_ERRORS, EXIT_USAGE, EXIT_LINTS = 0, 1, 2, 3
+
+
+def run_validate(paths: Sequence[Path], output: str, disabled: set[str]) -> int:
+    result = load_paths(paths)
+    ruleset, diagnostics = compile_loaded(result)
+    diagnostics = [d for d in diagnostics if d.lint not in disabled]
+    diagnostics.sort(key=lambda d: (d.span.path, d.span.line, d.span.col))
+    errors = sum(1 for d in diagnostics if d.is_error)
+    warnings = len(diagnostics) - errors
+    files = [f.path for f in result.files]
+    if output == "json":
+        print(render_json(diagnostics, files))
+    elif output == "github":
+        for diag in diagnostics:
+            print(render_github(diag))
+    else:
+        for diag in diagnostics:
+            print(render_human(diag, result.sources), end="\n\n")
+        triggers = len(ruleset.triggers) if ruleset else sum(len(f.triggers) for f in result.files)
+        summary = (f"{len(files)} file{'s' if len(files) != 1 else ''}, {triggers} "
+                   f"trigger{'s' if triggers != 1 else ''}: {errors} error"
+                   f"{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}")
+        print(summary, file=sys.stderr if errors else sys.stdout)
+    if errors or not files:
+        return EXIT_ERRORS
+    return EXIT_LINTS if warnings else EXIT_CLEAN

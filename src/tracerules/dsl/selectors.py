@@ -1,0 +1,140 @@
+"""JSONPath and XPath selectors, compiled once at load; each returns the first match.
+
+Results are normalised as behaviour.md says: XML gives the element text or attribute value,
+stripped; scalar XPath results (`string()`, `count()`) are supported. Nothing found, an empty
+value or JSON null is a Missing with the reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any, Final
+
+from lxml import etree
+
+from tracerules.dsl.values import Missing
+from tracerules.errors import DslError
+
+Selector = Callable[[Any], Any]
+
+VOEVENT_NS: Final = "http://www.ivoa.net/xml/VOEvent/v2.0"
+DEFAULT_NAMESPACES: Final[dict[str, str]] = {"voe": VOEVENT_NS}
+
+# `$`, then `.name`, `['name']`, `["name"]` or `[3]` steps: most real selectors. These are
+# read with plain dict and list indexing; anything else goes through jsonpath-ng.
+_SIMPLE_STEP = re.compile(
+    r"""\.(?P<name>[A-Za-z_$][\w$-]*)|\[(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<idx>-?\d+))\]"""
+)
+
+
+def _simple_steps(text: str) -> tuple[str | int, ...] | None:
+    if not text.startswith("$"):
+        return None
+    steps: list[str | int] = []
+    pos = 1
+    while pos < len(text):
+        match = _SIMPLE_STEP.match(text, pos)
+        if match is None:
+            return None
+        name = match.group("name") or match.group("sq") or match.group("dq")
+        steps.append(int(match.group("idx")) if match.group("idx") is not None else name or "")
+        pos = match.end()
+    return tuple(steps)
+
+
+def _walk(steps: tuple[str | int, ...], text: str) -> Selector:
+    def select(doc: Any) -> Any:
+        node = doc
+        for step in steps:
+            if isinstance(step, int):
+                # Index lists only: jsonpath-ng would index into a string's characters.
+                if not isinstance(node, list) or not -len(node) <= step < len(node):
+                    return Missing(f"no match for {text}")
+                node = node[step]
+            elif isinstance(node, dict) and step in node:
+                node = node[step]
+            else:
+                return Missing(f"no match for {text}")
+        return Missing(f"{text} is null") if node is None else node
+
+    return select
+
+
+@lru_cache(maxsize=4096)
+def compile_jsonpath(text: str) -> Selector:
+    """A JSONPath selector; raises DslError E501 on bad syntax."""
+    steps = _simple_steps(text.strip())
+    if steps is not None:
+        return _walk(steps, text)
+    from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+    from jsonpath_ng.ext import parse as parse_jsonpath
+
+    try:
+        path = parse_jsonpath(text)
+    except (JsonPathLexerError, JsonPathParserError, Exception) as err:
+        raise DslError("E501", f"invalid JSONPath: {err}", 1, 1, len(text),
+                       hint="JSONPath looks like $.event.far or $.reference['key.with.dots']"
+                       ) from None
+
+    def select(doc: Any) -> Any:
+        try:
+            matches = path.find(doc)
+        except Exception as err:  # jsonpath-ng raises assorted errors on odd documents
+            return Missing(f"{text}: {err}")
+        if not matches:
+            return Missing(f"no match for {text}")
+        value = matches[0].value
+        return Missing(f"{text} is null") if value is None else value
+
+    return select
+
+
+def _normalise_xml(result: Any, text: str) -> Any:
+    if isinstance(result, list):
+        if not result:
+            return Missing(f"no match for {text}")
+        result = result[0]
+    if isinstance(result, bool):
+        return result
+    if isinstance(result, float):
+        return Missing(f"{text} is not a number") if math.isnan(result) else result
+    if isinstance(result, etree._Element):
+        result = result.text
+        if result is None:
+            return Missing(f"{text} is empty")
+    if isinstance(result, str):
+        value = str(result).strip()
+        return value if value else Missing(f"{text} is empty")
+    return Missing(f"{text} gave {type(result).__name__}")
+
+
+# A document with the VOEvent root, to surface evaluation-time XPath errors (such as an
+# undeclared prefix) at load time rather than on the first notice.
+_PROBE = etree.fromstring(f'<voe:VOEvent xmlns:voe="{VOEVENT_NS}"/>'.encode())
+
+
+def compile_xpath(text: str, namespaces: Mapping[str, str] | None = None) -> Selector:
+    """An XPath selector with `voe` predeclared; raises DslError E502 on bad syntax."""
+    ns = {**DEFAULT_NAMESPACES, **(namespaces or {})}
+    if text.lstrip().startswith("$"):
+        raise DslError("E503", "a JSONPath where an XPath is needed", 1, 1, len(text),
+                       hint="this topic carries XML: write e.g. //Param[@name='TrigID']/@value")
+    try:
+        xpath = etree.XPath(text, namespaces=ns, smart_strings=False)
+        xpath(_PROBE)
+    except etree.XPathError as err:
+        prefix = re.search(r"([A-Za-z_][\w.-]*):", text)
+        hint = "declare the prefix in the topic's namespaces:" if "prefix" in str(err) and \
+            prefix else "XPath looks like //Param[@name='TrigID']/@value"
+        raise DslError("E502", f"invalid XPath: {err}", 1, 1, len(text), hint=hint) from None
+
+    def select(root: Any) -> Any:
+        try:
+            return _normalise_xml(xpath(root), text)
+        except etree.XPathError as err:
+            return Missing(f"{text}: {err}")
+
+    return select

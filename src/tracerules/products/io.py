@@ -1,0 +1,30 @@
+"""Thin file I/O shared by products: atomic writes and safe relative paths."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+_UNSAFE = str.maketrans({c: "_" for c in ':*?"<>|#\\'})
+
+
+def safe_relative(path: str) -> Path:
+    """A relative path that cannot escape the output folder, with awkward characters replaced."""
+    parts = [p.translate(_UNSAFE) for p in PurePosixPath(path).parts if p not in ("", ".", "/")]
+    if not parts or any(p == ".." for p in parts):
+        raise ValueError(f"unsafe output path {path!r}")
+    return Path(*parts)
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

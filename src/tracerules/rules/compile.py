@@ -1,0 +1,523 @@
+"""Loaded rule files to a compiled rule set: cross-file checks, selectors and closures.
+
+Everything that can be parsed is parsed here, once: JSONPath and XPath selectors, field
+expressions, conditions, expiry and action templates. The engine only calls closures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tracerules.dsl import ast
+from tracerules.dsl.compiler import Compiled, Compiler
+from tracerules.dsl.context import Context
+from tracerules.dsl.convert import CONVERSIONS, Converter
+from tracerules.dsl.parser import parse
+from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
+from tracerules.dsl.templates import compile_template
+from tracerules.dsl.values import Missing, Type, Vote
+from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
+from tracerules.products.registry import ActionConfig, ActionType
+from tracerules.products.registry import get as get_action_type
+from tracerules.rules.loader import (
+    LoadedFile,
+    LoadResult,
+    Loc,
+    Located,
+    load_paths,
+    position,
+    scalar_origin,
+    validation_diagnostics,
+)
+from tracerules.rules.models import NAME_PATTERN, ConditionSpec, TopicSpec
+
+# Names every expression may read without declaring them; the engine sets them.
+PREDECLARED: dict[str, Type] = {
+    "topic": Type.STRING, "trigger": Type.STRING, "event_id": Type.ANY,
+    "event_time": Type.TIME, "received": Type.TIME, "created": Type.TIME,
+}
+_EXAMPLES = {"jsonpath": "a JSONPath like $.ra",
+             "xpath": "an XPath like //Param[@name='TrigID']/@value"}
+# Names action templates may use besides the fields.
+TEMPLATE_NAMES = (*PREDECLARED, "partition", "offset", "notice_id", "ext", "decision",
+                  "conclusion", "event_dir", "date")
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledField:
+    name: str
+    type: Type
+    select: Selector | None
+    convert: Converter | None
+    expr: Callable[[Context], Any] | None
+    source: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    name: str
+    text: str
+    vote: Callable[[Context], Vote | Missing]
+    span: Span
+    names: frozenset[str]
+    const: Vote | None
+    node: ast.Expr
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAction:
+    kind: ActionType
+    config: ActionConfig
+    span: Span
+
+
+@dataclass(frozen=True)
+class CompiledTrigger:
+    id: str
+    description: str | None
+    topics: tuple[str, ...]
+    format: str
+    priority: int
+    mode: str
+    expiry: float
+    event_id: str
+    event_time: str
+    fields: tuple[CompiledField, ...]
+    conditions: tuple[CompiledCondition, ...]
+    actions: tuple[CompiledAction, ...]
+    path: str
+    span: Span
+    revision: str
+    lint_disabled: frozenset[str]
+
+    def extract(self, doc: Any, ctx: Context) -> None:
+        """Read every field of this trigger from a parsed notice into `ctx.values`."""
+        values = ctx.values
+        for f in self.fields:
+            if f.select is not None:
+                raw = f.select(doc)
+                values[f.name] = raw if isinstance(raw, Missing) or f.convert is None \
+                    else f.convert(raw)
+            elif f.expr is not None:
+                values[f.name] = f.expr(ctx)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    topics: Mapping[str, TopicSpec]
+    triggers: tuple[CompiledTrigger, ...]
+    by_topic: Mapping[str, tuple[CompiledTrigger, ...]]
+    files: tuple[str, ...]
+    diagnostics: tuple[Diagnostic, ...] = ()
+    sources: SourceCache = field(default_factory=SourceCache)
+    git_commit: str | None = None
+
+    def trigger(self, trigger_id: str) -> CompiledTrigger | None:
+        return next((t for t in self.triggers if t.id == trigger_id), None)
+
+    @property
+    def subscribed_topics(self) -> frozenset[str]:
+        return frozenset(self.by_topic)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _block_indent(text: str, line: int) -> int:
+    """Indentation (0-based) of a block scalar whose content starts at `line`."""
+    lines = text.splitlines()
+    for raw in lines[line - 1:]:
+        if raw.strip():
+            return len(raw) - len(raw.lstrip())
+    return 0
+
+
+def place(err: DslError, loaded: LoadedFile, loc: Loc) -> Diagnostic:
+    """Put an error found inside an expression at its place in the YAML file."""
+    origin, block = scalar_origin(loaded.data, loc, loaded.path)
+    if block is None:
+        return err.at(origin)
+    indent = _block_indent(loaded.text, origin.line)
+    span = Span(loaded.path, origin.line + err.line - 1, indent + err.col, err.length)
+    return Diagnostic(err.code, err.message, span, err.hint)
+
+
+def _span(loaded: LoadedFile, loc: Loc, length: int = 1, key: bool = False) -> Span:
+    line, col = position(loaded.data, loc, key=key)
+    return Span(loaded.path, line, col, length)
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit of the git checkout holding `folder`, if any (with -dirty when modified)."""
+    try:
+        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=5, check=False)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "."],
+                               capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+# -- one trigger -----------------------------------------------------------------------------
+
+
+class TriggerCompiler:
+    """Compiles one located trigger; collects diagnostics instead of stopping at the first."""
+
+    def __init__(self, located: Located, loaded: LoadedFile, topics: Mapping[str, TopicSpec]):
+        self.located, self.loaded, self.topics = located, loaded, topics
+        self.spec = located.spec
+        self.base: Loc = ("triggers", located.index)
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, code: str, message: str, loc: Loc, hint: str | None = None,
+              length: int = 1, key: bool = False) -> None:
+        self.diagnostics.append(Diagnostic(code, message, _span(self.loaded, self.base + loc,
+                                                                 length, key), hint))
+
+    def dsl_error(self, err: DslError, loc: Loc) -> None:
+        self.diagnostics.append(place(err, self.loaded, self.base + loc))
+
+    def topic_format(self) -> str | None:
+        formats: dict[str, str] = {}
+        for i, name in enumerate(self.spec.topics):
+            topic = self.topics.get(name)
+            if topic is None:
+                import difflib
+
+                close = difflib.get_close_matches(name, list(self.topics), n=1, cutoff=0.8)
+                hint = (f"did you mean '{close[0]}'?" if close else
+                        "add it to the topic registry (topics: in a rule file)" if self.topics
+                        else "no topic registry was loaded: validate the whole rules folder, "
+                        "which holds topics.yaml, e.g. 'tracerules validate rules'")
+                self.error("E601", f"unknown topic '{name}'", ("topics", i), hint, len(name))
+                continue
+            formats.setdefault(topic.format, name)
+            if len(formats) > 1:
+                first = next(iter(formats.values()))
+                self.error("E602", f"topic '{name}' carries {topic.format}, but '{first}' "
+                           f"carries {next(iter(formats))}", ("topics", i),
+                           "one trigger reads one format; split it into two triggers",
+                           len(name))
+                return None
+        return next(iter(formats), None)
+
+    def namespaces(self) -> dict[str, str]:
+        ns: dict[str, str] = {}
+        for name in self.spec.topics:
+            topic = self.topics.get(name)
+            if topic is not None:
+                ns.update(topic.namespaces)
+        return ns
+
+    def compile_fields(self, fmt: str | None) -> tuple[CompiledField, ...] | None:
+        import re
+
+        names: dict[str, Type] = dict(PREDECLARED)
+        selected: list[CompiledField] = []
+        computed: dict[str, tuple[ast.Expr, Span]] = {}
+        ok = True
+        for name, fspec in self.spec.fields.items():
+            loc: Loc = ("fields", name)
+            if not re.match(NAME_PATTERN, name) or name in PREDECLARED:
+                reason = "is predeclared" if name in PREDECLARED else "is not a valid name"
+                self.error("E308", f"field name '{name}' {reason}", loc,
+                           "field names are letters, digits and _; topic, trigger, event_id, "
+                           "event_time, received and created are predeclared", len(name), True)
+                ok = False
+                continue
+            converter, type_ = CONVERSIONS[fspec.as_]
+            if fspec.expr is not None:
+                try:
+                    computed[name] = (parse(fspec.expr),
+                                      _span(self.loaded, self.base + loc, len(name), True))
+                except DslError as err:
+                    self.dsl_error(err, (*loc, "expr"))
+                    ok = False
+                names[name] = type_  # refined once compiled, when 'auto'
+                continue
+            kind = "jsonpath" if fspec.jsonpath is not None else "xpath"
+            text = fspec.jsonpath if fspec.jsonpath is not None else fspec.xpath
+            assert text is not None
+            want = "jsonpath" if fmt == "json" else "xpath" if fmt == "xml" else kind
+            if kind != want:
+                example = _EXAMPLES[want]
+                self.error("E503", f"a {kind} selector on a trigger whose topics carry {fmt}",
+                           (*loc, kind), f"write '{want}:' with {example}", len(kind), key=True)
+                ok = False
+                continue
+            try:
+                select = compile_jsonpath(text) if kind == "jsonpath" else compile_xpath(
+                    text, self.namespaces())
+            except DslError as err:
+                self.dsl_error(err, (*loc, kind))
+                ok = False
+                continue
+            conv = None if fspec.as_ == "auto" and kind == "jsonpath" else converter
+            selected.append(CompiledField(name, type_, select, conv, None, text,
+                                          _span(self.loaded, self.base + loc, len(name), True)))
+            names[name] = type_
+        ordered = self._order_computed(computed, names)
+        if ordered is None:
+            return None
+        result = list(selected)
+        compiler = Compiler(names)
+        for name in ordered:
+            node, span = computed[name]
+            try:
+                compiled = compiler.compile(node)
+            except DslError as err:
+                self.dsl_error(err, ("fields", name, "expr"))
+                ok = False
+                continue
+            declared = self.spec.fields[name].as_
+            type_ = compiled.type if declared == "auto" else CONVERSIONS[declared][1]
+            fn = compiled.fn
+            if declared != "auto":
+                fn = _then_convert(fn, CONVERSIONS[declared][0])
+            names[name] = type_
+            compiler.names[name] = type_
+            result.append(CompiledField(name, type_, None, None, fn, ast.unparse(node), span))
+        self.names = names
+        return tuple(result) if ok else None
+
+    def _order_computed(self, computed: dict[str, tuple[ast.Expr, Span]],
+                        names: dict[str, Type]) -> list[str] | None:
+        """Computed fields in dependency order; a cycle is an error."""
+        deps = {n: {d for d in _names_in(node) if d in computed} for n, (node, _) in
+                computed.items()}
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(name: str, trail: list[str]) -> bool:
+            if state.get(name) == 2:
+                return True
+            if state.get(name) == 1:
+                cycle = " -> ".join([*trail[trail.index(name):], name])
+                self.error("E307", f"fields depend on each other in a cycle: {cycle}",
+                           ("fields", name), "break the cycle", len(name), key=True)
+                return False
+            state[name] = 1
+            for dep in sorted(deps[name]):
+                if not visit(dep, [*trail, name]):
+                    return False
+            state[name] = 2
+            order.append(name)
+            return True
+
+        for name in computed:
+            if not visit(name, []):
+                return None
+        return order
+
+    def check_event_fields(self) -> None:
+        for key in ("event_id", "event_time"):
+            name = getattr(self.spec, key)
+            if name not in self.spec.fields:
+                import difflib
+
+                close = difflib.get_close_matches(name, list(self.spec.fields), n=1)
+                self.error("E605", f"{key} names '{name}', which is not a field", (key,),
+                           f"did you mean '{close[0]}'?" if close else
+                           f"declare '{name}' under fields:", len(name))
+
+    def compile_expiry(self) -> float:
+        try:
+            compiled = Compiler({}).compile(parse(self.spec.expiry))
+        except DslError as err:
+            self.dsl_error(err, ("expiry",))
+            return 0.0
+        if not (compiled.is_const and compiled.type is Type.DURATION and compiled.const > 0):
+            self.error("E403", f"expiry must be a positive duration, not '{self.spec.expiry}'",
+                       ("expiry",), "write e.g. '90 min', '2 h' or '3 d'")
+            return 0.0
+        return float(compiled.const)
+
+    def compile_conditions(self) -> tuple[CompiledCondition, ...]:
+        out = []
+        compiler = Compiler(self.names)
+        for name, raw in self.spec.conditions.items():
+            loc: Loc = ("conditions", name)
+            text = raw.when if isinstance(raw, ConditionSpec) else raw
+            if isinstance(raw, ConditionSpec):
+                loc = (*loc, "when")
+            try:
+                node = parse(text)
+                compiled: Compiled = compiler.compile_condition(node)
+            except DslError as err:
+                self.dsl_error(err, loc)
+                continue
+            const = compiled.const if compiled.is_const and isinstance(compiled.const,
+                                                                       Vote) else None
+            origin, _ = scalar_origin(self.loaded.data, self.base + loc, self.loaded.path)
+            out.append(CompiledCondition(name, text, compiled.fn, origin, compiled.names,
+                                         const, node))
+        return tuple(out)
+
+    def compile_actions(self) -> tuple[CompiledAction, ...]:
+        out = []
+        known = set(self.names) | set(TEMPLATE_NAMES)
+        for i, raw in enumerate(self.spec.actions):
+            loc: Loc = ("actions", i)
+            type_name = raw.get("type")
+            kind = get_action_type(str(type_name)) if type_name is not None else None
+            if kind is None:
+                from tracerules.products.registry import action_types
+
+                names = ", ".join(sorted(action_types()))
+                if type_name is None:
+                    self.error("E401", "missing key 'type'", loc, f"action types: {names}")
+                else:
+                    self.error("E801", f"unknown action type '{type_name}'", (*loc, "type"),
+                               f"action types: {names}", len(str(type_name)))
+                continue
+            try:
+                config = kind.config.model_validate(raw)
+            except ValidationError as err:
+                self.diagnostics += validation_diagnostics(
+                    err, kind.config, self.loaded.data, self.base + loc, self.loaded.path)
+                continue
+            for key, text in config.templates().items():
+                tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
+                try:
+                    compile_template(text, known)
+                except DslError as err:
+                    self.dsl_error(err, tloc)
+            out.append(CompiledAction(kind, config, _span(self.loaded, self.base + loc)))
+        return tuple(out)
+
+    def compile(self, revision: str) -> CompiledTrigger | None:
+        fmt = self.topic_format()
+        self.check_event_fields()
+        fields = self.compile_fields(fmt)
+        expiry = self.compile_expiry()
+        if fields is None:
+            self.names = dict(PREDECLARED) | {n: Type.ANY for n in self.spec.fields}
+        conditions = self.compile_conditions()
+        actions = self.compile_actions()
+        if self.diagnostics or fields is None or fmt is None:
+            return None
+        spec = self.spec
+        return CompiledTrigger(
+            spec.id, spec.description, tuple(spec.topics), fmt, spec.priority, spec.mode,
+            expiry, spec.event_id, spec.event_time, fields, conditions, actions,
+            self.loaded.path, _span(self.loaded, (*self.base, "id"), len(spec.id)), revision,
+            frozenset(spec.lint.disable),
+        )
+
+
+def _then_convert(fn: Callable[[Context], Any], conv: Converter) -> Callable[[Context], Any]:
+    def converted(ctx: Context) -> Any:
+        value = fn(ctx)
+        return value if isinstance(value, Missing) else conv(value)
+
+    return converted
+
+
+def _names_in(node: ast.Expr) -> Iterator[str]:
+    if isinstance(node, ast.Name):
+        yield node.id
+    for child in _children(node):
+        yield from _names_in(child)
+
+
+def _children(node: ast.Expr) -> Iterator[ast.Expr]:
+    match node:
+        case ast.ListExpr(items=items) | ast.Call(args=items):
+            yield from items
+        case ast.Neg(operand=o) | ast.Not(operand=o):
+            yield o
+        case ast.BinOp(left=left, right=right):
+            yield left
+            yield right
+        case ast.Compare(operands=items) | ast.Logic(operands=items):
+            yield from items
+        case ast.In(item=item, container=container):
+            yield item
+            yield container
+        case ast.Case(whens=whens, default=default):
+            for cond, value in whens:
+                yield cond
+                yield value
+            if default is not None:
+                yield default
+
+
+# -- the whole set ---------------------------------------------------------------------------
+
+
+def _collect_topics(result: LoadResult) -> dict[str, TopicSpec]:
+    topics: dict[str, TopicSpec] = {}
+    where: dict[str, Span] = {}
+    for loaded in result.files:
+        if loaded.spec is None:
+            continue
+        for i, topic in enumerate(loaded.spec.topics):
+            span = _span(loaded, ("topics", i, "name"), len(topic.name))
+            if topic.name in topics and topics[topic.name] != topic:
+                result.diagnostics.append(Diagnostic(
+                    "E604", f"topic '{topic.name}' is defined again, differently", span,
+                    f"first defined at {where[topic.name]}"))
+                continue
+            topics.setdefault(topic.name, topic)
+            where.setdefault(topic.name, span)
+    return topics
+
+
+def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]]:
+    """Compile what the loader read. Returns the rule set (None on errors) and diagnostics."""
+    from tracerules.rules.lints import run_lints
+
+    topics = _collect_topics(result)
+    triggers: list[CompiledTrigger] = []
+    seen: dict[str, Span] = {}
+    for loaded in result.files:
+        revision = hashlib.sha256(loaded.text.encode()).hexdigest()[:16]
+        for located in loaded.triggers:
+            tc = TriggerCompiler(located, loaded, topics)
+            id_span = _span(loaded, (*tc.base, "id"), len(located.spec.id))
+            if located.spec.id in seen:
+                result.diagnostics.append(Diagnostic(
+                    "E603", f"trigger id '{located.spec.id}' is used twice", id_span,
+                    f"first used at {seen[located.spec.id]}; ids must be unique"))
+            seen.setdefault(located.spec.id, id_span)
+            compiled = tc.compile(revision)
+            result.diagnostics += tc.diagnostics
+            if compiled is not None:
+                triggers.append(compiled)
+    if not result.files and not any(d.is_error for d in result.diagnostics):
+        result.diagnostics.append(Diagnostic("E106", "no rule files found", Span(".", 0, 0),
+                                             "rule files end in .yaml or .yml"))
+    lints = run_lints(triggers, result)
+    diagnostics = result.diagnostics + lints
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    ordered = tuple(sorted(triggers, key=lambda t: (t.priority, t.id)))
+    by_topic: dict[str, list[CompiledTrigger]] = {}
+    for trigger in ordered:
+        if trigger.mode != "off":
+            for topic in trigger.topics:
+                by_topic.setdefault(topic, []).append(trigger)
+    files = tuple(f.path for f in result.files)
+    commit = git_commit(Path(files[0]).parent) if files else None
+    return RuleSet(topics, ordered, {k: tuple(v) for k, v in by_topic.items()}, files,
+                   tuple(lints), result.sources, commit), diagnostics
+
+
+def load_ruleset(paths: Sequence[str | Path]) -> RuleSet:
+    """Load and compile rule files; raise RuleError with every error found."""
+    ruleset, diagnostics = compile_loaded(load_paths(paths))
+    if ruleset is None:
+        raise RuleError([d for d in diagnostics if d.is_error])
+    return ruleset
