@@ -35,7 +35,7 @@ class Span:
         return Span(self.path, self.line + line, self.col + col, self.length)
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}"
+        return f"{self.path}:{self.line}:{self.col}" if self.line > 0 else self.path
 
 
 UNKNOWN_SPAN = Span("<unknown>", 0, 0)
@@ -77,7 +77,12 @@ class DslError(Exception):
     """An error in one expression, positioned relative to the expression text (1-based)."""
 
     def __init__(
-        self, code: str, message: str, line: int = 1, col: int = 1, length: int = 1,
+        self,
+        code: str,
+        message: str,
+        line: int = 1,
+        col: int = 1,
+        length: int = 1,
         hint: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -122,7 +127,8 @@ def render_human(diag: Diagnostic, sources: SourceCache) -> str:
     if text is not None:
         gutter = " " * len(str(diag.span.line))
         caret_col = max(diag.span.col, 1)
-        caret = " " * (caret_col - 1) + "^" * max(1, min(diag.span.length, len(text) - caret_col + 1))
+        width = max(1, min(diag.span.length, len(text) - caret_col + 1))
+        caret = " " * (caret_col - 1) + "^" * width
         out += [f"{gutter} |", f"{diag.span.line} | {text}", f"{gutter} | {caret}"]
         if diag.hint:
             out.append(f"{gutter} = hint: {diag.hint}")
@@ -147,7 +153,11 @@ def render_json(diagnostics: Iterable[Diagnostic], files: Sequence[str]) -> str:
     items = [d.to_json() for d in diagnostics]
     errors = sum(1 for d in items if d["severity"] == Severity.ERROR.value)
     return json.dumps(
-        {"files": list(files), "errors": errors, "warnings": len(items) - errors,
-         "diagnostics": items},
+        {
+            "files": list(files),
+            "errors": errors,
+            "warnings": len(items) - errors,
+            "diagnostics": items,
+        },
         indent=2,
     )

@@ -13,8 +13,20 @@ from tracerules.dsl.builtins import BUILTINS
 def show_functions(output: str) -> None:
     specs = sorted(BUILTINS.values(), key=lambda b: (b.category, b.name))
     if output == "json":
-        print(json.dumps([{"name": b.name, "signature": b.signature(), "category": b.category,
-                           "doc": b.doc} for b in specs], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": b.name,
+                        "signature": b.signature(),
+                        "category": b.category,
+                        "doc": b.doc,
+                    }
+                    for b in specs
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title="tracerules built-in functions", show_lines=False)
     table.add_column("category", style="cyan")

@@ -20,7 +20,7 @@ def run_validate(paths: Sequence[Path], output: str, disabled: set[str]) -> int:
     diagnostics.sort(key=lambda d: (d.span.path, d.span.line, d.span.col))
     errors = sum(1 for d in diagnostics if d.is_error)
     warnings = len(diagnostics) - errors
-    files = [f.path for f in result.files]
+    files = result.discovered
     if output == "json":
         print(render_json(diagnostics, files))
     elif output == "github":
@@ -30,10 +30,15 @@ def run_validate(paths: Sequence[Path], output: str, disabled: set[str]) -> int:
         for diag in diagnostics:
             print(render_human(diag, result.sources), end="\n\n")
         triggers = len(ruleset.triggers) if ruleset else sum(len(f.triggers) for f in result.files)
-        summary = (f"{len(files)} file{'s' if len(files) != 1 else ''}, {triggers} "
-                   f"trigger{'s' if triggers != 1 else ''}: {errors} error"
-                   f"{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}")
+        summary = (
+            f"{_count(len(files), 'file')}, {_count(triggers, 'trigger')}: "
+            f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
+        )
         print(summary, file=sys.stderr if errors else sys.stdout)
     if errors or not files:
         return EXIT_ERRORS
     return EXIT_LINTS if warnings else EXIT_CLEAN
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -119,7 +119,22 @@ class Case:
     pos: Pos = field(default=NOWHERE, compare=False, repr=False)
 
 
-Expr = Num | Str | Bool | VoteLit | Name | ListExpr | Neg | BinOp | Compare | In | Logic | Not | Call | Case
+Expr = (
+    Num
+    | Str
+    | Bool
+    | VoteLit
+    | Name
+    | ListExpr
+    | Neg
+    | BinOp
+    | Compare
+    | In
+    | Logic
+    | Not
+    | Call
+    | Case
+)
 
 _ATOMS = (Num, Str, Bool, VoteLit, Name, ListExpr, Call, Case)
 
@@ -134,7 +149,7 @@ def _number(node: Num) -> str:
     return f"{text} {node.unit}" if node.unit else text
 
 
-def unparse(node: Expr) -> str:  # noqa: PLR0911 - one arm per node type reads best
+def unparse(node: Expr) -> str:
     """Canonical source text; every compound operand is parenthesised."""
     match node:
         case Num():
@@ -168,8 +183,8 @@ def unparse(node: Expr) -> str:  # noqa: PLR0911 - one arm per node type reads b
             return f"{func}(" + ", ".join(unparse(a) for a in args) + ")"
         case Case(whens=whens, default=default):
             parts = ["case"]
-            for cond, value in whens:
-                parts += ["when", unparse(cond), "then", unparse(value)]
+            for cond, result in whens:
+                parts += ["when", unparse(cond), "then", unparse(result)]
             if default is not None:
                 parts += ["else", unparse(default)]
             return " ".join([*parts, "end"])

@@ -34,6 +34,7 @@ class Builtin:
     handles_missing: bool = False  # receives Missing arguments instead of propagating them
     needs_context: bool = False  # receives the evaluation Context first
     regex_arg: int | None = None  # this argument must be a literal regex, compiled at load
+    same_types: bool = False  # every argument must have the first one's type (min, max)
 
     @property
     def min_args(self) -> int:
@@ -164,14 +165,40 @@ def _len(value: Any) -> int:
     raise TypeError(f"len() of {type(value).__name__}")
 
 
-N, B, S, T, D, A, L, ANY = (Type.NUMBER, Type.BOOL, Type.STRING, Type.TIME, Type.DURATION,
-                            Type.ANGLE, Type.LIST, Type.ANY)
+N, B, S, T, D, A, L, ANY = (
+    Type.NUMBER,
+    Type.BOOL,
+    Type.STRING,
+    Type.TIME,
+    Type.DURATION,
+    Type.ANGLE,
+    Type.LIST,
+    Type.ANY,
+)
 
 _TABLE: tuple[Builtin, ...] = (
     # math
-    Builtin("abs", (N,), SAME_AS_FIRST, abs, "absolute value", "math"),
-    Builtin("min", (N, N), SAME_AS_FIRST, min, "smallest argument", "math", variadic=True),
-    Builtin("max", (N, N), SAME_AS_FIRST, max, "largest argument", "math", variadic=True),
+    Builtin("abs", (ANY,), SAME_AS_FIRST, abs, "absolute value (keeps the unit)", "math"),
+    Builtin(
+        "min",
+        (ANY, ANY),
+        SAME_AS_FIRST,
+        min,
+        "smallest argument (of one unit)",
+        "math",
+        variadic=True,
+        same_types=True,
+    ),
+    Builtin(
+        "max",
+        (ANY, ANY),
+        SAME_AS_FIRST,
+        max,
+        "largest argument (of one unit)",
+        "math",
+        variadic=True,
+        same_types=True,
+    ),
     Builtin("round", (N, N), N, _round, "round to n digits (default 0)", "math", optional=1),
     Builtin("floor", (N,), N, math.floor, "largest integer not above x", "math"),
     Builtin("ceil", (N,), N, math.ceil, "smallest integer not below x", "math"),
@@ -187,53 +214,119 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("startswith", (S, S), B, str.startswith, "text starts with prefix", "string"),
     Builtin("endswith", (S, S), B, str.endswith, "text ends with suffix", "string"),
     Builtin("contains", (S, S), B, lambda s, part: part in s, "text contains part", "string"),
-    Builtin("matches", (S, S), B, lambda s, rx: rx.search(s) is not None,
-            "regular expression (literal, compiled at load) is found in text", "string",
-            regex_arg=1),
-    Builtin("extract", (S, S, N), S, _extract,
-            "the regex's group (default 1, or the whole match) found in text; missing if none",
-            "string", optional=1, regex_arg=1),
+    Builtin(
+        "matches",
+        (S, S),
+        B,
+        lambda s, rx: rx.search(s) is not None,
+        "regular expression (literal, compiled at load) is found in text",
+        "string",
+        regex_arg=1,
+    ),
+    Builtin(
+        "extract",
+        (S, S, N),
+        S,
+        _extract,
+        "the regex's group (default 1, or the whole match) found in text; missing if none",
+        "string",
+        optional=1,
+        regex_arg=1,
+    ),
     # existence and defaults
-    Builtin("exists", (ANY,), B, _exists, "the value is present", "missing",
-            handles_missing=True),
-    Builtin("missing", (ANY,), B, lambda v: not _exists(v), "the value is absent", "missing",
-            handles_missing=True),
-    Builtin("default", (ANY, ANY), SAME_AS_FIRST, _default,
-            "the value, or the fallback when it is missing", "missing", handles_missing=True),
-    Builtin("coalesce", (ANY, ANY), SAME_AS_FIRST, _coalesce,
-            "the first argument that is present", "missing", variadic=True,
-            handles_missing=True),
-    Builtin("first", (ANY,), ANY, _first, "the first item of a list; a single value as is",
-            "missing"),
+    Builtin("exists", (ANY,), B, _exists, "the value is present", "missing", handles_missing=True),
+    Builtin(
+        "missing",
+        (ANY,),
+        B,
+        lambda v: not _exists(v),
+        "the value is absent",
+        "missing",
+        handles_missing=True,
+    ),
+    Builtin(
+        "default",
+        (ANY, ANY),
+        SAME_AS_FIRST,
+        _default,
+        "the value, or the fallback when it is missing",
+        "missing",
+        handles_missing=True,
+    ),
+    Builtin(
+        "coalesce",
+        (ANY, ANY),
+        SAME_AS_FIRST,
+        _coalesce,
+        "the first argument that is present",
+        "missing",
+        variadic=True,
+        handles_missing=True,
+    ),
+    Builtin(
+        "first", (ANY,), ANY, _first, "the first item of a list; a single value as is", "missing"
+    ),
     # conversions
     Builtin("float", (ANY,), N, convert.to_float, "convert to a number", "conversion"),
-    Builtin("int", (ANY,), N, convert.to_int, "convert to an integer (decimal or 0x hex)",
-            "conversion"),
-    Builtin("bool", (ANY,), B, convert.to_bool,
-            "convert true/false/yes/no/0/1, or a number (0 is false)", "conversion"),
+    Builtin(
+        "int", (ANY,), N, convert.to_int, "convert to an integer (decimal or 0x hex)", "conversion"
+    ),
+    Builtin(
+        "bool",
+        (ANY,),
+        B,
+        convert.to_bool,
+        "convert true/false/yes/no/0/1, or a number (0 is false)",
+        "conversion",
+    ),
     Builtin("str", (ANY,), S, convert.to_string, "convert to text", "conversion"),
-    Builtin("time", (ANY,), T, convert.to_time, "ISO 8601 text to a time (UTC if no zone)",
-            "conversion"),
-    Builtin("duration", (ANY,), D, convert.to_duration,
-            "seconds, or text like '90 min', to a duration", "conversion"),
-    Builtin("deg", (ANY,), A, convert.to_angle, "a number of degrees to an angle",
-            "conversion"),
+    Builtin(
+        "time", (ANY,), T, convert.to_time, "ISO 8601 text to a time (UTC if no zone)", "conversion"
+    ),
+    Builtin(
+        "duration",
+        (ANY,),
+        D,
+        convert.to_duration,
+        "seconds, or text like '90 min', to a duration",
+        "conversion",
+    ),
+    Builtin("deg", (ANY,), A, convert.to_angle, "a number of degrees to an angle", "conversion"),
     Builtin("seconds", (D,), N, lambda d: d, "a duration in seconds", "conversion"),
     Builtin("minutes", (D,), N, lambda d: d / 60.0, "a duration in minutes", "conversion"),
     Builtin("hours", (D,), N, lambda d: d / 3600.0, "a duration in hours", "conversion"),
     Builtin("days", (D,), N, lambda d: d / 86400.0, "a duration in days", "conversion"),
     # time
-    Builtin("now", (), T, lambda ctx: ctx.now,
-            "the evaluation clock: the notice's time, never the wall clock", "time",
-            needs_context=True),
-    Builtin("age", (T,), D, _age, "now() minus the event time, or minus the given time",
-            "time", optional=1, needs_context=True),
-    Builtin("mjd", (T,), N, lambda t: (t - _MJD_EPOCH) / 86400.0, "Modified Julian Date",
-            "time"),
+    Builtin(
+        "now",
+        (),
+        T,
+        lambda ctx: ctx.now,
+        "the evaluation clock: the notice's time, never the wall clock",
+        "time",
+        needs_context=True,
+    ),
+    Builtin(
+        "age",
+        (T,),
+        D,
+        _age,
+        "now() minus the event time, or minus the given time",
+        "time",
+        optional=1,
+        needs_context=True,
+    ),
+    Builtin("mjd", (T,), N, lambda t: (t - _MJD_EPOCH) / 86400.0, "Modified Julian Date", "time"),
     Builtin("iso", (T,), S, _iso, "ISO 8601 text of a time, in UTC", "time"),
     # sky
-    Builtin("sep", (A, A, A, A), A, _sep,
-            "great-circle separation of (ra1, dec1) and (ra2, dec2)", "sky"),
+    Builtin(
+        "sep",
+        (A, A, A, A),
+        A,
+        _sep,
+        "great-circle separation of (ra1, dec1) and (ra2, dec2)",
+        "sky",
+    ),
     Builtin("gal_lat", (A, A), A, _gal_lat, "galactic latitude b of (ra, dec)", "sky"),
     Builtin("gal_lon", (A, A), A, _gal_lon, "galactic longitude l of (ra, dec)", "sky"),
 )

@@ -61,12 +61,21 @@ def _merge(parts: list[Compiled]) -> dict[str, frozenset[str]]:
 
 
 _ARITH: Final[dict[str, Callable[[Any, Any], Any]]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-    "%": operator.mod, "**": operator.pow, "&": operator.and_,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "%": operator.mod,
+    "**": operator.pow,
+    "&": operator.and_,
 }
 _CMP: Final[dict[str, Callable[[Any, Any], Any]]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-    "==": operator.eq, "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 _ARITH_ERRORS = (TypeError, ValueError, ArithmeticError)
 
@@ -111,13 +120,17 @@ def _comparable(left: Type, right: Type, op: str, pos: ast.Pos) -> None:
     if Type.ANY in (left, right) or left.fits(right):
         return
     if op in ("==", "!=") and Type.NUMBER not in (left, right):
-        raise _err("E304", f"comparing {left.value} with {right.value} is always "
-                   f"{'false' if op == '==' else 'true'}", pos)
+        raise _err(
+            "E304",
+            f"comparing {left.value} with {right.value} is always "
+            f"{'false' if op == '==' else 'true'}",
+            pos,
+        )
     hint = None
     if {left, right} == {Type.DURATION, Type.NUMBER}:
         hint = "give the number a unit, e.g. 'age() < 90 min'"
     elif {left, right} == {Type.TIME, Type.STRING}:
-        hint = "convert the text with time(\"2024-01-01T00:00:00\")"
+        hint = 'convert the text with time("2024-01-01T00:00:00")'
     raise _err("E304", f"cannot compare {left.value} with {right.value}", pos, hint)
 
 
@@ -138,9 +151,12 @@ class Compiler:
         """A condition: its value becomes a Vote (bool: PASS/FAIL; Missing: UNKNOWN)."""
         compiled = self.compile(node)
         if compiled.type not in (Type.BOOL, Type.VOTE, Type.ANY):
-            raise _err("E306", f"a condition must be true/false or a vote, not "
-                       f"{compiled.type.value}", getattr(node, "pos", ast.NOWHERE),
-                       hint="compare it with something, e.g. 'x > 5', or use case ... end")
+            raise _err(
+                "E306",
+                f"a condition must be true/false or a vote, not {compiled.type.value}",
+                getattr(node, "pos", ast.NOWHERE),
+                hint="compare it with something, e.g. 'x > 5', or use case ... end",
+            )
         fn = compiled.fn
 
         def vote(ctx: Context) -> Any:
@@ -184,7 +200,8 @@ class Compiler:
         if node.id not in self.names:
             hint = _suggest(node.id, self.names) or (
                 f"'{node.id}' is a function: call it as {node.id}(...)"
-                if node.id in self.builtins else "declare it under fields:"
+                if node.id in self.builtins
+                else "declare it under fields:"
             )
             raise _err("E301", f"unknown field '{node.id}'", node.pos, hint)
         key = node.id
@@ -201,8 +218,7 @@ class Compiler:
         items = [self.compile(i) for i in node.items]
         meta = _merge(items)
         if all(i.is_const for i in items):
-            return Compiled(lambda ctx, v=tuple(i.const for i in items): v, Type.LIST,
-                            const=tuple(i.const for i in items), **meta)
+            return _const(tuple(i.const for i in items), Type.LIST)
         fns = tuple(i.fn for i in items)
         return Compiled(lambda ctx: tuple(f(ctx) for f in fns), Type.LIST, **meta)
 
@@ -230,8 +246,9 @@ class Compiler:
             except TypeError:
                 return Missing(f"cannot negate {value!r}")
 
-        return self._fold(Compiled(neg, inner.type, inner.names, functions=inner.functions),
-                          [inner])
+        return self._fold(
+            Compiled(neg, inner.type, inner.names, functions=inner.functions), [inner]
+        )
 
     def _binop(self, node: ast.BinOp) -> Compiled:
         left, right = self.compile(node.left), self.compile(node.right)
@@ -263,7 +280,7 @@ class Compiler:
 
     def _compare(self, node: ast.Compare) -> Compiled:
         parts = [self.compile(o) for o in node.operands]
-        for (op, a, b) in zip(node.ops, parts, parts[1:], strict=False):
+        for op, a, b in zip(node.ops, parts, parts[1:], strict=False):
             _comparable(a.type, b.type, op, node.pos)
         fns = tuple(p.fn for p in parts)
         ops = tuple(_CMP[o] for o in node.ops)
@@ -302,8 +319,11 @@ class Compiler:
     def _in(self, node: ast.In) -> Compiled:
         item, box = self.compile(node.item), self.compile(node.container)
         if box.type not in (Type.LIST, Type.STRING, Type.ANY):
-            raise _err("E304", f"'in' needs a list or a string on the right, not "
-                       f"{box.type.value}", node.container.pos)
+            raise _err(
+                "E304",
+                f"'in' needs a list or a string on the right, not {box.type.value}",
+                node.container.pos,
+            )
         negated, fi, fb = node.negated, item.fn, box.fn
         fast: frozenset[Any] | None = None
         if box.is_const and isinstance(box.const, tuple):
@@ -329,9 +349,12 @@ class Compiler:
 
     def _check_bool(self, part: Compiled, node: ast.Expr, word: str) -> None:
         if part.type not in (Type.BOOL, Type.ANY):
-            raise _err("E304", f"'{word}' needs true/false, not {part.type.value}",
-                       getattr(node, "pos", ast.NOWHERE),
-                       hint="compare it, e.g. 'x > 0', or convert it with bool(...)")
+            raise _err(
+                "E304",
+                f"'{word}' needs true/false, not {part.type.value}",
+                getattr(node, "pos", ast.NOWHERE),
+                hint="compare it, e.g. 'x > 0', or convert it with bool(...)",
+            )
 
     def _logic(self, node: ast.Logic) -> Compiled:
         parts = [self.compile(o) for o in node.operands]
@@ -365,8 +388,9 @@ class Compiler:
                 return not value
             return value if isinstance(value, Missing) else Missing(f"{value!r} is not true/false")
 
-        return self._fold(Compiled(negate, Type.BOOL, inner.names, functions=inner.functions),
-                          [inner])
+        return self._fold(
+            Compiled(negate, Type.BOOL, inner.names, functions=inner.functions), [inner]
+        )
 
     def _case(self, node: ast.Case) -> Compiled:
         whens = [(self.compile(c), self.compile(v)) for c, v in node.whens]
@@ -387,7 +411,7 @@ class Compiler:
                 if hit is True:
                     return value(ctx)
                 if hit is not False:
-                    return hit if isinstance(hit, Missing) else Missing(f"{hit!r} is not true/false")
+                    return hit if isinstance(hit, Missing) else Missing(f"{hit!r} is not a bool")
             return other(ctx)
 
         parts = [c for c, _ in whens] + results
@@ -398,25 +422,50 @@ class Compiler:
     def _call(self, node: ast.Call) -> Compiled:
         spec = self.builtins.get(node.func)
         if spec is None:
-            raise _err("E302", f"unknown function '{node.func}'", node.pos,
-                       _suggest(node.func, self.builtins) or "run 'tracerules functions'")
+            name_pos = ast.Pos(node.pos.line, node.pos.col, len(node.func))
+            raise _err(
+                "E302",
+                f"unknown function '{node.func}'",
+                name_pos,
+                _suggest(node.func, self.builtins) or "run 'tracerules functions'",
+            )
         nargs = len(node.args)
         if nargs < spec.min_args or (spec.max_args is not None and nargs > spec.max_args):
-            raise _err("E303", f"{node.func}() takes {self._arity(spec)}, got {nargs}", node.pos,
-                       hint=spec.signature())
+            raise _err(
+                "E303",
+                f"{node.func}() takes {self._arity(spec)}, got {nargs}",
+                node.pos,
+                hint=spec.signature(),
+            )
         args = [self._call_arg(spec, i, a) for i, a in enumerate(node.args)]
         for i, (arg, sub) in enumerate(zip(args, node.args, strict=True)):
             expected = spec.params[min(i, len(spec.params) - 1)]
             if not arg.type.fits(expected):
-                raise _err("E304", f"argument {i + 1} of {node.func}() must be "
-                           f"{expected.value}, not {arg.type.value}",
-                           getattr(sub, "pos", node.pos), hint=spec.signature())
+                raise _err(
+                    "E304",
+                    f"argument {i + 1} of {node.func}() must be "
+                    f"{expected.value}, not {arg.type.value}",
+                    getattr(sub, "pos", node.pos),
+                    hint=spec.signature(),
+                )
+        if spec.same_types and args:
+            for arg, sub in zip(args[1:], node.args[1:], strict=True):
+                if not arg.type.fits(args[0].type):
+                    raise _err(
+                        "E304",
+                        f"{node.func}() mixes {args[0].type.value} and {arg.type.value}",
+                        getattr(sub, "pos", node.pos),
+                    )
         returns = spec.returns
         result = (args[0].type if args else Type.ANY) if returns == SAME_AS_FIRST else returns
         assert isinstance(result, Type)
         meta = _merge(args)
-        built = Compiled(self._call_fn(spec, args), result, meta["names"],
-                         functions=meta["functions"] | {spec.name})
+        built = Compiled(
+            self._call_fn(spec, args),
+            result,
+            meta["names"],
+            functions=meta["functions"] | {spec.name},
+        )
         if spec.needs_context:
             return built
         return self._fold(built, args)
@@ -433,8 +482,11 @@ class Compiler:
         if spec.regex_arg != index:
             return self.compile(node)
         if not isinstance(node, ast.Str):
-            raise _err("E305", f"the pattern of {spec.name}() must be a literal string",
-                       getattr(node, "pos", ast.NOWHERE))
+            raise _err(
+                "E305",
+                f"the pattern of {spec.name}() must be a literal string",
+                getattr(node, "pos", ast.NOWHERE),
+            )
         try:
             pattern = re.compile(node.value)
         except re.error as err:

@@ -87,8 +87,10 @@ def to_string(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return repr(value) if isinstance(value, float) and not value.is_integer() else str(
-            int(value) if isinstance(value, float) else value
+        return (
+            repr(value)
+            if isinstance(value, float) and not value.is_integer()
+            else str(int(value) if isinstance(value, float) else value)
         )
     return Missing(f"expected a single value, got {_show(value)}")
 

@@ -14,16 +14,38 @@ from tracerules.dsl import ast
 from tracerules.dsl.values import ALL_UNITS, Vote, unit_type
 from tracerules.errors import DslError
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\",
-            '"': '"', "'": "'"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "b": "\b",
+    "f": "\f",
+    "/": "/",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
 _ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
 
 # Friendlier names for Lark's terminals in "expected ..." hints.
 _TOKEN_NAMES = {
-    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LPAR": "'('",
-    "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "COMP_OP": "a comparison",
-    "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/' or '%'", "MINUS": "'-'", "THEN": "'then'",
-    "END": "'end'", "WHEN": "'when'", "ELSE": "'else'", "$END": "the end of the expression",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/' or '%'",
+    "MINUS": "'-'",
+    "THEN": "'then'",
+    "END": "'end'",
+    "WHEN": "'when'",
+    "ELSE": "'else'",
+    "$END": "the end of the expression",
 }
 
 
@@ -36,8 +58,12 @@ def _lark(strict: bool = False) -> Lark:
     # Strict mode (collision checks) runs in the test suite; at run time the checked grammar
     # is built without it, and cached to disk by Lark, to keep start-up short.
     return Lark(
-        grammar_text(), parser="lalr", propagate_positions=True, strict=strict,
-        cache=not strict, maybe_placeholders=True,
+        grammar_text(),
+        parser="lalr",
+        propagate_positions=True,
+        strict=strict,
+        cache=not strict,
+        maybe_placeholders=True,
     )
 
 
@@ -85,7 +111,11 @@ class _ToAst(Transformer[Token, ast.Expr]):
         number, unit = children
         if unit_type(str(unit)) is None:
             raise DslError(
-                "E203", f"unknown unit '{unit}'", unit.line or 1, unit.column or 1, len(unit),
+                "E203",
+                f"unknown unit '{unit}'",
+                unit.line or 1,
+                unit.column or 1,
+                len(unit),
                 hint="units are " + ", ".join(ALL_UNITS),
             )
         return ast.Num(_parse_number(number), str(unit), _pos(meta))
@@ -178,7 +208,8 @@ def _expected(err: UnexpectedInput) -> str | None:
     names = sorted({texts.get(t, t.lower()) for t in getattr(err, "expected", ()) or ()})
     if not names:
         return None
-    return "expected " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+    listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+    return f"expected {listed}"
 
 
 def _syntax_error(text: str, err: UnexpectedInput) -> DslError:
@@ -187,16 +218,22 @@ def _syntax_error(text: str, err: UnexpectedInput) -> DslError:
         isinstance(err, UnexpectedToken) and err.token.type == "$END"
     ):
         last = text.rstrip().splitlines() or [""]
-        return DslError("E201", "the expression ends too early", len(last), len(last[-1]) + 1,
-                        hint=_expected(err))
+        return DslError(
+            "E201",
+            "the expression ends too early",
+            len(last),
+            len(last[-1]) + 1,
+            hint=_expected(err),
+        )
     if isinstance(err, UnexpectedCharacters):
         char = text.splitlines()[line - 1][col - 1] if text else ""
         hint = "strings are quoted with \" or '; '=' is written '=='" if char in "=`" else None
         return DslError("E201", f"unexpected character {char!r}", line, col, 1, hint=hint)
     token = err.token if isinstance(err, UnexpectedToken) else None
     shown = str(token) if token is not None else "input"
-    return DslError("E201", f"unexpected {shown!r}", line, col, max(len(shown), 1),
-                    hint=_expected(err))
+    return DslError(
+        "E201", f"unexpected {shown!r}", line, col, max(len(shown), 1), hint=_expected(err)
+    )
 
 
 def parse(text: str) -> ast.Expr:

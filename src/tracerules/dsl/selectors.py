@@ -75,9 +75,14 @@ def compile_jsonpath(text: str) -> Selector:
     try:
         path = parse_jsonpath(text)
     except (JsonPathLexerError, JsonPathParserError, Exception) as err:
-        raise DslError("E501", f"invalid JSONPath: {err}", 1, 1, len(text),
-                       hint="JSONPath looks like $.event.far or $.reference['key.with.dots']"
-                       ) from None
+        raise DslError(
+            "E501",
+            f"invalid JSONPath: {err}",
+            1,
+            1,
+            len(text),
+            hint="JSONPath looks like $.event.far or $.reference['key.with.dots']",
+        ) from None
 
     def select(doc: Any) -> Any:
         try:
@@ -120,15 +125,24 @@ def compile_xpath(text: str, namespaces: Mapping[str, str] | None = None) -> Sel
     """An XPath selector with `voe` predeclared; raises DslError E502 on bad syntax."""
     ns = {**DEFAULT_NAMESPACES, **(namespaces or {})}
     if text.lstrip().startswith("$"):
-        raise DslError("E503", "a JSONPath where an XPath is needed", 1, 1, len(text),
-                       hint="this topic carries XML: write e.g. //Param[@name='TrigID']/@value")
+        raise DslError(
+            "E503",
+            "a JSONPath where an XPath is needed",
+            1,
+            1,
+            len(text),
+            hint="this topic carries XML: write e.g. //Param[@name='TrigID']/@value",
+        )
     try:
         xpath = etree.XPath(text, namespaces=ns, smart_strings=False)
         xpath(_PROBE)
     except etree.XPathError as err:
         prefix = re.search(r"([A-Za-z_][\w.-]*):", text)
-        hint = "declare the prefix in the topic's namespaces:" if "prefix" in str(err) and \
-            prefix else "XPath looks like //Param[@name='TrigID']/@value"
+        hint = (
+            "declare the prefix in the topic's namespaces:"
+            if "prefix" in str(err) and prefix
+            else "XPath looks like //Param[@name='TrigID']/@value"
+        )
         raise DslError("E502", f"invalid XPath: {err}", 1, 1, len(text), hint=hint) from None
 
     def select(root: Any) -> Any:

@@ -32,8 +32,14 @@ def template_names(text: str) -> list[tuple[str, int]]:
                 names.append((name, col + 1))
                 col += len(name) + 2 + len(_spec or "") + (1 if _spec else 0)
     except ValueError as err:
-        raise DslError("E802", f"bad template: {err}", 1, col, 1,
-                       hint="write {field} for a value and {{ or }} for a literal brace") from None
+        raise DslError(
+            "E802",
+            f"bad template: {err}",
+            1,
+            col,
+            1,
+            hint="write {field} for a value and {{ or }} for a literal brace",
+        ) from None
     return names
 
 
@@ -45,9 +51,16 @@ def compile_template(text: str, known: Iterable[str]) -> Template:
             from difflib import get_close_matches
 
             close = get_close_matches(name, sorted(known_set), n=1)
-            raise DslError("E802", f"the template uses unknown name '{name}'", 1, col, len(name),
-                           hint=f"did you mean '{close[0]}'?" if close else
-                           "available: " + ", ".join(sorted(known_set)))
+            raise DslError(
+                "E802",
+                f"the template uses unknown name '{name}'",
+                1,
+                col,
+                len(name),
+                hint=f"did you mean '{close[0]}'?"
+                if close
+                else "available: " + ", ".join(sorted(known_set)),
+            )
     masked_refs: list[str] = []
 
     def mask(match: re.Match[str]) -> str:

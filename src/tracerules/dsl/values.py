@@ -73,15 +73,30 @@ class Type(str, Enum):
 NUMERIC: Final = frozenset({Type.NUMBER, Type.ANGLE, Type.DURATION, Type.TIME})
 
 SECONDS_PER_UNIT: Final[dict[str, float]] = {
-    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
-    "min": 60.0, "minute": 60.0, "minutes": 60.0,
-    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
-    "d": 86400.0, "day": 86400.0, "days": 86400.0,
-    "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+    "w": 604800.0,
+    "week": 604800.0,
+    "weeks": 604800.0,
 }
 DEGREES_PER_UNIT: Final[dict[str, float]] = {
-    "deg": 1.0, "degree": 1.0, "degrees": 1.0,
-    "arcmin": 1.0 / 60.0, "arcsec": 1.0 / 3600.0,
+    "deg": 1.0,
+    "degree": 1.0,
+    "degrees": 1.0,
+    "arcmin": 1.0 / 60.0,
+    "arcsec": 1.0 / 3600.0,
     "rad": 57.29577951308232,
 }
 

@@ -6,9 +6,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from tracerules.dsl.templates import compile_template
 from tracerules.products.io import atomic_write, safe_relative
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
-from tracerules.dsl.templates import compile_template
 
 
 class NoticeConfig(ActionConfig):

@@ -205,12 +205,11 @@ def sun_moon(time: str | datetime) -> tuple[float, float, float, float]:
     """
     from astropy.coordinates import get_body, get_sun
     from astropy.time import Time
-    from astropy.utils.exceptions import ErfaWarning
 
     with warnings.catch_warnings():
         # Dates past the bundled leap-second table are "dubious" to ERFA; a second of
         # uncertainty is irrelevant for Sun and Moon positions.
-        warnings.simplefilter("ignore", ErfaWarning)
+        warnings.filterwarnings("ignore", message=".*dubious year")
         when = Time(time, scale="utc")
         sun, moon = get_sun(when), get_body("moon", when)
     return (

@@ -40,14 +40,29 @@ from tracerules.rules.models import NAME_PATTERN, ConditionSpec, TopicSpec
 
 # Names every expression may read without declaring them; the engine sets them.
 PREDECLARED: dict[str, Type] = {
-    "topic": Type.STRING, "trigger": Type.STRING, "event_id": Type.ANY,
-    "event_time": Type.TIME, "received": Type.TIME, "created": Type.TIME,
+    "topic": Type.STRING,
+    "trigger": Type.STRING,
+    "event_id": Type.ANY,
+    "event_time": Type.TIME,
+    "received": Type.TIME,
+    "created": Type.TIME,
 }
-_EXAMPLES = {"jsonpath": "a JSONPath like $.ra",
-             "xpath": "an XPath like //Param[@name='TrigID']/@value"}
+_EXAMPLES = {
+    "jsonpath": "a JSONPath like $.ra",
+    "xpath": "an XPath like //Param[@name='TrigID']/@value",
+}
 # Names action templates may use besides the fields.
-TEMPLATE_NAMES = (*PREDECLARED, "partition", "offset", "notice_id", "ext", "decision",
-                  "conclusion", "event_dir", "date")
+TEMPLATE_NAMES = (
+    *PREDECLARED,
+    "partition",
+    "offset",
+    "notice_id",
+    "ext",
+    "decision",
+    "conclusion",
+    "event_dir",
+    "date",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +119,9 @@ class CompiledTrigger:
         for f in self.fields:
             if f.select is not None:
                 raw = f.select(doc)
-                values[f.name] = raw if isinstance(raw, Missing) or f.convert is None \
-                    else f.convert(raw)
+                values[f.name] = (
+                    raw if isinstance(raw, Missing) or f.convert is None else f.convert(raw)
+                )
             elif f.expr is not None:
                 values[f.name] = f.expr(ctx)
 
@@ -134,7 +150,7 @@ class RuleSet:
 def _block_indent(text: str, line: int) -> int:
     """Indentation (0-based) of a block scalar whose content starts at `line`."""
     lines = text.splitlines()
-    for raw in lines[line - 1:]:
+    for raw in lines[line - 1 :]:
         if raw.strip():
             return len(raw) - len(raw.lstrip())
     return 0
@@ -158,12 +174,22 @@ def _span(loaded: LoadedFile, loc: Loc, length: int = 1, key: bool = False) -> S
 def git_commit(folder: Path) -> str | None:
     """The commit of the git checkout holding `folder`, if any (with -dirty when modified)."""
     try:
-        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=5, check=False)
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "."],
-                               capture_output=True, text=True, timeout=5, check=False)
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
@@ -181,10 +207,18 @@ class TriggerCompiler:
         self.base: Loc = ("triggers", located.index)
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, code: str, message: str, loc: Loc, hint: str | None = None,
-              length: int = 1, key: bool = False) -> None:
-        self.diagnostics.append(Diagnostic(code, message, _span(self.loaded, self.base + loc,
-                                                                 length, key), hint))
+    def error(
+        self,
+        code: str,
+        message: str,
+        loc: Loc,
+        hint: str | None = None,
+        length: int = 1,
+        key: bool = False,
+    ) -> None:
+        self.diagnostics.append(
+            Diagnostic(code, message, _span(self.loaded, self.base + loc, length, key), hint)
+        )
 
     def dsl_error(self, err: DslError, loc: Loc) -> None:
         self.diagnostics.append(place(err, self.loaded, self.base + loc))
@@ -197,19 +231,27 @@ class TriggerCompiler:
                 import difflib
 
                 close = difflib.get_close_matches(name, list(self.topics), n=1, cutoff=0.8)
-                hint = (f"did you mean '{close[0]}'?" if close else
-                        "add it to the topic registry (topics: in a rule file)" if self.topics
-                        else "no topic registry was loaded: validate the whole rules folder, "
-                        "which holds topics.yaml, e.g. 'tracerules validate rules'")
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else "add it to the topic registry (topics: in a rule file)"
+                    if self.topics
+                    else "no topic registry was loaded: validate the whole rules folder, "
+                    "which holds topics.yaml, e.g. 'tracerules validate rules'"
+                )
                 self.error("E601", f"unknown topic '{name}'", ("topics", i), hint, len(name))
                 continue
             formats.setdefault(topic.format, name)
             if len(formats) > 1:
                 first = next(iter(formats.values()))
-                self.error("E602", f"topic '{name}' carries {topic.format}, but '{first}' "
-                           f"carries {next(iter(formats))}", ("topics", i),
-                           "one trigger reads one format; split it into two triggers",
-                           len(name))
+                self.error(
+                    "E602",
+                    f"topic '{name}' carries {topic.format}, but '{first}' "
+                    f"carries {next(iter(formats))}",
+                    ("topics", i),
+                    "one trigger reads one format; split it into two triggers",
+                    len(name),
+                )
                 return None
         return next(iter(formats), None)
 
@@ -222,81 +264,114 @@ class TriggerCompiler:
         return ns
 
     def compile_fields(self, fmt: str | None) -> tuple[CompiledField, ...] | None:
-        import re
-
-        names: dict[str, Type] = dict(PREDECLARED)
+        """Selectors first, then computed fields in dependency order; sets self.names."""
+        self.names: dict[str, Type] = dict(PREDECLARED)
         selected: list[CompiledField] = []
         computed: dict[str, tuple[ast.Expr, Span]] = {}
         ok = True
         for name, fspec in self.spec.fields.items():
-            loc: Loc = ("fields", name)
-            if not re.match(NAME_PATTERN, name) or name in PREDECLARED:
-                reason = "is predeclared" if name in PREDECLARED else "is not a valid name"
-                self.error("E308", f"field name '{name}' {reason}", loc,
-                           "field names are letters, digits and _; topic, trigger, event_id, "
-                           "event_time, received and created are predeclared", len(name), True)
+            self.names[name] = CONVERSIONS[fspec.as_][1]  # refined once compiled
+            if not self._check_field_name(name):
                 ok = False
-                continue
-            converter, type_ = CONVERSIONS[fspec.as_]
-            if fspec.expr is not None:
+            elif fspec.expr is not None:
+                span = _span(self.loaded, (*self.base, "fields", name), len(name), True)
                 try:
-                    computed[name] = (parse(fspec.expr),
-                                      _span(self.loaded, self.base + loc, len(name), True))
+                    computed[name] = (parse(fspec.expr), span)
                 except DslError as err:
-                    self.dsl_error(err, (*loc, "expr"))
+                    self.dsl_error(err, ("fields", name, "expr"))
+                    self.names[name] = Type.ANY
                     ok = False
-                names[name] = type_  # refined once compiled, when 'auto'
-                continue
-            kind = "jsonpath" if fspec.jsonpath is not None else "xpath"
-            text = fspec.jsonpath if fspec.jsonpath is not None else fspec.xpath
-            assert text is not None
-            want = "jsonpath" if fmt == "json" else "xpath" if fmt == "xml" else kind
-            if kind != want:
-                example = _EXAMPLES[want]
-                self.error("E503", f"a {kind} selector on a trigger whose topics carry {fmt}",
-                           (*loc, kind), f"write '{want}:' with {example}", len(kind), key=True)
-                ok = False
-                continue
-            try:
-                select = compile_jsonpath(text) if kind == "jsonpath" else compile_xpath(
-                    text, self.namespaces())
-            except DslError as err:
-                self.dsl_error(err, (*loc, kind))
-                ok = False
-                continue
-            conv = None if fspec.as_ == "auto" and kind == "jsonpath" else converter
-            selected.append(CompiledField(name, type_, select, conv, None, text,
-                                          _span(self.loaded, self.base + loc, len(name), True)))
-            names[name] = type_
-        ordered = self._order_computed(computed, names)
+            else:
+                field_ = self._compile_selector(name, fmt)
+                if field_ is None:
+                    self.names[name] = Type.ANY
+                    ok = False
+                else:
+                    selected.append(field_)
+        ordered = self._order_computed(computed)
         if ordered is None:
             return None
-        result = list(selected)
-        compiler = Compiler(names)
-        for name in ordered:
-            node, span = computed[name]
-            try:
-                compiled = compiler.compile(node)
-            except DslError as err:
-                self.dsl_error(err, ("fields", name, "expr"))
-                ok = False
-                continue
-            declared = self.spec.fields[name].as_
-            type_ = compiled.type if declared == "auto" else CONVERSIONS[declared][1]
-            fn = compiled.fn
-            if declared != "auto":
-                fn = _then_convert(fn, CONVERSIONS[declared][0])
-            names[name] = type_
-            compiler.names[name] = type_
-            result.append(CompiledField(name, type_, None, None, fn, ast.unparse(node), span))
-        self.names = names
-        return tuple(result) if ok else None
+        done = [self._compile_computed(name, *computed[name]) for name in ordered]
+        if not ok or any(f is None for f in done):
+            return None
+        return (*selected, *(f for f in done if f is not None))
 
-    def _order_computed(self, computed: dict[str, tuple[ast.Expr, Span]],
-                        names: dict[str, Type]) -> list[str] | None:
+    def _check_field_name(self, name: str) -> bool:
+        import re
+
+        if re.match(NAME_PATTERN, name) and name not in PREDECLARED:
+            return True
+        reason = "is predeclared" if name in PREDECLARED else "is not a valid name"
+        self.error(
+            "E308",
+            f"field name '{name}' {reason}",
+            ("fields", name),
+            "field names are letters, digits and _; topic, trigger, event_id, "
+            "event_time, received and created are predeclared",
+            len(name),
+            True,
+        )
+        return False
+
+    def _compile_selector(self, name: str, fmt: str | None) -> CompiledField | None:
+        fspec = self.spec.fields[name]
+        loc: Loc = ("fields", name)
+        kind = "jsonpath" if fspec.jsonpath is not None else "xpath"
+        text = fspec.jsonpath if fspec.jsonpath is not None else fspec.xpath
+        assert text is not None
+        want = "jsonpath" if fmt == "json" else "xpath" if fmt == "xml" else kind
+        if kind != want:
+            self.error(
+                "E503",
+                f"{kind} selector on a trigger whose topics carry {fmt}",
+                (*loc, kind),
+                f"write '{want}:' with {_EXAMPLES[want]}",
+                len(kind),
+                key=True,
+            )
+            return None
+        try:
+            select = (
+                compile_jsonpath(text)
+                if kind == "jsonpath"
+                else compile_xpath(text, self.namespaces())
+            )
+        except DslError as err:
+            self.dsl_error(err, (*loc, kind))
+            return None
+        converter, type_ = CONVERSIONS[fspec.as_]
+        # JSON values keep their own types under 'auto'; XML text is still stripped.
+        conv = None if fspec.as_ == "auto" and kind == "jsonpath" else converter
+        return CompiledField(
+            name,
+            type_,
+            select,
+            conv,
+            None,
+            text,
+            _span(self.loaded, self.base + loc, len(name), True),
+        )
+
+    def _compile_computed(self, name: str, node: ast.Expr, span: Span) -> CompiledField | None:
+        try:
+            compiled = Compiler(self.names).compile(node)
+        except DslError as err:
+            self.dsl_error(err, ("fields", name, "expr"))
+            self.names[name] = Type.ANY
+            return None
+        declared = self.spec.fields[name].as_
+        fn = compiled.fn
+        if declared != "auto":
+            fn = _then_convert(fn, CONVERSIONS[declared][0])
+        type_ = compiled.type if declared == "auto" else CONVERSIONS[declared][1]
+        self.names[name] = type_
+        return CompiledField(name, type_, None, None, fn, ast.unparse(node), span)
+
+    def _order_computed(self, computed: dict[str, tuple[ast.Expr, Span]]) -> list[str] | None:
         """Computed fields in dependency order; a cycle is an error."""
-        deps = {n: {d for d in _names_in(node) if d in computed} for n, (node, _) in
-                computed.items()}
+        deps = {
+            n: {d for d in _names_in(node) if d in computed} for n, (node, _) in computed.items()
+        }
         order: list[str] = []
         state: dict[str, int] = {}
 
@@ -304,9 +379,15 @@ class TriggerCompiler:
             if state.get(name) == 2:
                 return True
             if state.get(name) == 1:
-                cycle = " -> ".join([*trail[trail.index(name):], name])
-                self.error("E307", f"fields depend on each other in a cycle: {cycle}",
-                           ("fields", name), "break the cycle", len(name), key=True)
+                cycle = " -> ".join([*trail[trail.index(name) :], name])
+                self.error(
+                    "E307",
+                    f"fields depend on each other in a cycle: {cycle}",
+                    ("fields", name),
+                    "break the cycle",
+                    len(name),
+                    key=True,
+                )
                 return False
             state[name] = 1
             for dep in sorted(deps[name]):
@@ -328,9 +409,13 @@ class TriggerCompiler:
                 import difflib
 
                 close = difflib.get_close_matches(name, list(self.spec.fields), n=1)
-                self.error("E605", f"{key} names '{name}', which is not a field", (key,),
-                           f"did you mean '{close[0]}'?" if close else
-                           f"declare '{name}' under fields:", len(name))
+                self.error(
+                    "E605",
+                    f"{key} names '{name}', which is not a field",
+                    (key,),
+                    f"did you mean '{close[0]}'?" if close else f"declare '{name}' under fields:",
+                    len(name),
+                )
 
     def compile_expiry(self) -> float:
         try:
@@ -339,8 +424,12 @@ class TriggerCompiler:
             self.dsl_error(err, ("expiry",))
             return 0.0
         if not (compiled.is_const and compiled.type is Type.DURATION and compiled.const > 0):
-            self.error("E403", f"expiry must be a positive duration, not '{self.spec.expiry}'",
-                       ("expiry",), "write e.g. '90 min', '2 h' or '3 d'")
+            self.error(
+                "E403",
+                f"expiry must be a positive duration, not '{self.spec.expiry}'",
+                ("expiry",),
+                "write e.g. '90 min', '2 h' or '3 d'",
+            )
             return 0.0
         return float(compiled.const)
 
@@ -358,11 +447,13 @@ class TriggerCompiler:
             except DslError as err:
                 self.dsl_error(err, loc)
                 continue
-            const = compiled.const if compiled.is_const and isinstance(compiled.const,
-                                                                       Vote) else None
+            const = (
+                compiled.const if compiled.is_const and isinstance(compiled.const, Vote) else None
+            )
             origin, _ = scalar_origin(self.loaded.data, self.base + loc, self.loaded.path)
-            out.append(CompiledCondition(name, text, compiled.fn, origin, compiled.names,
-                                         const, node))
+            out.append(
+                CompiledCondition(name, text, compiled.fn, origin, compiled.names, const, node)
+            )
         return tuple(out)
 
     def compile_actions(self) -> tuple[CompiledAction, ...]:
@@ -379,14 +470,20 @@ class TriggerCompiler:
                 if type_name is None:
                     self.error("E401", "missing key 'type'", loc, f"action types: {names}")
                 else:
-                    self.error("E801", f"unknown action type '{type_name}'", (*loc, "type"),
-                               f"action types: {names}", len(str(type_name)))
+                    self.error(
+                        "E801",
+                        f"unknown action type '{type_name}'",
+                        (*loc, "type"),
+                        f"action types: {names}",
+                        len(str(type_name)),
+                    )
                 continue
             try:
                 config = kind.config.model_validate(raw)
             except ValidationError as err:
                 self.diagnostics += validation_diagnostics(
-                    err, kind.config, self.loaded.data, self.base + loc, self.loaded.path)
+                    err, kind.config, self.loaded.data, self.base + loc, self.loaded.path
+                )
                 continue
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
@@ -402,17 +499,27 @@ class TriggerCompiler:
         self.check_event_fields()
         fields = self.compile_fields(fmt)
         expiry = self.compile_expiry()
-        if fields is None:
-            self.names = dict(PREDECLARED) | {n: Type.ANY for n in self.spec.fields}
         conditions = self.compile_conditions()
         actions = self.compile_actions()
         if self.diagnostics or fields is None or fmt is None:
             return None
         spec = self.spec
         return CompiledTrigger(
-            spec.id, spec.description, tuple(spec.topics), fmt, spec.priority, spec.mode,
-            expiry, spec.event_id, spec.event_time, fields, conditions, actions,
-            self.loaded.path, _span(self.loaded, (*self.base, "id"), len(spec.id)), revision,
+            spec.id,
+            spec.description,
+            tuple(spec.topics),
+            fmt,
+            spec.priority,
+            spec.mode,
+            expiry,
+            spec.event_id,
+            spec.event_time,
+            fields,
+            conditions,
+            actions,
+            self.loaded.path,
+            _span(self.loaded, (*self.base, "id"), len(spec.id)),
+            revision,
             frozenset(spec.lint.disable),
         )
 
@@ -466,13 +573,43 @@ def _collect_topics(result: LoadResult) -> dict[str, TopicSpec]:
         for i, topic in enumerate(loaded.spec.topics):
             span = _span(loaded, ("topics", i, "name"), len(topic.name))
             if topic.name in topics and topics[topic.name] != topic:
-                result.diagnostics.append(Diagnostic(
-                    "E604", f"topic '{topic.name}' is defined again, differently", span,
-                    f"first defined at {where[topic.name]}"))
+                result.diagnostics.append(
+                    Diagnostic(
+                        "E604",
+                        f"topic '{topic.name}' is defined again, differently",
+                        span,
+                        f"first defined at {where[topic.name]}",
+                    )
+                )
                 continue
             topics.setdefault(topic.name, topic)
             where.setdefault(topic.name, span)
     return topics
+
+
+def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
+    """Trigger ids used twice, read from the YAML itself so invalid triggers count too."""
+    out: list[Diagnostic] = []
+    seen: dict[str, Span] = {}
+    for loaded in result.files:
+        if loaded.spec is None:
+            continue
+        for i, node in enumerate(loaded.data.get("triggers") or []):
+            trigger_id = node.get("id") if isinstance(node, dict) else None
+            if not isinstance(trigger_id, str):
+                continue
+            span = _span(loaded, ("triggers", i, "id"), len(trigger_id))
+            if trigger_id in seen:
+                out.append(
+                    Diagnostic(
+                        "E603",
+                        f"trigger id '{trigger_id}' is used twice",
+                        span,
+                        f"first used at {seen[trigger_id]}; ids must be unique",
+                    )
+                )
+            seen.setdefault(trigger_id, span)
+    return out
 
 
 def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]]:
@@ -480,25 +617,16 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     from tracerules.rules.lints import run_lints
 
     topics = _collect_topics(result)
+    result.diagnostics += _duplicate_ids(result)
     triggers: list[CompiledTrigger] = []
-    seen: dict[str, Span] = {}
     for loaded in result.files:
         revision = hashlib.sha256(loaded.text.encode()).hexdigest()[:16]
         for located in loaded.triggers:
             tc = TriggerCompiler(located, loaded, topics)
-            id_span = _span(loaded, (*tc.base, "id"), len(located.spec.id))
-            if located.spec.id in seen:
-                result.diagnostics.append(Diagnostic(
-                    "E603", f"trigger id '{located.spec.id}' is used twice", id_span,
-                    f"first used at {seen[located.spec.id]}; ids must be unique"))
-            seen.setdefault(located.spec.id, id_span)
             compiled = tc.compile(revision)
             result.diagnostics += tc.diagnostics
             if compiled is not None:
                 triggers.append(compiled)
-    if not result.files and not any(d.is_error for d in result.diagnostics):
-        result.diagnostics.append(Diagnostic("E106", "no rule files found", Span(".", 0, 0),
-                                             "rule files end in .yaml or .yml"))
     lints = run_lints(triggers, result)
     diagnostics = result.diagnostics + lints
     if any(d.is_error for d in diagnostics):
@@ -511,8 +639,15 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
                 by_topic.setdefault(topic, []).append(trigger)
     files = tuple(f.path for f in result.files)
     commit = git_commit(Path(files[0]).parent) if files else None
-    return RuleSet(topics, ordered, {k: tuple(v) for k, v in by_topic.items()}, files,
-                   tuple(lints), result.sources, commit), diagnostics
+    return RuleSet(
+        topics,
+        ordered,
+        {k: tuple(v) for k, v in by_topic.items()},
+        files,
+        tuple(lints),
+        result.sources,
+        commit,
+    ), diagnostics
 
 
 def load_ruleset(paths: Sequence[str | Path]) -> RuleSet:

@@ -50,8 +50,11 @@ class UnusedField(Lint):
                 used |= {name for name, _ in template_names(text)}
         for f in trigger.fields:
             if f.name not in used:
-                yield (f"field '{f.name}' is never used", f.span,
-                       "remove it, or use it in a condition")
+                yield (
+                    f"field '{f.name}' is never used",
+                    f.span,
+                    "remove it, or use it in a condition",
+                )
 
 
 class ConstantCondition(Lint):
@@ -61,8 +64,11 @@ class ConstantCondition(Lint):
     def check(self, trigger: CompiledTrigger) -> Iterator[tuple[str, Span, str | None]]:
         for cond in trigger.conditions:
             if cond.const is not None:
-                yield (f"condition '{cond.name}' always votes {cond.const.value}", cond.span,
-                       "compare a field, or remove the condition")
+                yield (
+                    f"condition '{cond.name}' always votes {cond.const.value}",
+                    cond.span,
+                    "compare a field, or remove the condition",
+                )
 
 
 class NoConditions(Lint):
@@ -71,8 +77,11 @@ class NoConditions(Lint):
 
     def check(self, trigger: CompiledTrigger) -> Iterator[tuple[str, Span, str | None]]:
         if not trigger.conditions:
-            yield (f"trigger '{trigger.id}' has no conditions: every notice passes",
-                   trigger.span, "add conditions, or disable this lint if that is intended")
+            yield (
+                f"trigger '{trigger.id}' has no conditions: every notice passes",
+                trigger.span,
+                "add conditions, or disable this lint if that is intended",
+            )
 
 
 class LiveWithoutActions(Lint):
@@ -81,8 +90,11 @@ class LiveWithoutActions(Lint):
 
     def check(self, trigger: CompiledTrigger) -> Iterator[tuple[str, Span, str | None]]:
         if trigger.mode == "live" and not trigger.actions:
-            yield (f"live trigger '{trigger.id}' has no actions", trigger.span,
-                   "add actions, or set mode: pretend")
+            yield (
+                f"live trigger '{trigger.id}' has no actions",
+                trigger.span,
+                "add actions, or set mode: pretend",
+            )
 
 
 class DuplicateCondition(Lint):
@@ -93,8 +105,11 @@ class DuplicateCondition(Lint):
         seen: dict[ast.Expr, str] = {}
         for cond in trigger.conditions:
             if cond.node in seen:
-                yield (f"condition '{cond.name}' repeats '{seen[cond.node]}'", cond.span,
-                       "remove one of them")
+                yield (
+                    f"condition '{cond.name}' repeats '{seen[cond.node]}'",
+                    cond.span,
+                    "remove one of them",
+                )
             seen.setdefault(cond.node, cond.name)
 
 
@@ -105,12 +120,22 @@ class CaseWithoutElse(Lint):
     def check(self, trigger: CompiledTrigger) -> Iterator[tuple[str, Span, str | None]]:
         for cond in trigger.conditions:
             if isinstance(cond.node, ast.Case) and cond.node.default is None:
-                yield (f"condition '{cond.name}' has no else: no match means UNKNOWN, "
-                       "which fails the trigger", cond.span, "add 'else FAIL' or 'else MAYBE'")
+                yield (
+                    f"condition '{cond.name}' has no else: no match means UNKNOWN, "
+                    "which fails the trigger",
+                    cond.span,
+                    "add 'else FAIL' or 'else MAYBE'",
+                )
 
 
-LINTS: tuple[type[Lint], ...] = (UnusedField, ConstantCondition, NoConditions,
-                                 LiveWithoutActions, DuplicateCondition, CaseWithoutElse)
+LINTS: tuple[type[Lint], ...] = (
+    UnusedField,
+    ConstantCondition,
+    NoConditions,
+    LiveWithoutActions,
+    DuplicateCondition,
+    CaseWithoutElse,
+)
 
 
 def _names(source: str) -> set[str]:
@@ -120,8 +145,11 @@ def _names(source: str) -> set[str]:
     return set(_names_in(parse(source)))
 
 
-def run_lints(triggers: Sequence[CompiledTrigger], result: LoadResult | None = None,
-              disabled: frozenset[str] = frozenset()) -> list[Diagnostic]:
+def run_lints(
+    triggers: Sequence[CompiledTrigger],
+    result: LoadResult | None = None,
+    disabled: frozenset[str] = frozenset(),
+) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for trigger in triggers:
         for lint_cls in LINTS:
@@ -129,6 +157,5 @@ def run_lints(triggers: Sequence[CompiledTrigger], result: LoadResult | None = N
             if ident in trigger.lint_disabled or ident in disabled:
                 continue
             for message, span, hint in lint_cls().check(trigger):
-                out.append(Diagnostic(lint_cls.code, message, span, hint, lint_cls.severity,
-                                      ident))
+                out.append(Diagnostic(lint_cls.code, message, span, hint, lint_cls.severity, ident))
     return out

@@ -34,8 +34,9 @@ TEST_SUFFIXES = (".test.yaml", ".test.yml")
 Loc = tuple[str | int, ...]
 
 # Keys whose values are credentials: they must be ${env:NAME} references, never literals.
-_SECRET_KEY = re.compile(r"(secret|token|passw(or)?d|api[_-]?key|authori[sz]ation|credential)",
-                         re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"(secret|token|passw(or)?d|api[_-]?key|authori[sz]ation|credential)", re.IGNORECASE
+)
 _ENV_ONLY = re.compile(r"^(\s*(Bearer|Basic|Token)\s+)?(\$\{env:[A-Za-z_][A-Za-z0-9_]*\}\s*)+$")
 
 
@@ -61,6 +62,7 @@ class LoadedFile:
 @dataclass
 class LoadResult:
     files: list[LoadedFile] = field(default_factory=list)
+    discovered: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: SourceCache = field(default_factory=SourceCache)
 
@@ -73,15 +75,23 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
         path = Path(raw)
         if path.is_dir():
             found += sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and is_rule_file(p)
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and is_rule_file(p)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
             found.append(path)
         else:
-            problems.append(Diagnostic("E105", f"no such file or folder: {raw}",
-                                       Span(str(raw), 0, 0), hint="check the path"))
+            problems.append(
+                Diagnostic(
+                    "E105",
+                    f"no such file or folder: {raw}",
+                    Span(str(raw), 0, 0),
+                    hint="check the path",
+                )
+            )
     return list(dict.fromkeys(found)), problems
 
 
@@ -190,15 +200,30 @@ def validation_diagnostics(
         if kind == "extra_forbidden":
             allowed = _allowed_keys(_model_at(model, loc[:-1]))
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else (
-                "allowed here: " + ", ".join(allowed) if allowed else None)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else ("allowed here: " + ", ".join(allowed) if allowed else None)
+            )
             line, col = position(root, full, key=True)
-            out.append(Diagnostic("E402", f"unknown key '{loc[-1]}'",
-                                  Span(path, line, col, len(str(loc[-1]))), hint))
+            out.append(
+                Diagnostic(
+                    "E402",
+                    f"unknown key '{loc[-1]}'",
+                    Span(path, line, col, len(str(loc[-1]))),
+                    hint,
+                )
+            )
         elif kind == "missing":
             line, col = position(root, full[:-1], key=True)
-            out.append(Diagnostic("E401", f"missing key '{loc[-1]}'", Span(path, line, col),
-                                  f"add '{loc[-1]}:' here"))
+            out.append(
+                Diagnostic(
+                    "E401",
+                    f"missing key '{loc[-1]}'",
+                    Span(path, line, col),
+                    f"add '{loc[-1]}:' here",
+                )
+            )
         else:
             line, col = position(root, full)
             where = ".".join(str(s) for s in loc) or "file"
@@ -226,11 +251,27 @@ def _yaml_error(err: MarkedYAMLError, path: str) -> Diagnostic:
     if "duplicate key" in problem or "found duplicate key" in str(err):
         key = re.search(r'duplicate key "?([^"\s]+)"?', str(err))
         name = key.group(1) if key else "a key"
-        return Diagnostic("E102", f"duplicate key '{name}'", Span(path, line, col, len(name)),
-                          "each key may appear once in a mapping; merge or rename one")
+        return Diagnostic(
+            "E102",
+            f"duplicate key '{name}'",
+            Span(path, line, col, len(name)),
+            "each key may appear once in a mapping; merge or rename one",
+        )
     hint = "check the indentation and quoting on this line or the one before"
     if "\t" in problem or "tab" in problem:
         hint = "YAML indents with spaces, not tabs"
+    context = (err.context or "").strip()
+    if err.context_mark is not None and "flow" in context:
+        # An unclosed { or [ is noticed lines later; point at the bracket itself.
+        bracket = "{" if "mapping" in context else "["
+        closer = "}" if bracket == "{" else "]"
+        line, col = err.context_mark.line + 1, err.context_mark.column + 1
+        return Diagnostic(
+            "E101",
+            f"YAML syntax: this '{bracket}' is not closed ({problem})",
+            Span(path, line, col),
+            f"close it with '{closer}', and quote values holding ':', '{{' or '['",
+        )
     return Diagnostic("E101", f"YAML syntax: {problem}", Span(path, line, col), hint)
 
 
@@ -238,11 +279,17 @@ def _inline_secrets(node: Any, loc: Loc, root: Any, path: str) -> Iterator[Diagn
     if isinstance(node, dict):
         for key, value in node.items():
             sub = (*loc, key)
-            if isinstance(value, str) and _SECRET_KEY.search(str(key)) and value.strip() \
-                    and not _ENV_ONLY.match(value):
+            if (
+                isinstance(value, str)
+                and _SECRET_KEY.search(str(key))
+                and value.strip()
+                and not _ENV_ONLY.match(value)
+            ):
                 line, col = position(root, sub)
                 yield Diagnostic(
-                    "E701", f"'{key}' holds a secret written inline", Span(path, line, col),
+                    "E701",
+                    f"'{key}' holds a secret written inline",
+                    Span(path, line, col),
                     "write ${env:NAME} and set NAME in the service's environment; "
                     "never commit credentials",
                 )
@@ -258,8 +305,9 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        result.diagnostics.append(Diagnostic("E105", f"cannot read the file: {err}",
-                                             Span(name, 0, 0)))
+        result.diagnostics.append(
+            Diagnostic("E105", f"cannot read the file: {err}", Span(name, 0, 0))
+        )
         return None
     result.sources.add(name, text)
     try:
@@ -269,16 +317,28 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
         return None
     loaded = LoadedFile(name, text, data)
     if not isinstance(data, CommentedMap):
-        result.diagnostics.append(Diagnostic(
-            "E103", "a rule file must be a mapping with schema_version, topics and triggers",
-            Span(name, 1, 1), "start the file with 'schema_version: 1'"))
+        lc = getattr(data, "lc", None)
+        line, col = (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
+        result.diagnostics.append(
+            Diagnostic(
+                "E103",
+                "a rule file must be a mapping with schema_version, topics and triggers",
+                Span(name, line, col),
+                "start the file with 'schema_version: 1'",
+            )
+        )
         return loaded
     result.diagnostics += _inline_secrets(data, (), data, name)
     if "schema_version" in data and data["schema_version"] != 1:
         line, col = position(data, ("schema_version",))
-        result.diagnostics.append(Diagnostic(
-            "E104", f"unsupported schema_version {data['schema_version']!r}",
-            Span(name, line, col), "this tracerules reads schema_version: 1"))
+        result.diagnostics.append(
+            Diagnostic(
+                "E104",
+                f"unsupported schema_version {data['schema_version']!r}",
+                Span(name, line, col),
+                "this tracerules reads schema_version: 1",
+            )
+        )
         return loaded
     try:
         loaded.spec = RuleFileSpec.model_validate(data)
@@ -289,8 +349,9 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
         base: Loc = ("triggers", index)
         if not isinstance(node, CommentedMap):
             line, col = position(data, base)
-            result.diagnostics.append(Diagnostic("E403", "a trigger must be a mapping",
-                                                 Span(name, line, col)))
+            result.diagnostics.append(
+                Diagnostic("E403", "a trigger must be a mapping", Span(name, line, col))
+            )
             continue
         try:
             spec = TriggerSpec.model_validate(node)
@@ -305,7 +366,18 @@ def load_paths(paths: Sequence[str | Path]) -> LoadResult:
     """Load every rule file under `paths`; never raises for problems in the files."""
     result = LoadResult()
     files, problems = discover(paths)
+    result.discovered = [str(p) for p in files]
     result.diagnostics += problems
+    if not files and not problems:
+        where = ", ".join(str(p) for p in paths) or "."
+        result.diagnostics.append(
+            Diagnostic(
+                "E106",
+                "no rule files found",
+                Span(where, 0, 0),
+                "rule files end in .yaml or .yml (files ending in .test.yaml are rule tests)",
+            )
+        )
     for path in files:
         loaded = load_file(path, result)
         if loaded is not None:

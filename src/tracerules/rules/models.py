@@ -40,7 +40,8 @@ class FieldSpec(Strict):
     xpath: str | None = Field(None, description="first match of an XPath (XML topics)")
     expr: str | None = Field(None, description="an expression over other fields")
     as_: Conversion = Field(
-        "auto", alias="as",
+        "auto",
+        alias="as",
         description="conversion: auto keeps JSON types and XML text; the others are explicit",
     )
     description: str | None = None
@@ -49,8 +50,10 @@ class FieldSpec(Strict):
     def _one_source(self) -> FieldSpec:
         given = [k for k in ("jsonpath", "xpath", "expr") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a field needs exactly one of jsonpath, xpath or expr"
-                             + (f" (found {', '.join(given)})" if given else ""))
+            raise ValueError(
+                "a field needs exactly one of jsonpath, xpath or expr"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
         return self
 
 

@@ -1,0 +1,135 @@
+"""`tracerules validate`, `schema` and `functions` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tracerules.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+runner = CliRunner()
+
+
+def _rules(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "topics.yaml").write_text((DATA / "rules" / "topics.yaml").read_text())
+    (tmp_path / "trigger.yaml").write_text(body)
+    return tmp_path
+
+
+CLEAN = """\
+schema_version: 1
+triggers:
+  - id: gbm
+    topics: [gcn.notices.fermi.gbm]
+    event_id: id
+    event_time: t
+    fields:
+      id: {jsonpath: "$.id[0]"}
+      t: {jsonpath: "$.trigger_time", as: time}
+      err: {jsonpath: "$.ra_dec_error", as: angle}
+    conditions:
+      localised: err < 10 deg
+    actions: [{type: notice}]
+"""
+
+
+def test_shipped_rules_and_examples_are_clean() -> None:
+    result = runner.invoke(app, ["validate", str(ROOT / "rules"), str(ROOT / "examples/rules")])
+    assert result.exit_code == 0, result.output
+    assert "0 errors, 0 warnings" in result.output
+
+
+def test_clean_rules_exit_0(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(_rules(tmp_path, CLEAN))])
+    assert result.exit_code == 0, result.output
+
+
+def test_lint_findings_only_exit_3_and_can_be_disabled(tmp_path: Path) -> None:
+    body = CLEAN.replace("localised: err < 10 deg", "localised: 1 < 2")
+    rules = _rules(tmp_path, body)
+    result = runner.invoke(app, ["validate", str(rules)])
+    assert result.exit_code == 3, result.output
+    assert "constant-condition" in result.output
+    assert "unused-field" in result.output  # err is no longer read
+    quiet = runner.invoke(
+        app,
+        ["validate", str(rules), "--disable", "constant-condition", "--disable", "unused-field"],
+    )
+    assert quiet.exit_code == 0, quiet.output
+
+
+def test_lint_switched_off_per_trigger(tmp_path: Path) -> None:
+    body = CLEAN.replace("localised: err < 10 deg", "localised: 1 < 2").replace(
+        "    actions:", "    lint: {disable: [constant-condition, unused-field]}\n    actions:"
+    )
+    result = runner.invoke(app, ["validate", str(_rules(tmp_path, body))])
+    assert result.exit_code == 0, result.output
+
+
+def test_errors_exit_1_in_every_format(tmp_path: Path) -> None:
+    rules = _rules(tmp_path, CLEAN.replace("err < 10 deg", "er < 10 deg"))
+    text = runner.invoke(app, ["validate", str(rules)])
+    assert text.exit_code == 1
+    assert "trigger.yaml:12:18: error[E301]: unknown field 'er'" in text.output
+    data = json.loads(runner.invoke(app, ["validate", str(rules), "--format", "json"]).output)
+    assert data["errors"] == 1
+    (diag,) = data["diagnostics"]
+    assert (diag["code"], diag["span"]["line"], diag["span"]["col"]) == ("E301", 12, 18)
+    assert diag["hint"] == "did you mean 'err'?"
+    github = runner.invoke(app, ["validate", str(rules), "--format", "github"])
+    assert github.exit_code == 1
+    assert github.output.startswith(f"::error file={rules}/trigger.yaml,line=12,col=18,")
+
+
+def test_no_rule_files_is_never_success(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no rule files found" in result.output
+
+
+def test_usage_error_exits_2() -> None:
+    assert runner.invoke(app, ["validate", "--format", "yaml"]).exit_code == 2
+
+
+def test_schema_is_json_schema_with_action_types() -> None:
+    result = runner.invoke(app, ["schema"])
+    schema = json.loads(result.output)
+    trigger = schema["$defs"]["TriggerSpec"]
+    assert {
+        "id",
+        "topics",
+        "event_id",
+        "event_time",
+        "expiry",
+        "priority",
+        "mode",
+        "fields",
+        "conditions",
+        "actions",
+    } <= set(trigger["properties"])
+    assert trigger["additionalProperties"] is False
+    assert {"$ref": "#/$defs/NoticeConfig"} in trigger["properties"]["actions"]["items"]["oneOf"]
+
+
+def test_functions_lists_the_table() -> None:
+    result = runner.invoke(app, ["functions", "--format", "json"])
+    names = {f["name"] for f in json.loads(result.output)}
+    assert {"sep", "gal_lat", "age", "matches", "exists", "default", "int"} <= names
+
+
+@pytest.mark.parametrize("heavy", ["astropy", "matplotlib", "confluent_kafka"])
+def test_help_imports_nothing_heavy(heavy: str) -> None:
+    code = (
+        "import sys; from tracerules.cli.main import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print({heavy!r} in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("False")
