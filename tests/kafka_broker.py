@@ -611,8 +611,12 @@ def _connect_external(bootstrap: str) -> ExternalKafkaBroker:
     try:
         metadata = admin.list_topics(timeout=10)
     except KafkaException as exc:
-        pytest.fail(f"{ENV_EXTERNAL_KAFKA}={bootstrap} is not reachable: {exc}", pytrace=False)
-    return ExternalKafkaBroker(bootstrap, is_tansu=metadata.cluster_id == TANSU_DEFAULT_CLUSTER_ID)
+        problem = str(exc)
+    else:
+        return ExternalKafkaBroker(
+            bootstrap, is_tansu=metadata.cluster_id == TANSU_DEFAULT_CLUSTER_ID
+        )
+    pytest.fail(f"{ENV_EXTERNAL_KAFKA}={bootstrap} is not reachable: {problem}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

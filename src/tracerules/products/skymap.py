@@ -12,6 +12,7 @@ import binascii
 import gzip
 import io
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -169,7 +170,8 @@ def decode_skymap(data: str | bytes) -> SkyMap:
                 distnorm=distance[2],
                 header=_header_dict(hdu.header),
             )
-    except (OSError, TypeError, KeyError) as exc:  # astropy's ways of saying "corrupt FITS"
+    # astropy's ways of saying "corrupt FITS", and gzip's of saying "corrupt or truncated".
+    except (OSError, EOFError, zlib.error, TypeError, KeyError) as exc:
         raise SkyMapError(f"unreadable FITS sky map: {exc}") from exc
 
 

@@ -31,6 +31,7 @@ from tracerules.rules.loader import (
     LoadResult,
     Loc,
     Located,
+    Where,
     load_paths,
     position,
     scalar_origin,
@@ -73,7 +74,11 @@ class CompiledField:
     convert: Converter | None
     expr: Callable[[Context], Any] | None
     source: str
-    span: Span
+    where: Where
+
+    @property
+    def span(self) -> Span:
+        return self.where.span()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,12 @@ class CompiledCondition:
     name: str
     text: str
     vote: Callable[[Context], Vote | Missing]
-    span: Span
+    where: Where
+
+    @property
+    def span(self) -> Span:
+        return self.where.span()
+
     names: frozenset[str]
     const: Vote | None
     node: ast.Expr
@@ -91,7 +101,11 @@ class CompiledCondition:
 class CompiledAction:
     kind: ActionType
     config: ActionConfig
-    span: Span
+    where: Where
+
+    @property
+    def span(self) -> Span:
+        return self.where.span()
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,12 @@ class CompiledTrigger:
     conditions: tuple[CompiledCondition, ...]
     actions: tuple[CompiledAction, ...]
     path: str
-    span: Span
+    where: Where
+
+    @property
+    def span(self) -> Span:
+        return self.where.span()
+
     revision: str
     lint_disabled: frozenset[str]
 
@@ -158,7 +177,7 @@ def _block_indent(text: str, line: int) -> int:
 
 def place(err: DslError, loaded: LoadedFile, loc: Loc) -> Diagnostic:
     """Put an error found inside an expression at its place in the YAML file."""
-    origin, block = scalar_origin(loaded.data, loc, loaded.path)
+    origin, block = scalar_origin(loaded.rt, loc, loaded.path)
     if block is None:
         return err.at(origin)
     indent = _block_indent(loaded.text, origin.line)
@@ -167,7 +186,7 @@ def place(err: DslError, loaded: LoadedFile, loc: Loc) -> Diagnostic:
 
 
 def _span(loaded: LoadedFile, loc: Loc, length: int = 1, key: bool = False) -> Span:
-    line, col = position(loaded.data, loc, key=key)
+    line, col = position(loaded.rt, loc, key=key)
     return Span(loaded.path, line, col, length)
 
 
@@ -267,14 +286,14 @@ class TriggerCompiler:
         """Selectors first, then computed fields in dependency order; sets self.names."""
         self.names: dict[str, Type] = dict(PREDECLARED)
         selected: list[CompiledField] = []
-        computed: dict[str, tuple[ast.Expr, Span]] = {}
+        computed: dict[str, tuple[ast.Expr, Where]] = {}
         ok = True
         for name, fspec in self.spec.fields.items():
             self.names[name] = CONVERSIONS[fspec.as_][1]  # refined once compiled
             if not self._check_field_name(name):
                 ok = False
             elif fspec.expr is not None:
-                span = _span(self.loaded, (*self.base, "fields", name), len(name), True)
+                span = Where(self.loaded, (*self.base, "fields", name), len(name), True)
                 try:
                     computed[name] = (parse(fspec.expr), span)
                 except DslError as err:
@@ -349,10 +368,10 @@ class TriggerCompiler:
             conv,
             None,
             text,
-            _span(self.loaded, self.base + loc, len(name), True),
+            Where(self.loaded, self.base + loc, len(name), True),
         )
 
-    def _compile_computed(self, name: str, node: ast.Expr, span: Span) -> CompiledField | None:
+    def _compile_computed(self, name: str, node: ast.Expr, span: Where) -> CompiledField | None:
         try:
             compiled = Compiler(self.names).compile(node)
         except DslError as err:
@@ -367,7 +386,7 @@ class TriggerCompiler:
         self.names[name] = type_
         return CompiledField(name, type_, None, None, fn, ast.unparse(node), span)
 
-    def _order_computed(self, computed: dict[str, tuple[ast.Expr, Span]]) -> list[str] | None:
+    def _order_computed(self, computed: dict[str, tuple[ast.Expr, Where]]) -> list[str] | None:
         """Computed fields in dependency order; a cycle is an error."""
         deps = {
             n: {d for d in _names_in(node) if d in computed} for n, (node, _) in computed.items()
@@ -450,7 +469,7 @@ class TriggerCompiler:
             const = (
                 compiled.const if compiled.is_const and isinstance(compiled.const, Vote) else None
             )
-            origin, _ = scalar_origin(self.loaded.data, self.base + loc, self.loaded.path)
+            origin = Where(self.loaded, self.base + loc, scalar=True)
             out.append(
                 CompiledCondition(name, text, compiled.fn, origin, compiled.names, const, node)
             )
@@ -482,7 +501,7 @@ class TriggerCompiler:
                 config = kind.config.model_validate(raw)
             except ValidationError as err:
                 self.diagnostics += validation_diagnostics(
-                    err, kind.config, self.loaded.data, self.base + loc, self.loaded.path
+                    err, kind.config, self.loaded, self.base + loc
                 )
                 continue
             for key, text in config.templates().items():
@@ -491,7 +510,7 @@ class TriggerCompiler:
                     compile_template(text, known)
                 except DslError as err:
                     self.dsl_error(err, tloc)
-            out.append(CompiledAction(kind, config, _span(self.loaded, self.base + loc)))
+            out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc)))
         return tuple(out)
 
     def compile(self, revision: str) -> CompiledTrigger | None:
@@ -518,7 +537,7 @@ class TriggerCompiler:
             conditions,
             actions,
             self.loaded.path,
-            _span(self.loaded, (*self.base, "id"), len(spec.id)),
+            Where(self.loaded, (*self.base, "id"), len(spec.id)),
             revision,
             frozenset(spec.lint.disable),
         )
@@ -566,19 +585,19 @@ def _children(node: ast.Expr) -> Iterator[ast.Expr]:
 
 def _collect_topics(result: LoadResult) -> dict[str, TopicSpec]:
     topics: dict[str, TopicSpec] = {}
-    where: dict[str, Span] = {}
+    where: dict[str, Where] = {}
     for loaded in result.files:
         if loaded.spec is None:
             continue
         for i, topic in enumerate(loaded.spec.topics):
-            span = _span(loaded, ("topics", i, "name"), len(topic.name))
+            span = Where(loaded, ("topics", i, "name"), len(topic.name))
             if topic.name in topics and topics[topic.name] != topic:
                 result.diagnostics.append(
                     Diagnostic(
                         "E604",
                         f"topic '{topic.name}' is defined again, differently",
-                        span,
-                        f"first defined at {where[topic.name]}",
+                        span.span(),
+                        f"first defined at {where[topic.name].span()}",
                     )
                 )
                 continue
@@ -590,7 +609,7 @@ def _collect_topics(result: LoadResult) -> dict[str, TopicSpec]:
 def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
     """Trigger ids used twice, read from the YAML itself so invalid triggers count too."""
     out: list[Diagnostic] = []
-    seen: dict[str, Span] = {}
+    seen: dict[str, Where] = {}
     for loaded in result.files:
         if loaded.spec is None:
             continue
@@ -598,14 +617,14 @@ def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
             trigger_id = node.get("id") if isinstance(node, dict) else None
             if not isinstance(trigger_id, str):
                 continue
-            span = _span(loaded, ("triggers", i, "id"), len(trigger_id))
+            span = Where(loaded, ("triggers", i, "id"), len(trigger_id))
             if trigger_id in seen:
                 out.append(
                     Diagnostic(
                         "E603",
                         f"trigger id '{trigger_id}' is used twice",
-                        span,
-                        f"first used at {seen[trigger_id]}; ids must be unique",
+                        span.span(),
+                        f"first used at {seen[trigger_id].span()}; ids must be unique",
                     )
                 )
             seen.setdefault(trigger_id, span)

@@ -42,21 +42,57 @@ _ENV_ONLY = re.compile(r"^(\s*(Bearer|Basic|Token)\s+)?(\$\{env:[A-Za-z_][A-Za-z
 
 @dataclass(frozen=True)
 class Located:
-    """A trigger's validated spec with its YAML node, for positions of anything inside it."""
+    """A trigger's validated spec, with its index in the file for positions inside it."""
 
     spec: TriggerSpec
-    node: CommentedMap
     path: str
     index: int
 
 
 @dataclass
 class LoadedFile:
+    """One rule file. `data` comes from the fast libyaml-backed loader; `rt`, the round-trip
+    tree with line and column on every node, is parsed only when a position is needed."""
+
     path: str
     text: str
     data: Any = None
     spec: RuleFileSpec | None = None
     triggers: list[Located] = field(default_factory=list)
+    _rt: Any = None
+
+    @property
+    def rt(self) -> Any:
+        if self._rt is None:
+            self._rt = _yaml("rt").load(self.text)
+        return self._rt
+
+
+class Where:
+    """A place in a rule file, turned into a Span only when somebody asks for it."""
+
+    __slots__ = ("_span", "key", "length", "loaded", "loc", "scalar")
+
+    def __init__(
+        self, loaded: LoadedFile, loc: Loc, length: int = 1, key: bool = False, scalar: bool = False
+    ) -> None:
+        self.loaded, self.loc, self.length, self.key, self.scalar = (
+            loaded,
+            loc,
+            length,
+            key,
+            scalar,
+        )
+        self._span: Span | None = None
+
+    def span(self) -> Span:
+        if self._span is None:
+            if self.scalar:
+                self._span = scalar_origin(self.loaded.rt, self.loc, self.loaded.path)[0]
+            else:
+                line, col = position(self.loaded.rt, self.loc, key=self.key)
+                self._span = Span(self.loaded.path, line, col, self.length)
+        return self._span
 
 
 @dataclass
@@ -191,8 +227,9 @@ def _inner_model(annotation: Any) -> Any:
 
 
 def validation_diagnostics(
-    err: ValidationError, model: type[BaseModel], root: Any, base: Loc, path: str
+    err: ValidationError, model: type[BaseModel], loaded: LoadedFile, base: Loc
 ) -> list[Diagnostic]:
+    root, path = loaded.rt, loaded.path
     out: list[Diagnostic] = []
     for item in err.errors(include_url=False):
         loc: Loc = tuple(s for s in item["loc"] if s not in ("str", "ConditionSpec"))
@@ -238,8 +275,8 @@ def validation_diagnostics(
 # -- loading ---------------------------------------------------------------------------------
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
+def _yaml(typ: str) -> YAML:
+    yaml = YAML(typ=typ, pure=typ == "rt")
     yaml.allow_duplicate_keys = False
     return yaml
 
@@ -275,7 +312,7 @@ def _yaml_error(err: MarkedYAMLError, path: str) -> Diagnostic:
     return Diagnostic("E101", f"YAML syntax: {problem}", Span(path, line, col), hint)
 
 
-def _inline_secrets(node: Any, loc: Loc, root: Any, path: str) -> Iterator[Diagnostic]:
+def _inline_secrets(node: Any, loc: Loc, loaded: LoadedFile) -> Iterator[Diagnostic]:
     if isinstance(node, dict):
         for key, value in node.items():
             sub = (*loc, key)
@@ -285,19 +322,18 @@ def _inline_secrets(node: Any, loc: Loc, root: Any, path: str) -> Iterator[Diagn
                 and value.strip()
                 and not _ENV_ONLY.match(value)
             ):
-                line, col = position(root, sub)
                 yield Diagnostic(
                     "E701",
                     f"'{key}' holds a secret written inline",
-                    Span(path, line, col),
+                    Where(loaded, sub).span(),
                     "write ${env:NAME} and set NAME in the service's environment; "
                     "never commit credentials",
                 )
             else:
-                yield from _inline_secrets(value, sub, root, path)
+                yield from _inline_secrets(value, sub, loaded)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _inline_secrets(value, (*loc, i), root, path)
+            yield from _inline_secrets(value, (*loc, i), loaded)
 
 
 def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
@@ -311,13 +347,18 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
         return None
     result.sources.add(name, text)
     try:
-        data = _yaml().load(text)
-    except MarkedYAMLError as err:
-        result.diagnostics.append(_yaml_error(err, name))
-        return None
+        data = _yaml("safe").load(text)
+    except MarkedYAMLError:
+        # Re-read with the round-trip parser, whose messages and marks the diagnostics use.
+        try:
+            _yaml("rt").load(text)
+        except MarkedYAMLError as err:
+            result.diagnostics.append(_yaml_error(err, name))
+            return None
+        raise
     loaded = LoadedFile(name, text, data)
-    if not isinstance(data, CommentedMap):
-        lc = getattr(data, "lc", None)
+    if not isinstance(data, dict):
+        lc = getattr(loaded.rt, "lc", None)
         line, col = (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
         result.diagnostics.append(
             Diagnostic(
@@ -328,14 +369,13 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
             )
         )
         return loaded
-    result.diagnostics += _inline_secrets(data, (), data, name)
+    result.diagnostics += _inline_secrets(data, (), loaded)
     if "schema_version" in data and data["schema_version"] != 1:
-        line, col = position(data, ("schema_version",))
         result.diagnostics.append(
             Diagnostic(
                 "E104",
                 f"unsupported schema_version {data['schema_version']!r}",
-                Span(name, line, col),
+                Where(loaded, ("schema_version",)).span(),
                 "this tracerules reads schema_version: 1",
             )
         )
@@ -343,22 +383,21 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
     try:
         loaded.spec = RuleFileSpec.model_validate(data)
     except ValidationError as err:
-        result.diagnostics += validation_diagnostics(err, RuleFileSpec, data, (), name)
+        result.diagnostics += validation_diagnostics(err, RuleFileSpec, loaded, ())
         return loaded
     for index, node in enumerate(data.get("triggers") or []):
         base: Loc = ("triggers", index)
-        if not isinstance(node, CommentedMap):
-            line, col = position(data, base)
+        if not isinstance(node, dict):
             result.diagnostics.append(
-                Diagnostic("E403", "a trigger must be a mapping", Span(name, line, col))
+                Diagnostic("E403", "a trigger must be a mapping", Where(loaded, base).span())
             )
             continue
         try:
             spec = TriggerSpec.model_validate(node)
         except ValidationError as err:
-            result.diagnostics += validation_diagnostics(err, TriggerSpec, data, base, name)
+            result.diagnostics += validation_diagnostics(err, TriggerSpec, loaded, base)
             continue
-        loaded.triggers.append(Located(spec, node, name, index))
+        loaded.triggers.append(Located(spec, name, index))
     return loaded
 
 
