@@ -236,7 +236,6 @@ class TansuBroker:
         self.cluster_id = f"tracerules-test-{uuid.uuid4().hex[:12]}"
         self._env = dict(env or {})
         self._port = port
-        self._port_fixed = port is not None
         self._proc: subprocess.Popen[bytes] | None = None
         self._starts = 0
         self._owns_log = log_path is None
@@ -323,9 +322,10 @@ class TansuBroker:
             self.kill()
             address_in_use = "AddrInUse" in self.log_text(tail_chars=2000)
             if address_in_use and time.monotonic() < deadline:
-                if self._port is None and not self._port_fixed:
-                    continue  # our random port was taken meanwhile: pick another one
-                time.sleep(0.2)  # restart at a fixed port: wait for it to be released
+                # A fresh random port taken meanwhile: the loop picks another.  A fixed or
+                # restart port: wait for whoever holds it to let go.
+                if self._port is not None:
+                    time.sleep(0.2)
                 continue
             raise TansuError(
                 f"Tansu broker did not become ready on {_LOOPBACK}:{port}: {error}\n"
