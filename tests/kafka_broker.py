@@ -57,7 +57,7 @@ from typing import Any, Protocol
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined, unused-ignore]
 
 __all__ = [
     "ENV_EXTERNAL_KAFKA",
@@ -561,10 +561,11 @@ def produce(
 
     def on_delivery_for(index: int) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(error: KafkaError | None, message: Message) -> None:
-            if error is not None:
+            partition, offset = message.partition(), message.offset()
+            if error is not None or partition is None or offset is None:
                 errors.append(f"payload {index}: {error}")
             else:
-                results[index] = (message.partition(), message.offset())
+                results[index] = (partition, offset)
 
         return on_delivery
 

@@ -93,9 +93,10 @@ def _load_builtin_types() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from tracerules.products import notice
+    from tracerules.products import notice, observation
 
     register(notice.ACTION)
+    register(observation.ACTION)
     for ep in entry_points(group="tracerules.actions"):
         loaded = ep.load()
         register(loaded() if callable(loaded) and not isinstance(loaded, ActionType) else loaded)

@@ -54,6 +54,7 @@ _EXAMPLES = {
 }
 # Names action templates may use besides the fields.
 TEMPLATE_NAMES = (
+    "observatory",
     *PREDECLARED,
     "partition",
     "offset",
@@ -504,6 +505,16 @@ class TriggerCompiler:
                     err, kind.config, self.loaded, self.base + loc
                 )
                 continue
+            for ref in getattr(config, "field_refs", ()):
+                name = getattr(config, ref)
+                if name is not None and name not in self.names:
+                    self.error(
+                        "E802",
+                        f"{ref} names '{name}', which is not a field",
+                        (*loc, ref),
+                        f"declare '{name}' under fields:",
+                        len(name),
+                    )
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
                 try:

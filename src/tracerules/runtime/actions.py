@@ -1,0 +1,251 @@
+"""Actions: planned inside the decision's transaction, run afterwards, each exactly once.
+
+Planning inserts one row per action with an idempotency key (trigger, event, decision, action):
+a redelivered notice finds the key taken and plans nothing. Observation requests are
+arbitrated in the same transaction. Running claims a pending row atomically, so two workers
+never run one action; logs have secrets redacted before they are stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracerules.dsl.templates import ENV_REF
+from tracerules.dsl.values import Missing
+from tracerules.products.observation import ObservatoryMixin
+from tracerules.products.registry import ActionOutcome, ActionRequest
+from tracerules.rules.compile import CompiledAction, CompiledTrigger, RuleSet
+from tracerules.runtime.arbitration import Outcome, Request, arbitrate
+from tracerules.runtime.decisions import ActionRecord, Decision, Source
+from tracerules.runtime.store import Store
+
+# Secrets that may appear in any log line, besides those an action refers to.
+ALWAYS_SECRET = ("GCN_KAFKA_CLIENT_SECRET",)
+
+
+def plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Template values as JSON-safe data: missing values become '-'."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Missing):
+            out[key] = "-"
+        elif isinstance(value, str | int | float | bool) or value is None:
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _status(trigger: CompiledTrigger, decision: Decision, dry_run: bool) -> str:
+    if dry_run or decision.source is Source.DRY_RUN:
+        return "dry-run"
+    return "pending" if trigger.mode == "live" else "pretend"
+
+
+def _observation(
+    action: CompiledAction, trigger: CompiledTrigger, event_id: str, values: Mapping[str, Any]
+) -> Request | None:
+    config = action.config
+    if not isinstance(config, ObservatoryMixin) or not config.observatory:
+        return None
+
+    def number(name: str) -> float | None:
+        value = values.get(name)
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+
+    return Request(
+        config.observatory,
+        bool(config.test and values.get(config.test) is True),
+        trigger.priority,
+        number(config.ra),
+        number(config.dec),
+        config.repoint,
+        config.duration,
+        trigger.id,
+        event_id,
+    )
+
+
+def plan(
+    store: Store,
+    trigger: CompiledTrigger,
+    decision: Decision,
+    values: Mapping[str, Any],
+    dry_run: bool,
+) -> list[ActionRecord]:
+    """Insert the actions of a PASS decision; the caller holds the transaction."""
+    assert decision.id is not None and decision.event_id is not None
+    status = _status(trigger, decision, dry_run)
+    request = json.dumps(plain(values))
+    # A manual retrigger of the same event state reuses its key, so running it twice acts once.
+    tag = f"manual-{decision.seq}" if decision.source is Source.MANUAL else str(decision.seq)
+    records = []
+    for position, action in enumerate(trigger.actions):
+        key = f"{trigger.id}/{decision.event_id}/{tag}/{position}"
+        now = decision.at
+        cur = store.db.execute(
+            "INSERT OR IGNORE INTO actions (decision, trigger, event_id, idempotency_key, "
+            "position, type, label, status, request, notice_id, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                decision.id,
+                trigger.id,
+                decision.event_id,
+                key,
+                position,
+                action.kind.name,
+                action.config.label(),
+                status,
+                request,
+                decision.notice_id,
+                now,
+                now,
+            ),
+        )
+        if not cur.rowcount:
+            continue  # this decision already planned it: a redelivery must not act twice
+        action_id = int(cur.lastrowid or 0)
+        record = ActionRecord(
+            action_id, position, action.kind.name, action.config.label(), status, key
+        )
+        obs = _observation(action, trigger, decision.event_id, values)
+        if obs is not None and status == "pending":
+            outcome, reason = arbitrate(store.db, obs, action_id, now)
+            record.log = f"arbitration: {outcome.value}: {reason}"
+            if outcome is Outcome.CLASH:
+                record.status = "clash"
+            store.db.execute(
+                "UPDATE actions SET status=?, log=? WHERE id=?",
+                (record.status, record.log + "\n", action_id),
+            )
+        records.append(record)
+    return records
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def secrets_of(config: Any) -> list[str]:
+    """Values of every ${env:NAME} the action refers to, plus the always-secret ones."""
+    names = set(ENV_REF.findall(config.model_dump_json())) | set(ALWAYS_SECRET)
+    return [os.environ[n] for n in names if os.environ.get(n)]
+
+
+@dataclass
+class RunResult:
+    action_id: int
+    status: str
+    log: str
+
+
+class Dispatcher:
+    """Runs pending actions: claim, run with a timeout and retries, record the outcome."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: Callable[[], RuleSet],
+        out_dir: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.rules, self.out_dir, self.clock = store, rules, out_dir, clock
+
+    def claim(self, action_id: int | None = None) -> Any:
+        """Atomically take one pending action (a given one, or the oldest)."""
+        with self.store.transaction() as db:
+            where = "id=? AND status='pending'" if action_id else "status='pending'"
+            params: tuple[Any, ...] = (action_id,) if action_id else ()
+            row = db.execute(
+                f"SELECT * FROM actions WHERE {where} ORDER BY id LIMIT 1", params
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE actions SET status='running', attempts=attempts+1, updated_at=? WHERE id=?",
+                (self.clock(), row["id"]),
+            )
+            return row
+
+    def run_pending(self, ids: Iterable[int] | None = None) -> list[RunResult]:
+        results = []
+        targets: Iterable[int | None] = ids if ids is not None else iter(lambda: None, 0)
+        for action_id in targets:
+            row = self.claim(action_id)
+            if row is None:
+                if action_id is None:
+                    break
+                continue
+            results.append(self.run(row))
+        return results
+
+    def run(self, row: Any) -> RunResult:
+        trigger = self.rules().trigger(row["trigger"])
+        if trigger is None or row["position"] >= len(trigger.actions):
+            return self._finish(row, False, ["the trigger no longer defines this action"], [])
+        action = trigger.actions[row["position"]]
+        payload_row = self.store.notice(row["notice_id"]) if row["notice_id"] else None
+        request = ActionRequest(
+            trigger.id,
+            row["event_id"],
+            row["decision"],
+            row["idempotency_key"],
+            json.loads(row["request"]),
+            bytes(payload_row["payload"]) if payload_row else b"",
+            self.out_dir,
+        )
+        secrets = secrets_of(action.config)
+        attempts = 1 + action.config.retries
+        log: list[str] = []
+        for attempt in range(attempts):
+            outcome = self._attempt(action, request, action.config.timeout)
+            log += outcome.log
+            if outcome.ok:
+                return self._finish(row, True, log, outcome.files, secrets)
+            if attempt + 1 < attempts:
+                delay = min(2.0**attempt, 30.0)
+                log.append(f"attempt {attempt + 1} failed; retrying in {delay:.0f} s")
+                time.sleep(delay)
+        return self._finish(row, False, log, [], secrets)
+
+    @staticmethod
+    def _attempt(action: CompiledAction, request: ActionRequest, timeout: float) -> ActionOutcome:
+        box: list[ActionOutcome] = []
+
+        def target() -> None:
+            try:
+                box.append(action.kind.run(action.config, request))
+            except Exception as err:  # one failing action never stops the others
+                tail = traceback.format_exception_only(type(err), err)[-1].strip()
+                box.append(ActionOutcome(False, [f"failed: {tail}"]))
+
+        worker = threading.Thread(target=target, daemon=True, name=f"action-{action.kind.name}")
+        worker.start()
+        worker.join(timeout)
+        if not box:
+            return ActionOutcome(False, [f"timed out after {timeout:g} s"])
+        return box[0]
+
+    def _finish(
+        self, row: Any, ok: bool, log: list[str], files: list[str], secrets: Iterable[str] = ()
+    ) -> RunResult:
+        status = "done" if ok else "failed"
+        text = redact("\n".join(log), secrets)
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE actions SET status=?, log=log || ?, files=?, updated_at=? WHERE id=?",
+                (status, text + "\n", json.dumps(files), self.clock(), row["id"]),
+            )
+        return RunResult(row["id"], status, text)

@@ -1,0 +1,111 @@
+"""Factors, inheritance and conclusions: the pure part of evaluation (behaviour.md section 2).
+
+The first notice of an event sets each factor; a later notice replaces a factor only with a
+definite vote, and otherwise the old vote stays, marked inherited. Expiry is factor 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from tracerules.dsl.values import Vote
+
+EXPIRY = "expiry"
+
+
+class Source(str, Enum):
+    NOTICE = "notice"  # automatic: MAYBE is demoted to FAIL
+    MANUAL = "manual"  # a person's retrigger: MAYBE is promoted to PASS
+    DRY_RUN = "dry-run"  # automatic, but never acts
+
+
+class Conclusion(str, Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    ERROR = "ERROR"  # the trigger itself failed (a bug in a rule, a broken product)
+    NOT_APPLICABLE = "NOT_APPLICABLE"  # the notice has no event id for this trigger
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    name: str
+    vote: Vote
+    inherited: bool = False
+    reason: str | None = None  # why this notice could not vote (UNKNOWN or inherited)
+    detail: str | None = None  # the values the condition read, for people to check
+
+
+def inherit(previous: Sequence[Factor] | None, fresh: Sequence[Factor]) -> tuple[Factor, ...]:
+    """This notice's votes over the event's previous factors: the newest definite vote wins."""
+    before = {f.name: f for f in previous or ()}
+    out = []
+    for factor in fresh:
+        old = before.get(factor.name)
+        if factor.vote.definite or old is None:
+            out.append(factor)
+        else:
+            out.append(Factor(factor.name, old.vote, True, factor.reason, old.detail))
+    return tuple(out)
+
+
+def tally(factors: Sequence[Factor]) -> Vote:
+    """FAIL if any factor is FAIL or never determined; else MAYBE if any is; else PASS."""
+    votes = {f.vote for f in factors}
+    if Vote.FAIL in votes or Vote.UNKNOWN in votes:
+        return Vote.FAIL
+    if Vote.MAYBE in votes:
+        return Vote.MAYBE
+    return Vote.PASS
+
+
+def conclude(votes: Vote, source: Source) -> Conclusion:
+    """Automatic decisions demote MAYBE to FAIL; a manual retrigger promotes it to PASS."""
+    if votes is Vote.PASS or (votes is Vote.MAYBE and source is Source.MANUAL):
+        return Conclusion.PASS
+    return Conclusion.FAIL
+
+
+@dataclass
+class ActionRecord:
+    """An action a decision started (or would have started), as stored."""
+
+    id: int
+    position: int
+    type: str
+    label: str
+    status: str
+    idempotency_key: str
+    log: str = ""
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    """One evaluation of a trigger on an event."""
+
+    trigger: str
+    event_id: str | None
+    source: Source
+    at: float
+    mode: str
+    votes: Vote
+    conclusion: Conclusion
+    factors: tuple[Factor, ...] = ()
+    seq: int = 0
+    notice_id: int | None = None
+    error: str | None = None
+    id: int | None = None
+    rule_file: str = ""
+    rule_revision: str = ""
+    rule_commit: str | None = None
+    actor: str | None = None
+    actions: list[ActionRecord] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.conclusion is Conclusion.PASS
+
+    def factor(self, name: str) -> Factor | None:
+        return next((f for f in self.factors if f.name == name), None)

@@ -1,0 +1,310 @@
+"""The engine: notices in, decisions out, the same for Kafka, files and tests.
+
+`process` stores the notice durably first, then offers it to the triggers subscribed to its
+topic in priority order, each in isolation, and records every decision with its factors and
+planned actions in one transaction. It is deterministic given the notices and the clock.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracerules.dsl.values import Missing, Vote
+from tracerules.rules.compile import CompiledTrigger, RuleSet
+from tracerules.runtime.actions import Dispatcher, plan
+from tracerules.runtime.decisions import (
+    Conclusion,
+    Decision,
+    Factor,
+    Source,
+    conclude,
+    tally,
+)
+from tracerules.runtime.evaluate import Reading, earliest, fold, read
+from tracerules.runtime.events import EventBook, EventState
+from tracerules.runtime.notices import Notice, NoticeError, parse_payload
+from tracerules.runtime.store import Store
+
+
+@dataclass
+class Processed:
+    """What became of one notice."""
+
+    notice_id: int
+    status: str  # evaluated, unsubscribed, dead, duplicate
+    decisions: list[Decision] = field(default_factory=list)
+    reason: str | None = None  # for dead letters and duplicates
+
+
+class Engine:
+    """Evaluates notices against a rule set, recording everything in the store."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        store: Store,
+        *,
+        out_dir: Path | str = "tracerules-out",
+        dry_run: bool = False,
+        run_actions: bool = True,
+        clock: Callable[[], float] = time.time,
+        extras: Any = None,
+    ) -> None:
+        self.rules = rules
+        self.store = store
+        self.events = EventBook(store)
+        self.dry_run = dry_run
+        self.run_actions = run_actions and not dry_run
+        self.clock = clock
+        self.extras = extras  # per-notice lazy values (sky maps): a callable(notice, doc)
+        self.dispatcher = Dispatcher(store, lambda: self.rules, Path(out_dir), clock)
+
+    def reload(self, rules: RuleSet) -> None:
+        """Swap in a new, already validated rule set whole."""
+        self.rules = rules
+        self.events.forget()
+
+    # -- notices -----------------------------------------------------------------------------
+
+    def process(self, notice: Notice) -> Processed:
+        stored = self.store.add_notice(notice)
+        if stored.status == "duplicate" or (not stored.new and stored.status != "new"):
+            why = (
+                "same payload as notice %s" % stored.duplicate_of
+                if stored.duplicate_of
+                else "already stored"
+            )
+            return Processed(stored.id, "duplicate", reason=why)
+        triggers = self.rules.by_topic.get(notice.topic, ())
+        if not triggers:
+            self.store.set_notice_status(stored.id, "unsubscribed")
+            return Processed(stored.id, "unsubscribed")
+        try:
+            doc = parse_payload(notice.payload, triggers[0].format)
+        except NoticeError as err:
+            self.store.dead_letter(stored.id, notice.topic, str(err))
+            return Processed(stored.id, "dead", reason=str(err))
+        source = Source.DRY_RUN if self.dry_run else Source.NOTICE
+        extras = self.extras(notice, doc) if self.extras else None
+        try:
+            with self.store.transaction():
+                decisions = [
+                    self._decide(t, notice, stored.id, doc, source, extras) for t in triggers
+                ]
+                self.store.set_notice_status(stored.id, "evaluated")
+        except BaseException:
+            self.events.forget()  # the cache may hold state the rollback undid
+            raise
+        if self.run_actions:
+            ids = [a.id for d in decisions for a in d.actions if a.status == "pending"]
+            self.dispatcher.run_pending(ids)
+        return Processed(stored.id, "evaluated", decisions)
+
+    def _decide(
+        self,
+        trigger: CompiledTrigger,
+        notice: Notice,
+        notice_id: int,
+        doc: Any,
+        source: Source,
+        extras: Any,
+    ) -> Decision:
+        now = notice.received
+        try:
+            reading = read(trigger, notice, doc, now, extras)
+            if isinstance(reading.event_id, Missing):
+                return self._record(
+                    trigger,
+                    None,
+                    notice_id,
+                    Decision(
+                        trigger.id,
+                        None,
+                        source,
+                        now,
+                        trigger.mode,
+                        Vote.UNKNOWN,
+                        Conclusion.NOT_APPLICABLE,
+                        error=reading.event_id.reason,
+                    ),
+                    {},
+                )
+            state = self.events.get(trigger.id, reading.event_id, now)
+            event_time = earliest(state.event_time, reading.event_time)
+            factors, votes = fold(trigger, reading, event_time, state.factors)
+            self.events.advance(state, notice_id, event_time, factors, now)
+            decision = Decision(
+                trigger.id,
+                state.event_id,
+                source,
+                now,
+                trigger.mode,
+                votes,
+                conclude(votes, source),
+                factors,
+                state.seq,
+                notice_id,
+            )
+            return self._record(trigger, state, notice_id, decision, reading.ctx.values)
+        except Exception as err:  # one trigger's failure never stops the others
+            tail = traceback.format_exception_only(type(err), err)[-1].strip()
+            return self._record(
+                trigger,
+                None,
+                notice_id,
+                Decision(
+                    trigger.id,
+                    None,
+                    source,
+                    now,
+                    trigger.mode,
+                    Vote.UNKNOWN,
+                    Conclusion.ERROR,
+                    error=tail,
+                ),
+                {},
+            )
+
+    def _record(
+        self,
+        trigger: CompiledTrigger,
+        state: EventState | None,
+        notice_id: int | None,
+        decision: Decision,
+        values: dict[str, Any],
+    ) -> Decision:
+        decision.rule_file = trigger.path
+        decision.rule_revision = trigger.revision
+        decision.rule_commit = self.rules.git_commit
+        decision.notice_id = notice_id
+        db = self.store.db
+        cur = db.execute(
+            "INSERT INTO decisions (event, trigger, event_id, notice_id, seq, source, actor, at, "
+            "mode, votes, conclusion, error, rule_file, rule_revision, rule_commit) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                state.pk if state else None,
+                trigger.id,
+                decision.event_id,
+                notice_id,
+                decision.seq,
+                decision.source.value,
+                decision.actor,
+                decision.at,
+                decision.mode,
+                decision.votes.value,
+                decision.conclusion.value,
+                decision.error,
+                decision.rule_file,
+                decision.rule_revision,
+                decision.rule_commit,
+            ),
+        )
+        decision.id = int(cur.lastrowid or 0)
+        db.executemany(
+            "INSERT INTO factors (decision, position, name, vote, inherited, reason, detail) "
+            "VALUES (?,?,?,?,?,?,?)",
+            [
+                (decision.id, i, f.name, f.vote.value, int(f.inherited), f.reason, f.detail)
+                for i, f in enumerate(decision.factors)
+            ],
+        )
+        if decision.passed and trigger.actions:
+            facts = {
+                "notice_id": notice_id,
+                "decision": decision.id,
+                "conclusion": decision.conclusion.value,
+                "event_id": decision.event_id,
+                "ext": "xml" if trigger.format == "xml" else "json",
+            }
+            decision.actions = plan(
+                self.store, trigger, decision, {**values, **facts}, self.dry_run
+            )
+        return decision
+
+    # -- people ------------------------------------------------------------------------------
+
+    def current_conditions(
+        self, trigger_id: str, event_id: str, now: float | None = None
+    ) -> tuple[tuple[Factor, ...], Any] | None:
+        """Replay the event's notices under the rules as they are now, without acting."""
+        trigger = self.rules.trigger(trigger_id)
+        if trigger is None:
+            return None
+        factors: tuple[Factor, ...] | None = None
+        event_time: float | None = None
+        last: Reading | None = None
+        for row in self.store.query(
+            "SELECT n.* FROM notices n JOIN event_notices en ON en.notice_id = n.id "
+            "JOIN events e ON e.id = en.event WHERE e.trigger=? AND e.event_id=? "
+            "ORDER BY en.seq",
+            (trigger_id, event_id),
+        ):
+            notice = _notice_of(row)
+            try:
+                doc = parse_payload(notice.payload, trigger.format)
+            except NoticeError:
+                continue
+            clock = notice.received if now is None else now
+            last = read(
+                trigger, notice, doc, clock, self.extras(notice, doc) if self.extras else None
+            )
+            event_time = earliest(event_time, last.event_time)
+            factors, _ = fold(trigger, last, event_time, factors)
+        if factors is None or last is None:
+            return None
+        return factors, last
+
+    def retrigger(self, trigger_id: str, event_id: str, actor: str) -> Decision:
+        """A manual decision: replay the event now; MAYBE becomes PASS; act as usual."""
+        trigger = self.rules.trigger(trigger_id)
+        if trigger is None:
+            raise KeyError(f"no trigger '{trigger_id}' in the rules")
+        now = self.clock()
+        replay = self.current_conditions(trigger_id, event_id, now)
+        if replay is None:
+            raise KeyError(f"trigger '{trigger_id}' has no event '{event_id}'")
+        factors, reading = replay
+        votes = tally(factors)
+        with self.store.transaction():
+            state = self.events.get(trigger_id, event_id, now)
+            decision = Decision(
+                trigger_id,
+                event_id,
+                Source.MANUAL,
+                now,
+                trigger.mode,
+                votes,
+                conclude(votes, Source.MANUAL),
+                factors,
+                state.seq,
+                actor=actor,
+            )
+            last_notice = self.store.scalar(
+                "SELECT notice_id FROM event_notices WHERE event=? ORDER BY seq DESC LIMIT 1",
+                (state.pk,),
+            )
+            decision = self._record(trigger, state, last_notice, decision, reading.ctx.values)
+            self.store.db.execute("UPDATE decisions SET actor=? WHERE id=?", (actor, decision.id))
+        if self.run_actions:
+            self.dispatcher.run_pending([a.id for a in decision.actions if a.status == "pending"])
+        return decision
+
+
+def _notice_of(row: Any) -> Notice:
+    return Notice(
+        row["topic"],
+        bytes(row["payload"]),
+        row["partition"],
+        row["offset"],
+        row["created"],
+        row["received"],
+        row["source"],
+        row["name"],
+        row["sha256"],
+    )

@@ -1,0 +1,290 @@
+"""The durable store: one SQLite file in WAL mode, readable with the `sqlite3` tool.
+
+It holds notices (deduplicated by topic+partition+offset and by payload hash), dead letters,
+events, decisions with their factors, actions and the observations they started. The schema
+is versioned; `MIGRATIONS[i]` takes a store from version i to i+1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from tracerules.runtime.notices import Notice
+
+SCHEMA_V1: Final = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE notices (
+    id          INTEGER PRIMARY KEY,
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    "offset"    INTEGER NOT NULL,          -- -1 for notices not read from Kafka
+    created     REAL,                      -- broker timestamp, POSIX seconds
+    received    REAL NOT NULL,             -- local arrival time, POSIX seconds
+    source      TEXT NOT NULL,             -- kafka, file, archive, test
+    name        TEXT,                      -- file name, for notices read from disk
+    size        INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    status      TEXT NOT NULL,             -- new, evaluated, unsubscribed, dead, duplicate
+    duplicate_of INTEGER REFERENCES notices(id)
+);
+CREATE UNIQUE INDEX notices_by_offset ON notices (topic, partition, "offset") WHERE "offset" >= 0;
+CREATE INDEX notices_by_hash ON notices (sha256);
+CREATE INDEX notices_by_time ON notices (received);
+CREATE TABLE dead_letters (
+    notice_id   INTEGER PRIMARY KEY REFERENCES notices(id),
+    reason      TEXT NOT NULL,
+    at          REAL NOT NULL
+);
+CREATE TABLE topic_stats (
+    topic       TEXT PRIMARY KEY,
+    count       INTEGER NOT NULL DEFAULT 0,
+    bytes       INTEGER NOT NULL DEFAULT 0,
+    last_seen   REAL,
+    last_error  TEXT,
+    last_error_at REAL
+);
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    trigger     TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    event_time  REAL,                      -- earliest parseable event time of its notices
+    first_seen  REAL NOT NULL,
+    last_seen   REAL NOT NULL,
+    notices     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (trigger, event_id)
+);
+CREATE TABLE event_notices (
+    event       INTEGER NOT NULL REFERENCES events(id),
+    notice_id   INTEGER NOT NULL REFERENCES notices(id),
+    seq         INTEGER NOT NULL,          -- 1 for the event's first notice, in arrival order
+    PRIMARY KEY (event, notice_id)
+);
+CREATE TABLE decisions (
+    id          INTEGER PRIMARY KEY,
+    event       INTEGER REFERENCES events(id),   -- NULL when the notice had no event id
+    trigger     TEXT NOT NULL,
+    event_id    TEXT,
+    notice_id   INTEGER REFERENCES notices(id),
+    seq         INTEGER NOT NULL,          -- which notice of the event this decision is for
+    source      TEXT NOT NULL,             -- notice, manual, dry-run
+    actor       TEXT,                      -- who ran a manual retrigger
+    at          REAL NOT NULL,             -- the evaluation clock
+    mode        TEXT NOT NULL,             -- live, pretend
+    votes       TEXT NOT NULL,             -- conclusion before MAYBE is demoted or promoted
+    conclusion  TEXT NOT NULL,             -- PASS, FAIL, ERROR, NOT_APPLICABLE
+    error       TEXT,
+    rule_file   TEXT NOT NULL,
+    rule_revision TEXT NOT NULL,           -- content hash of the trigger's rule file
+    rule_commit TEXT                       -- git commit of the rules folder, if any
+);
+CREATE INDEX decisions_by_event ON decisions (event, id);
+CREATE INDEX decisions_by_trigger ON decisions (trigger, id);
+CREATE TABLE factors (
+    decision    INTEGER NOT NULL REFERENCES decisions(id),
+    position    INTEGER NOT NULL,          -- 0 is expiry, then the conditions in order
+    name        TEXT NOT NULL,
+    vote        TEXT NOT NULL,             -- PASS, MAYBE, FAIL, UNKNOWN
+    inherited   INTEGER NOT NULL,          -- 1 when kept from an earlier notice
+    reason      TEXT,                      -- why it is UNKNOWN, or what it was inherited over
+    detail      TEXT,                      -- the values the condition read
+    PRIMARY KEY (decision, position)
+);
+CREATE TABLE actions (
+    id          INTEGER PRIMARY KEY,
+    decision    INTEGER NOT NULL REFERENCES decisions(id),
+    trigger     TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    position    INTEGER NOT NULL,          -- index in the trigger's actions list
+    type        TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    status      TEXT NOT NULL,             -- pending, running, done, failed, pretend, dry-run, clash
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    log         TEXT NOT NULL DEFAULT '',  -- secrets redacted
+    files       TEXT NOT NULL DEFAULT '[]',
+    request     TEXT NOT NULL DEFAULT '{}', -- template values for the run; never secrets
+    notice_id   INTEGER REFERENCES notices(id),
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX actions_by_status ON actions (status, id);
+CREATE TABLE observations (
+    observatory TEXT NOT NULL,
+    test        INTEGER NOT NULL,          -- test and live observations never clash
+    action      INTEGER NOT NULL REFERENCES actions(id),
+    trigger     TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    ra          REAL,
+    dec         REAL,
+    started     REAL NOT NULL,
+    until       REAL NOT NULL,
+    PRIMARY KEY (observatory, test)
+);
+"""
+
+# Each entry upgrades the schema by one version; the list only ever grows.
+MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class StoredNotice:
+    id: int
+    new: bool  # False when it was already stored (same offset, or same payload)
+    status: str
+    duplicate_of: int | None = None
+
+
+class Store:
+    """A connection to the store. One per thread; SQLite serialises writers across them."""
+
+    def __init__(self, path: str | Path, *, bulk: bool = False) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self.db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the
+        # last commits); bulk replays (dry runs, benchmarks) do not need even that.
+        self.db.execute(f"PRAGMA synchronous={'OFF' if bulk else 'NORMAL'}")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        exists = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not exists:
+            return 0
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> None:
+        with self.transaction():
+            current = self.version()
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the store {self.path} has schema {current}, newer than "
+                    f"this tracerules ({SCHEMA_VERSION}): upgrade tracerules"
+                )
+            for script in MIGRATIONS[current:]:
+                for statement in script.split(";\n"):
+                    if statement.strip():
+                        self.db.execute(statement)
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; nested calls join the outer transaction."""
+        with self._lock:
+            if self._depth == 0:
+                self.db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self.db
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if self._depth == 0:
+                self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- notices ----------------------------------------------------------------------------
+
+    def add_notice(self, notice: Notice) -> StoredNotice:
+        """Store a notice durably, or find it: same topic+partition+offset, or same payload."""
+        with self.transaction() as db:
+            if notice.offset >= 0:
+                row = db.execute(
+                    "SELECT id, status, duplicate_of FROM notices WHERE topic=? AND partition=? "
+                    'AND "offset"=?',
+                    (notice.topic, notice.partition, notice.offset),
+                ).fetchone()
+                if row is not None:
+                    return StoredNotice(row["id"], False, row["status"], row["duplicate_of"])
+            same = db.execute(
+                "SELECT id FROM notices WHERE sha256=? AND topic=? AND duplicate_of IS NULL "
+                "LIMIT 1",
+                (notice.digest, notice.topic),
+            ).fetchone()
+            status = "duplicate" if same else "new"
+            cur = db.execute(
+                'INSERT INTO notices (topic, partition, "offset", created, received, source, '
+                "name, size, sha256, payload, status, duplicate_of) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    notice.topic,
+                    notice.partition,
+                    notice.offset,
+                    notice.created,
+                    notice.received,
+                    notice.source,
+                    notice.name,
+                    len(notice.payload),
+                    notice.digest,
+                    notice.payload,
+                    status,
+                    same["id"] if same else None,
+                ),
+            )
+            db.execute(
+                "INSERT INTO topic_stats (topic, count, bytes, last_seen) VALUES (?, 1, ?, ?) "
+                "ON CONFLICT(topic) DO UPDATE SET count=count+1, bytes=bytes+excluded.bytes, "
+                "last_seen=max(coalesce(last_seen, 0), excluded.last_seen)",
+                (notice.topic, len(notice.payload), notice.received),
+            )
+            notice_id = int(cur.lastrowid or 0)
+            return StoredNotice(notice_id, True, status, same["id"] if same else None)
+
+    def set_notice_status(self, notice_id: int, status: str) -> None:
+        self.db.execute("UPDATE notices SET status=? WHERE id=?", (status, notice_id))
+
+    def dead_letter(self, notice_id: int, topic: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?)",
+                (notice_id, reason, time.time()),
+            )
+            db.execute("UPDATE notices SET status='dead' WHERE id=?", (notice_id,))
+            db.execute(
+                "UPDATE topic_stats SET last_error=?, last_error_at=? WHERE topic=?",
+                (reason, time.time(), topic),
+            )
+
+    def notice(self, notice_id: int) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM notices WHERE id=?", (notice_id,)
+        ).fetchone()
+        return row
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return list(self.db.execute(sql, params))
+
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        row = self.db.execute(sql, params).fetchone()
+        return row[0] if row else None
