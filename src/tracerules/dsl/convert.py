@@ -35,7 +35,7 @@ def to_float(value: Any) -> Any:
         text = value.strip()
         try:
             return float(int(text, 16)) if text[:2].lower() == "0x" else float(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             return Missing(f"{_show(value)} is not a number")
     return Missing(f"expected a number, got {_show(value)}")
 

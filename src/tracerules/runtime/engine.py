@@ -75,7 +75,7 @@ class Engine:
         stored = self.store.add_notice(notice)
         if stored.status == "duplicate" or (not stored.new and stored.status != "new"):
             why = (
-                "same payload as notice %s" % stored.duplicate_of
+                f"same payload as notice {stored.duplicate_of}"
                 if stored.duplicate_of
                 else "already stored"
             )

@@ -30,7 +30,7 @@ def event_key(value: Any) -> str | Missing:
     """An event id as text: 1016881, 1016881.0 and ' 1016881' are the same event."""
     if isinstance(value, Missing):
         return value
-    if isinstance(value, bool) or isinstance(value, list | tuple | dict):
+    if isinstance(value, bool | list | tuple | dict):
         return Missing(f"the event id {value!r} is not a single value")
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)

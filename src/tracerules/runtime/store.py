@@ -106,7 +106,7 @@ CREATE TABLE actions (
     position    INTEGER NOT NULL,          -- index in the trigger's actions list
     type        TEXT NOT NULL,
     label       TEXT NOT NULL,
-    status      TEXT NOT NULL,             -- pending, running, done, failed, pretend, dry-run, clash
+    status      TEXT NOT NULL,  -- pending, running, done, failed, pretend, dry-run, clash
     attempts    INTEGER NOT NULL DEFAULT 0,
     log         TEXT NOT NULL DEFAULT '',  -- secrets redacted
     files       TEXT NOT NULL DEFAULT '[]',
