@@ -31,8 +31,7 @@ from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Vote
 from tracerules.rules.compile import CompiledTrigger, load_ruleset
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          huge_tree=True)
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
 def _time(text: str) -> float | None:
@@ -68,8 +67,9 @@ def read_manifest(corpus: Path) -> dict[str, list[Notice]]:
                 continue
             topic = raw.split()[0]
             when = _time(row["notice_time"]) or _time(row["event_time"])
-            by_topic[topic].append(Notice(row["local_path"], topic, " " in raw, when,
-                                          row["event_key"]))
+            by_topic[topic].append(
+                Notice(row["local_path"], topic, " " in raw, when, row["event_key"])
+            )
     return by_topic
 
 
@@ -82,7 +82,7 @@ def parse(notice: Notice, corpus: Path, fmt: str) -> None:
             notice.doc = json.loads(data)
         else:
             notice.doc = etree.fromstring(data, _PARSER)
-    except Exception as err:  # noqa: BLE001 - a scratch report, not a service
+    except Exception as err:  # a scratch report, not a service
         notice.error = f"{type(err).__name__}: {str(err)[:80]}"
 
 
@@ -113,8 +113,13 @@ def conclude(factors: dict[str, Vote | None]) -> str:
     return "PASS"
 
 
-def check_trigger(trigger: CompiledTrigger, notices: list[Notice], corpus: Path,
-                  show_events: bool, ignore: set[str] = frozenset()) -> None:
+def check_trigger(  # noqa: PLR0915 - one linear report, easier to read in one piece
+    trigger: CompiledTrigger,
+    notices: list[Notice],
+    corpus: Path,
+    show_events: bool,
+    ignore: frozenset[str] = frozenset(),
+) -> None:
     fields = {f.name: FieldStats() for f in trigger.fields}
     votes: dict[str, Counter[str]] = {c.name: Counter() for c in trigger.conditions}
     unknown_why: dict[str, Counter[str]] = {c.name: Counter() for c in trigger.conditions}
@@ -131,11 +136,13 @@ def check_trigger(trigger: CompiledTrigger, notices: list[Notice], corpus: Path,
         read += 1
         guessed += notice.guessed
         now = notice.time if notice.time is not None else 0.0
-        ctx = Context(values={"topic": notice.topic, "trigger": trigger.id,
-                              "received": now, "created": now}, now=now)
+        ctx = Context(
+            values={"topic": notice.topic, "trigger": trigger.id, "received": now, "created": now},
+            now=now,
+        )
         try:
             trigger.extract(notice.doc, ctx)
-        except Exception as err:  # noqa: BLE001 - an engine bug: report it, keep going
+        except Exception as err:  # an engine bug: report it, keep going
             print(f"    !! {trigger.id}: extract crashed on {notice.path}: {err!r}")
             continue
         for f in trigger.fields:
@@ -153,18 +160,19 @@ def check_trigger(trigger: CompiledTrigger, notices: list[Notice], corpus: Path,
             no_id += 1
             event = None
         else:
-            event = events.setdefault(event_id, {"n": 0, "time": None, "keys": set(),
-                                                 "factors": {}, "trail": []})
+            event = events.setdefault(
+                event_id, {"n": 0, "time": None, "keys": set(), "factors": {}, "trail": []}
+            )
             if not isinstance(own_time, Missing) and own_time is not None:
-                event["time"] = own_time if event["time"] is None else min(event["time"],
-                                                                           own_time)
+                event["time"] = own_time if event["time"] is None else min(event["time"], own_time)
             ctx.values["event_id"] = event_id
-            ctx.values["event_time"] = (event["time"] if event["time"] is not None
-                                        else Missing("the event has no time yet"))
+            ctx.values["event_time"] = (
+                event["time"] if event["time"] is not None else Missing("the event has no time yet")
+            )
         for cond in trigger.conditions:
             try:
                 result = cond.vote(ctx)
-            except Exception as err:  # noqa: BLE001 - an engine bug: count it, keep going
+            except Exception as err:  # an engine bug: count it, keep going
                 result = None
                 errors[cond.name][f"{type(err).__name__}: {err}"[:70]] += 1
             if result is None:
@@ -192,41 +200,46 @@ def check_trigger(trigger: CompiledTrigger, notices: list[Notice], corpus: Path,
             factors = {"(expiry)": expiry, **event["factors"]}
             event["trail"].append(conclude(factors))
             event["factors_now"] = factors
-    print(f"\n=== {trigger.id}  [{trigger.format}] priority {trigger.priority}, "
-          f"{trigger.mode}, expiry {trigger.expiry / 3600:g} h")
+    print(
+        f"\n=== {trigger.id}  [{trigger.format}] priority {trigger.priority}, "
+        f"{trigger.mode}, expiry {trigger.expiry / 3600:g} h"
+    )
     print(f"    topics: {', '.join(trigger.topics)}")
-    print(f"    notices: {len(notices)} in manifest, {read} read, {failed} unreadable, "
-          f"{guessed} with a guessed topic, {no_id} without an event id")
+    print(
+        f"    notices: {len(notices)} in manifest, {read} read, {failed} unreadable, "
+        f"{guessed} with a guessed topic, {no_id} without an event id"
+    )
     print("    fields:")
     for name, stats in fields.items():
         frac = stats.present / read if read else 0.0
-        reason = stats.reasons.most_common(1)
-        why = f"  missing: {reason[0][0]} (x{reason[0][1]})" if reason else ""
+        common = stats.reasons.most_common(1)
+        why = f"  missing: {common[0][0]} (x{common[0][1]})" if common else ""
         example = show(stats.example) if stats.present else "-"
         print(f"      {name:22s} {frac:6.1%}  e.g. {example:40s}{why}")
     print("    conditions (PASS/MAYBE/FAIL/UNKNOWN[/ERROR]):")
     for name, counts in votes.items():
         kinds = ("PASS", "MAYBE", "FAIL", "UNKNOWN") + (("ERROR",) if counts["ERROR"] else ())
         cells = "/".join(str(counts.get(v, 0)) for v in kinds)
-        why = unknown_why[name].most_common(1)
-        extra = f"  unknown: {why[0][0]} (x{why[0][1]})" if why else ""
+        top = unknown_why[name].most_common(1)
+        extra = f"  unknown: {top[0][0]} (x{top[0][1]})" if top else ""
         bug = errors[name].most_common(1)
         extra += f"  ERROR: {bug[0][0]} (x{bug[0][1]})" if bug else ""
         print(f"      {name:22s} {cells:16s}{extra}")
     finals = Counter(e["trail"][-1] for e in events.values() if e["trail"])
     print(f"    events: {len(events)}; final conclusions {dict(finals)}")
-    split = {k for e in events.values() for k in e["keys"]}
     merged = [e for e in events.values() if len(e["keys"]) > 1]
     if merged:
-        print(f"    note: {len(merged)} event(s) merge notices the manifest keys differently:"
-              f" {[sorted(e['keys']) for e in merged][:3]}")
-    del split
+        print(
+            f"    note: {len(merged)} event(s) merge notices the manifest keys differently:"
+            f" {[sorted(e['keys']) for e in merged][:3]}"
+        )
     if show_events:
-        for event_id, e in sorted(events.items(), key=lambda kv: str(kv[0])):
-            factors = " ".join(f"{k}={v.value[0] if v else '-'}"
-                               for k, v in e.get("factors_now", {}).items())
-            print(f"      {show(event_id, 24):24s} n={e['n']:<3d} {'>'.join(e['trail'])}")
-            print(f"          last factors: {factors}")
+        for event_id, ev in sorted(events.items(), key=lambda kv: str(kv[0])):
+            last = " ".join(
+                f"{k}={v.value[0] if v else '-'}" for k, v in ev.get("factors_now", {}).items()
+            )
+            print(f"      {show(event_id, 24):24s} n={ev['n']:<3d} {'>'.join(ev['trail'])}")
+            print(f"          last factors: {last}")
 
 
 def main() -> None:
@@ -236,9 +249,14 @@ def main() -> None:
     parser.add_argument("--rules", type=Path, default=here / "examples" / "rules")
     parser.add_argument("--trigger", action="append", help="only these trigger ids")
     parser.add_argument("--events", action="store_true", help="list every event")
-    parser.add_argument("--ignore", action="append", default=[], metavar="CONDITION",
-                        help="leave this condition out of the event conclusions (e.g. the "
-                        "real-event test, to see how mock events would fare)")
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="CONDITION",
+        help="leave this condition out of the event conclusions (e.g. the "
+        "real-event test, to see how mock events would fare)",
+    )
     args = parser.parse_args()
     ruleset = load_ruleset([args.rules])
     by_topic = read_manifest(args.corpus)
@@ -246,7 +264,7 @@ def main() -> None:
         if args.trigger and trigger.id not in args.trigger:
             continue
         notices = [n for t in trigger.topics for n in by_topic.get(t, [])]
-        check_trigger(trigger, notices, args.corpus, args.events, set(args.ignore))
+        check_trigger(trigger, notices, args.corpus, args.events, frozenset(args.ignore))
 
 
 if __name__ == "__main__":

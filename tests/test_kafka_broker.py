@@ -24,12 +24,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-try:  # repository root on sys.path (python -m pytest, or pythonpath = ["."])
-    from tests import kafka_broker as kb
-except ImportError:  # tests/ on sys.path (pytest's default "prepend" import mode)
-    import kafka_broker as kb  # type: ignore[no-redef, unused-ignore]
-
-pytest_plugins = [kb.__name__]
+from tests import kafka_broker as kb  # registered as a plugin by conftest.py
 
 pytestmark = pytest.mark.kafka
 

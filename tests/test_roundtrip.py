@@ -24,6 +24,7 @@ KEYWORDS = {
     "PASS",
     "MAYBE",
     "FAIL",
+    "UNKNOWN",
 }
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(
     lambda s: s not in KEYWORDS
@@ -36,7 +37,7 @@ leaves = st.one_of(
     st.builds(ast.Num, numbers, st.one_of(st.none(), st.sampled_from(ALL_UNITS))),
     st.builds(ast.Str, st.text(max_size=12)),
     st.builds(ast.Bool, st.booleans()),
-    st.builds(ast.VoteLit, st.sampled_from([Vote.PASS, Vote.MAYBE, Vote.FAIL])),
+    st.builds(ast.VoteLit, st.sampled_from(list(Vote))),
     st.builds(ast.Name, names),
 )
 

@@ -159,6 +159,14 @@ def _extract(text: str, pattern: re.Pattern[str], group: int = 1) -> Any:
     return match.group(int(group) if pattern.groups else 0)
 
 
+def _hypot(*values: float) -> float:
+    return math.hypot(*values)
+
+
+def _format_time(t: float, fmt: str) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime(fmt)
+
+
 def _len(value: Any) -> int:
     if isinstance(value, str | tuple | list):
         return len(value)
@@ -206,6 +214,16 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("log10", (N,), N, math.log10, "base-10 logarithm", "math"),
     Builtin("ln", (N,), N, math.log, "natural logarithm", "math"),
     Builtin("exp", (N,), N, math.exp, "e to the power x", "math"),
+    Builtin(
+        "hypot",
+        (ANY, ANY),
+        SAME_AS_FIRST,
+        _hypot,
+        "sqrt(a**2 + b**2 + ...), keeping the unit: errors added in quadrature",
+        "math",
+        variadic=True,
+        same_types=True,
+    ),
     # strings
     Builtin("lower", (S,), S, str.lower, "lower-case text", "string"),
     Builtin("upper", (S,), S, str.upper, "upper-case text", "string"),
@@ -213,6 +231,14 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("len", (ANY,), N, _len, "length of a string or list", "string"),
     Builtin("startswith", (S, S), B, str.startswith, "text starts with prefix", "string"),
     Builtin("endswith", (S, S), B, str.endswith, "text ends with suffix", "string"),
+    Builtin(
+        "replace",
+        (S, S, S),
+        S,
+        lambda s, old, new: s.replace(old, new),
+        "text with every old replaced by new",
+        "string",
+    ),
     Builtin("contains", (S, S), B, lambda s, part: part in s, "text contains part", "string"),
     Builtin(
         "matches",
@@ -318,6 +344,14 @@ _TABLE: tuple[Builtin, ...] = (
     ),
     Builtin("mjd", (T,), N, lambda t: (t - _MJD_EPOCH) / 86400.0, "Modified Julian Date", "time"),
     Builtin("iso", (T,), S, _iso, "ISO 8601 text of a time, in UTC", "time"),
+    Builtin(
+        "format_time",
+        (T, S),
+        S,
+        _format_time,
+        "a time as text in UTC with strftime codes, e.g. '%Y%m%dT%H%M%S'",
+        "time",
+    ),
     # sky
     Builtin(
         "sep",

@@ -23,6 +23,8 @@ from tracerules.errors import DslError
 Fn = Callable[[Context], Any]
 
 _NOT_CONST: Final = object()
+# `else UNKNOWN` abstains on purpose: the event keeps its previous vote for this condition.
+_ABSTAIN: Final = Missing("the condition abstains (UNKNOWN)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,8 @@ class Compiler:
                 return Vote.PASS
             if value is False:
                 return Vote.FAIL
+            if value is Vote.UNKNOWN:
+                return _ABSTAIN
             if isinstance(value, Vote):
                 return value
             if isinstance(value, Missing):
@@ -370,9 +374,10 @@ class Compiler:
                 if value is stop:
                     return stop
                 if isinstance(value, Missing):
-                    missing = missing or value
-                elif value is not (not stop):
-                    missing = missing or Missing(f"{value!r} is not true/false")
+                    if missing is None:
+                        missing = value
+                elif value is not (not stop) and missing is None:
+                    missing = Missing(f"{value!r} is not true/false")
             return missing if missing is not None else not stop
 
         return self._fold(Compiled(logic, Type.BOOL, **_merge(parts)), parts)

@@ -138,6 +138,9 @@ class _ToAst(Transformer[Token, ast.Expr]):
     def vote_fail(self, meta: Any, _: list[Any]) -> ast.VoteLit:
         return ast.VoteLit(Vote.FAIL, _pos(meta))
 
+    def vote_unknown(self, meta: Any, _: list[Any]) -> ast.VoteLit:
+        return ast.VoteLit(Vote.UNKNOWN, _pos(meta))
+
     def name(self, meta: Any, children: list[Token]) -> ast.Name:
         return ast.Name(str(children[0]), _tok_pos(children[0]))
 

@@ -48,6 +48,9 @@ class UnusedField(Lint):
 
             for text in action.config.templates().values():
                 used |= {name for name, _ in template_names(text)}
+            used |= {
+                getattr(action.config, ref) for ref in getattr(action.config, "field_refs", ())
+            }
         for f in trigger.fields:
             if f.name not in used:
                 yield (
@@ -121,10 +124,10 @@ class CaseWithoutElse(Lint):
         for cond in trigger.conditions:
             if isinstance(cond.node, ast.Case) and cond.node.default is None:
                 yield (
-                    f"condition '{cond.name}' has no else: no match means UNKNOWN, "
-                    "which fails the trigger",
+                    f"condition '{cond.name}' has no else: when no branch matches it is "
+                    "UNKNOWN, keeping the previous vote (or failing the first notice)",
                     cond.span,
-                    "add 'else FAIL' or 'else MAYBE'",
+                    "say what you mean: 'else FAIL', 'else MAYBE' or 'else UNKNOWN'",
                 )
 
 

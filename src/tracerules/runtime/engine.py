@@ -18,6 +18,7 @@ from tracerules.dsl.values import Missing, Vote
 from tracerules.rules.compile import CompiledTrigger, RuleSet
 from tracerules.runtime.actions import Dispatcher, plan
 from tracerules.runtime.decisions import (
+    ActionRecord,
     Conclusion,
     Decision,
     Factor,
@@ -101,9 +102,15 @@ class Engine:
             self.events.forget()  # the cache may hold state the rollback undid
             raise
         if self.run_actions:
-            ids = [a.id for d in decisions for a in d.actions if a.status == "pending"]
-            self.dispatcher.run_pending(ids)
+            self._run([a for d in decisions for a in d.actions])
         return Processed(stored.id, "evaluated", decisions)
+
+    def _run(self, records: list[ActionRecord]) -> None:
+        """Run the pending actions now (tests, dry runs); the service uses its workers."""
+        pending = {a.id: a for a in records if a.status == "pending"}
+        for result in self.dispatcher.run_pending(list(pending)):
+            pending[result.action_id].status = result.status
+            pending[result.action_id].log += result.log
 
     def _decide(
         self,
@@ -292,7 +299,7 @@ class Engine:
             decision = self._record(trigger, state, last_notice, decision, reading.ctx.values)
             self.store.db.execute("UPDATE decisions SET actor=? WHERE id=?", (actor, decision.id))
         if self.run_actions:
-            self.dispatcher.run_pending([a.id for a in decision.actions if a.status == "pending"])
+            self._run(decision.actions)
         return decision
 
 
