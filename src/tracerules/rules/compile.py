@@ -62,7 +62,6 @@ TEMPLATE_NAMES = (
     "ext",
     "decision",
     "conclusion",
-    "event_dir",
     "date",
 )
 

@@ -44,9 +44,15 @@ def plain(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _status(trigger: CompiledTrigger, decision: Decision, dry_run: bool) -> str:
+def _status(
+    trigger: CompiledTrigger,
+    action: CompiledAction,
+    decision: Decision,
+    dry_run: bool,
+    products: bool,
+) -> str:
     if dry_run or decision.source is Source.DRY_RUN:
-        return "dry-run"
+        return "pending" if products and action.kind.writes_files else "dry-run"
     return "pending" if trigger.mode == "live" else "pretend"
 
 
@@ -82,16 +88,17 @@ def plan(
     decision: Decision,
     values: Mapping[str, Any],
     dry_run: bool,
+    products: bool = False,
 ) -> list[ActionRecord]:
     """Insert the actions of a PASS decision; the caller holds the transaction."""
     assert decision.id is not None and decision.event_id is not None
-    status = _status(trigger, decision, dry_run)
     request = json.dumps(plain(values))
     # A manual retrigger of the same event state reuses its key, so running it twice acts once.
     tag = f"manual-{decision.seq}" if decision.source is Source.MANUAL else str(decision.seq)
     records = []
     for position, action in enumerate(trigger.actions):
         key = f"{trigger.id}/{decision.event_id}/{tag}/{position}"
+        status = _status(trigger, action, decision, dry_run, products)
         now = decision.at
         cur = store.db.execute(
             "INSERT OR IGNORE INTO actions (decision, trigger, event_id, idempotency_key, "

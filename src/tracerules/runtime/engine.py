@@ -29,7 +29,7 @@ from tracerules.runtime.decisions import (
 from tracerules.runtime.evaluate import Reading, earliest, fold, read
 from tracerules.runtime.events import EventBook, EventState
 from tracerules.runtime.notices import Notice, NoticeError, parse_payload
-from tracerules.runtime.store import Store
+from tracerules.runtime.store import Store, StoredNotice
 
 
 @dataclass
@@ -55,12 +55,15 @@ class Engine:
         run_actions: bool = True,
         clock: Callable[[], float] = time.time,
         extras: Any = None,
+        products: bool = False,
     ) -> None:
         self.rules = rules
         self.store = store
         self.events = EventBook(store)
         self.dry_run = dry_run
-        self.run_actions = run_actions and not dry_run
+        # A dry run may render file products (into out_dir only), and never acts otherwise.
+        self.products = products and dry_run
+        self.run_actions = (run_actions and not dry_run) or self.products
         self.clock = clock
         self.extras = extras  # per-notice lazy values (sky maps): a callable(notice, doc)
         self.dispatcher = Dispatcher(store, lambda: self.rules, Path(out_dir), clock)
@@ -73,6 +76,7 @@ class Engine:
     # -- notices -----------------------------------------------------------------------------
 
     def process(self, notice: Notice) -> Processed:
+        """Store the notice durably, then evaluate it (unless it was already evaluated)."""
         stored = self.store.add_notice(notice)
         if stored.status == "duplicate" or (not stored.new and stored.status != "new"):
             why = (
@@ -81,6 +85,17 @@ class Engine:
                 else "already stored"
             )
             return Processed(stored.id, "duplicate", reason=why)
+        return self.evaluate(notice, stored.id)
+
+    def stored_notice(self, notice_id: int) -> Notice:
+        row = self.store.notice(notice_id)
+        if row is None:
+            raise KeyError(f"no notice {notice_id} in the store")
+        return notice_of(row)
+
+    def evaluate(self, notice: Notice, notice_id: int) -> Processed:
+        """Offer a stored notice to its topic's triggers, in priority order."""
+        stored = StoredNotice(notice_id, False, "new")
         triggers = self.rules.by_topic.get(notice.topic, ())
         if not triggers:
             self.store.set_notice_status(stored.id, "unsubscribed")
@@ -222,17 +237,36 @@ class Engine:
             ],
         )
         if decision.passed and trigger.actions:
-            facts = {
-                "notice_id": notice_id,
-                "decision": decision.id,
-                "conclusion": decision.conclusion.value,
-                "event_id": decision.event_id,
-                "ext": "xml" if trigger.format == "xml" else "json",
-            }
+            facts = self._facts(trigger, decision, notice_id, values)
             decision.actions = plan(
-                self.store, trigger, decision, {**values, **facts}, self.dry_run
+                self.store, trigger, decision, {**values, **facts}, self.dry_run, self.products
             )
         return decision
+
+    def _facts(
+        self,
+        trigger: CompiledTrigger,
+        decision: Decision,
+        notice_id: int | None,
+        values: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Template names besides the fields: where the notice came from and what was decided."""
+        row = self.store.db.execute(
+            'SELECT partition, "offset" FROM notices WHERE id=?', (notice_id,)
+        ).fetchone()
+        event_time = values.get("event_time")
+        return {
+            "notice_id": notice_id,
+            "partition": row["partition"] if row else -1,
+            "offset": row["offset"] if row else -1,
+            "decision": decision.id,
+            "conclusion": decision.conclusion.value,
+            "event_id": decision.event_id,
+            "ext": trigger.format,
+            "date": time.strftime("%Y%m%d", time.gmtime(event_time))
+            if isinstance(event_time, float)
+            else "-",
+        }
 
     # -- people ------------------------------------------------------------------------------
 
@@ -252,7 +286,7 @@ class Engine:
             "ORDER BY en.seq",
             (trigger_id, event_id),
         ):
-            notice = _notice_of(row)
+            notice = notice_of(row)
             try:
                 doc = parse_payload(notice.payload, trigger.format)
             except NoticeError:
@@ -303,7 +337,7 @@ class Engine:
         return decision
 
 
-def _notice_of(row: Any) -> Notice:
+def notice_of(row: Any) -> Notice:
     return Notice(
         row["topic"],
         bytes(row["payload"]),

@@ -211,6 +211,19 @@ class Store:
             if self._depth == 0:
                 self.db.execute("COMMIT")
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many notices into few transactions (replays); see `commit_batch`."""
+        with self.transaction():
+            yield
+
+    def commit_batch(self) -> None:
+        """Inside `batch`, make the work so far durable and carry on in a new transaction."""
+        with self._lock:
+            if self._depth == 1:
+                self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
+
     def close(self) -> None:
         self.db.close()
 

@@ -1,0 +1,193 @@
+"""Reading decisions back from the store: events with their notices, factors and actions.
+
+Dry-run reports, rule tests, diffs, the operator commands and the dashboard all read here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracerules.dsl.values import Vote
+from tracerules.runtime.decisions import ActionRecord, Conclusion, Decision, Factor, Source
+from tracerules.runtime.store import Store
+
+
+@dataclass(frozen=True)
+class NoticeRef:
+    id: int
+    topic: str
+    received: float
+    created: float | None
+    name: str | None
+    partition: int
+    offset: int
+    status: str
+
+
+@dataclass
+class EventView:
+    pk: int
+    trigger: str
+    event_id: str
+    event_time: float | None
+    notices: list[NoticeRef] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def last(self) -> Decision | None:
+        return self.decisions[-1] if self.decisions else None
+
+    @property
+    def passed(self) -> bool:
+        return any(d.passed for d in self.decisions)
+
+
+def _decision(row: Any) -> Decision:
+    return Decision(
+        row["trigger"],
+        row["event_id"],
+        Source(row["source"]),
+        row["at"],
+        row["mode"],
+        Vote(row["votes"]),
+        Conclusion(row["conclusion"]),
+        (),
+        row["seq"],
+        row["notice_id"],
+        row["error"],
+        row["id"],
+        row["rule_file"],
+        row["rule_revision"],
+        row["rule_commit"],
+        row["actor"],
+    )
+
+
+def attach(store: Store, decisions: list[Decision]) -> None:
+    """Fill in factors and actions for decisions read from the store."""
+    by_id = {d.id: d for d in decisions}
+    if not by_id:
+        return
+    marks = ",".join("?" * len(by_id))
+    factors: dict[int, list[Factor]] = {}
+    for r in store.query(
+        f"SELECT * FROM factors WHERE decision IN ({marks}) ORDER BY decision, position",
+        tuple(by_id),
+    ):
+        factors.setdefault(r["decision"], []).append(
+            Factor(r["name"], Vote(r["vote"]), bool(r["inherited"]), r["reason"], r["detail"])
+        )
+    for decision_id, items in factors.items():
+        by_id[decision_id].factors = tuple(items)
+    for r in store.query(
+        f"SELECT * FROM actions WHERE decision IN ({marks}) ORDER BY id", tuple(by_id)
+    ):
+        by_id[r["decision"]].actions.append(
+            ActionRecord(
+                r["id"],
+                r["position"],
+                r["type"],
+                r["label"],
+                r["status"],
+                r["idempotency_key"],
+                r["log"],
+                json.loads(r["files"]),
+            )
+        )
+
+
+def events(
+    store: Store,
+    trigger: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    event_id: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[EventView]:
+    """Events with everything about them, oldest first."""
+    where, params = ["1=1"], []
+    for clause, value in (
+        ("trigger=?", trigger),
+        ("event_id=?", event_id),
+        ("coalesce(event_time, first_seen)>=?", since),
+        ("coalesce(event_time, first_seen)<=?", until),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    sql = (
+        f"SELECT * FROM events WHERE {' AND '.join(where)} "
+        "ORDER BY coalesce(event_time, first_seen), id"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    views = {
+        r["id"]: EventView(r["id"], r["trigger"], r["event_id"], r["event_time"])
+        for r in store.query(sql, tuple(params))
+    }
+    if not views:
+        return []
+    marks = ",".join("?" * len(views))
+    for r in store.query(
+        "SELECT en.event, n.id, n.topic, n.received, n.created, n.name, n.partition, "
+        f'n."offset", n.status FROM event_notices en JOIN notices n ON n.id = en.notice_id '
+        f"WHERE en.event IN ({marks}) ORDER BY en.event, en.seq",
+        tuple(views),
+    ):
+        views[r["event"]].notices.append(
+            NoticeRef(
+                r["id"],
+                r["topic"],
+                r["received"],
+                r["created"],
+                r["name"],
+                r["partition"],
+                r["offset"],
+                r["status"],
+            )
+        )
+    decisions = [
+        _decision(r)
+        for r in store.query(
+            f"SELECT * FROM decisions WHERE event IN ({marks}) ORDER BY id", tuple(views)
+        )
+    ]
+    attach(store, decisions)
+    event_of = {
+        r["id"]: r["event"]
+        for r in store.query(
+            f"SELECT id, event FROM decisions WHERE event IN ({marks})", tuple(views)
+        )
+    }
+    for decision in decisions:
+        views[event_of[decision.id]].decisions.append(decision)
+    return list(views.values())
+
+
+def counts(store: Store) -> dict[str, Any]:
+    """Totals for summaries: notices by status, decisions by conclusion, actions by status."""
+
+    def grouped(sql: str) -> dict[str, int]:
+        return {r[0]: r[1] for r in store.query(sql)}
+
+    return {
+        "notices": grouped("SELECT status, count(*) FROM notices GROUP BY status"),
+        "decisions": grouped("SELECT conclusion, count(*) FROM decisions GROUP BY conclusion"),
+        "actions": grouped("SELECT status, count(*) FROM actions GROUP BY status"),
+        "events": store.scalar("SELECT count(*) FROM events") or 0,
+        "dead_letters": store.scalar("SELECT count(*) FROM dead_letters") or 0,
+    }
+
+
+def iter_decisions(store: Store, trigger: str | None = None) -> Iterator[Decision]:
+    rows = store.query(
+        "SELECT * FROM decisions" + (" WHERE trigger=?" if trigger else "") + " ORDER BY id",
+        (trigger,) if trigger else (),
+    )
+    decisions = [_decision(r) for r in rows]
+    attach(store, decisions)
+    yield from decisions
