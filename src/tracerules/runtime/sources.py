@@ -7,7 +7,11 @@ byte scans: a notice is parsed only if a trigger subscribes to its topic.
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
+import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -84,3 +88,117 @@ def notice_from_bytes(
 def notice_from_file(path: Path | str, **kwargs: object) -> Notice:
     path = Path(path)
     return notice_from_bytes(path.read_bytes(), name=path.name, **kwargs)  # type: ignore[arg-type]
+
+
+TAR_SUFFIXES: Final = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+NDJSON_SUFFIXES: Final = (".ndjson", ".jsonl")
+STORE_SUFFIXES: Final = (".sqlite", ".sqlite3", ".db")
+NOTICE_SUFFIXES: Final = (".xml", ".json", ".voe")
+
+
+class SourceError(ValueError):
+    """A source that cannot be read at all (a missing path, an unknown kind of file)."""
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if path.is_dir():
+        return "dir"
+    for kind, suffixes in (
+        ("tar", TAR_SUFFIXES),
+        ("ndjson", NDJSON_SUFFIXES),
+        ("store", STORE_SUFFIXES),
+    ):
+        if name.endswith(suffixes):
+            return kind
+    return "file"
+
+
+def iter_notices(sources: Iterable[str | Path], topic: str | None = None) -> Iterator[Notice]:
+    """Every notice in the given files, folders, tar archives, NDJSON exports and stores."""
+    for raw in sources:
+        path = Path(raw)
+        if not path.exists():
+            raise SourceError(f"no such file or folder: {raw}")
+        kind = _kind(path)
+        if kind == "dir":
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if child.name.lower().endswith(NOTICE_SUFFIXES):
+                    yield notice_from_file(child, topic=topic)
+        elif kind == "tar":
+            yield from _from_tar(path, topic)
+        elif kind == "ndjson":
+            yield from _from_ndjson(path, topic)
+        elif kind == "store":
+            yield from _from_store(path, topic)
+        else:
+            yield notice_from_file(path, topic=topic)
+
+
+def _from_tar(path: Path, topic: str | None) -> Iterator[Notice]:
+    # Streaming mode ("r|*"): members are read in order, so memory stays flat.
+    with tarfile.open(path, "r|*") as archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            handle = archive.extractfile(member)
+            if handle is None:
+                continue
+            yield notice_from_bytes(handle.read(), topic=topic, name=member.name, source="archive")
+
+
+def _from_ndjson(path: Path, topic: str | None) -> Iterator[Notice]:
+    """One notice per line: the notice itself, or an export {"topic", "payload", ...}."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            name = f"{path.name}:{number}"
+            try:
+                record = json.loads(line)
+            except ValueError:
+                yield notice_from_bytes(line, topic=topic or "unknown", name=name, source="archive")
+                continue
+            if isinstance(record, dict) and "payload" in record and "topic" in record:
+                payload = record["payload"]
+                data = (
+                    payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                )
+                when = to_time(record["created"]) if record.get("created") else None
+                yield notice_from_bytes(
+                    data,
+                    topic=topic or record["topic"],
+                    name=name,
+                    source="archive",
+                    received=when if isinstance(when, float) else None,
+                )
+            else:
+                yield notice_from_bytes(line, topic=topic, name=name, source="archive")
+
+
+def _from_store(path: Path, topic: str | None) -> Iterator[Notice]:
+    """The notices a service stored (not its duplicates), with their Kafka envelopes."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        ids = [
+            r[0]
+            for r in db.execute(
+                "SELECT id FROM notices WHERE status != 'duplicate' ORDER BY received, id"
+            )
+        ]
+        for notice_id in ids:
+            row = db.execute("SELECT * FROM notices WHERE id=?", (notice_id,)).fetchone()
+            yield Notice(
+                topic or row["topic"],
+                bytes(row["payload"]),
+                row["partition"],
+                row["offset"],
+                row["created"],
+                row["received"],
+                "store",
+                row["name"],
+            )
+    finally:
+        db.close()
