@@ -61,5 +61,56 @@ def functions(
     show_functions(output)
 
 
+@app.command("dry-run")
+def dry_run(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="notice files, folders, tar archives, NDJSON exports or a service store"
+        ),
+    ],
+    rules: Annotated[list[Path] | None, typer.Option("--rules", "-r", help="rule folders")] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="the topic of every notice (no inference)")
+    ] = None,
+    output: Annotated[
+        str, typer.Option("--format", "-f", help="text, json, ndjson or html")
+    ] = "text",
+    out_file: Annotated[Path | None, typer.Option("--output", "-o", help="write to a file")] = None,
+    since: Annotated[str | None, typer.Option(help="only notices from this ISO time on")] = None,
+    until: Annotated[str | None, typer.Option(help="only notices up to this ISO time")] = None,
+    trigger: Annotated[str | None, typer.Option(help="show only this trigger")] = None,
+    products: Annotated[
+        Path | None, typer.Option(help="render file products into this folder")
+    ] = None,
+    store: Annotated[Path | None, typer.Option(help="keep the replay's store in this file")] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="show every event in text output")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Replay archived notices through the rules, in notice-time order. Nothing is acted on."""
+    from tracerules.cli.dryrun import run_dry_run
+
+    if output not in ("text", "json", "ndjson", "html"):
+        raise typer.BadParameter("--format is one of text, json, ndjson, html")
+    raise typer.Exit(
+        run_dry_run(
+            rules or [Path("rules")],
+            sources,
+            topic=topic,
+            output=output,
+            out_file=out_file,
+            since=since,
+            until=until,
+            trigger=trigger,
+            products=products,
+            store_path=store,
+            quiet=quiet,
+            show_all=show_all,
+        )
+    )
+
+
 def main() -> None:
     app()

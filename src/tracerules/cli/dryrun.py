@@ -1,0 +1,276 @@
+"""`tracerules dry-run`: replay archived notices through the rules, never acting.
+
+Text output is a table per event with a coloured light per factor (inherited ones dimmed);
+`--format json|ndjson|html` for machines and browsers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from tracerules.dsl.convert import to_time
+from tracerules.dsl.values import Missing, Vote
+from tracerules.errors import RuleError, render_human
+from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.runtime.history import EventView, counts, events
+from tracerules.runtime.notices import Notice
+from tracerules.runtime.replay import Replay, replay
+from tracerules.runtime.sources import SourceError, iter_notices
+
+LIGHT = {Vote.PASS: "green", Vote.MAYBE: "yellow", Vote.FAIL: "red", Vote.UNKNOWN: "grey50"}
+
+
+def iso(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    value = to_time(text)
+    if isinstance(value, Missing):
+        raise SystemExit(f"error: {option} {text!r} is not an ISO 8601 time")
+    return float(value)
+
+
+def load_rules(paths: list[Path], console: Console) -> RuleSet | None:
+    try:
+        return load_ruleset(paths)
+    except RuleError as err:
+        from tracerules.rules.loader import load_paths
+
+        sources = load_paths(paths).sources
+        for diag in err.diagnostics:
+            console.print(render_human(diag, sources), markup=False, highlight=False)
+        console.print(f"[red]{len(err.diagnostics)} error(s) in the rules: nothing replayed[/]")
+        return None
+
+
+def _counted(notices: Iterator[Notice], progress: Progress | None) -> Iterator[Notice]:
+    task = progress.add_task("reading notices", total=None) if progress else None
+    for notice in notices:
+        if progress is not None and task is not None:
+            progress.advance(task)
+        yield notice
+
+
+def run_dry_run(
+    rules_dirs: list[Path],
+    sources: list[Path],
+    *,
+    topic: str | None,
+    output: str,
+    out_file: Path | None,
+    since: str | None,
+    until: str | None,
+    trigger: str | None,
+    products: Path | None,
+    store_path: Path | None,
+    quiet: bool,
+    show_all: bool = False,
+) -> int:
+    err = Console(stderr=True)
+    rules = load_rules(rules_dirs, err)
+    if rules is None:
+        return 1
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    show_progress = not quiet and err.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show_progress,
+    )
+    try:
+        with progress:
+            stream = _counted(iter_notices(sources, topic), progress)
+            evaluating = progress.add_task("evaluating", total=None)
+            result = replay(
+                rules,
+                stream,
+                store_path=store_path,
+                products_dir=products,
+                since=start,
+                until=end,
+                on_notice=lambda n, p: progress.advance(evaluating),
+            )
+    except SourceError as error:
+        err.print(f"[red]error:[/] {error}")
+        return 2
+    try:
+        views = events(result.store, trigger=trigger)
+        emit(result, rules, views, output, out_file, trigger, show_all)
+        if not quiet and output != "text" and out_file is not None:
+            err.print(f"wrote {out_file}")
+    finally:
+        result.close()
+    return 0
+
+
+def emit(
+    result: Replay,
+    rules: RuleSet,
+    views: list[EventView],
+    output: str,
+    out_file: Path | None,
+    trigger: str | None,
+    show_all: bool = False,
+) -> None:
+    if output == "html":
+        from tracerules.report.html import render_report
+
+        text = render_report(result.store, rules, title="tracerules dry run", trigger=trigger)
+    elif output == "json":
+        text = (
+            json.dumps(
+                {"summary": counts(result.store), "events": [event_json(v) for v in views]},
+                indent=2,
+            )
+            + "\n"
+        )
+    elif output == "ndjson":
+        text = "".join(json.dumps(event_json(v)) + "\n" for v in views)
+    else:
+        if out_file is None:
+            print_text(Console(), result, views, show_all)
+            return
+        with out_file.open("w", encoding="utf-8") as handle:
+            print_text(Console(file=handle, width=140, color_system=None), result, views, show_all)
+        return
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text, encoding="utf-8")
+
+
+def event_json(view: EventView) -> dict[str, Any]:
+    return {
+        "trigger": view.trigger,
+        "event_id": view.event_id,
+        "event_time": iso(view.event_time),
+        "notices": [
+            {"id": n.id, "topic": n.topic, "time": iso(n.received), "name": n.name}
+            for n in view.notices
+        ],
+        "decisions": [
+            {
+                "seq": d.seq,
+                "notice_id": d.notice_id,
+                "at": iso(d.at),
+                "votes": d.votes.value,
+                "conclusion": d.conclusion.value,
+                "error": d.error,
+                "factors": [{**asdict(f), "vote": f.vote.value} for f in d.factors],
+                "actions": [
+                    {"type": a.type, "label": a.label, "status": a.status, "files": a.files}
+                    for a in d.actions
+                ],
+            }
+            for d in view.decisions
+        ],
+    }
+
+
+def _light(vote: Vote, inherited: bool) -> Text:
+    return Text("○" if inherited else "●", style=f"{'dim ' if inherited else ''}{LIGHT[vote]}")
+
+
+def short_topic(topic: str) -> str:
+    for prefix in ("gcn.classic.voevent.", "gcn.notices."):
+        if topic.startswith(prefix):
+            return topic[len(prefix) :]
+    return topic
+
+
+def event_table(view: EventView) -> Table:
+    """One row per notice; the factor lights in one column, in the order the caption lists."""
+    names = [f.name for f in view.decisions[0].factors] if view.decisions else []
+    outcome = ("PASS", "green") if view.passed else ("no PASS", "red")
+    title = Text.assemble(
+        (view.trigger, "bold"),
+        f"  event {view.event_id}  ",
+        outcome,
+        f"  (event time {iso(view.event_time)})",
+    )
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption="factors: " + "  ".join(f"{i + 1}.{n}" for i, n in enumerate(names)),
+        caption_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column, justify in (
+        ("#", "right"),
+        ("notice time (UTC)", "left"),
+        ("topic", "left"),
+        ("factors", "left"),
+        ("conclusion", "left"),
+        ("would run", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    notices = {n.id: n for n in view.notices}
+    for decision in view.decisions:
+        notice = notices.get(decision.notice_id or -1)
+        when = notice.received if notice else decision.at
+        by_name = {f.name: f for f in decision.factors}
+        lights = Text(" ").join(
+            _light(by_name[n].vote, by_name[n].inherited) if n in by_name else Text("·")
+            for n in names
+        )
+        table.add_row(
+            str(decision.seq),
+            iso(when)[5:-1].replace("T", " "),
+            short_topic(notice.topic) if notice else "(manual)",
+            lights,
+            Text(decision.conclusion.value, style="green" if decision.passed else "red"),
+            ", ".join(a.label for a in decision.actions) or "-",
+        )
+    return table
+
+
+TEXT_LIMIT = 50  # beyond this many events, text output shows only those that passed
+
+
+def print_text(
+    console: Console, result: Replay, views: list[EventView], show_all: bool = False
+) -> None:
+    shown = views if show_all or len(views) <= TEXT_LIMIT else [v for v in views if v.passed]
+    for view in shown:
+        console.print(event_table(view))
+        console.print()
+    if len(shown) < len(views):
+        console.print(
+            f"[dim]{len(views) - len(shown)} events without a PASS not shown (--all shows them)[/]"
+        )
+    summary = counts(result.store)
+    decided = summary["decisions"]
+    console.print(
+        f"[bold]{result.processed}[/] notices, {summary['events']} events, "
+        f"[green]{decided.get('PASS', 0)} PASS[/], [red]{decided.get('FAIL', 0)} FAIL[/]"
+        + (f", [magenta]{decided.get('ERROR', 0)} ERROR[/]" if decided.get("ERROR") else "")
+        + f"; {sum(summary['actions'].values())} actions would run; "
+        f"{summary['dead_letters']} dead letters; "
+        f"{summary['notices'].get('unsubscribed', 0)} notices on topics no trigger reads"
+    )
+    console.print(
+        "legend: [green]●[/] PASS  [yellow]●[/] MAYBE  [red]●[/] FAIL  "
+        "[grey50]●[/] UNKNOWN  ○ inherited from an earlier notice"
+    )
