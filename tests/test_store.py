@@ -1,0 +1,70 @@
+"""The store: SQLite in WAL mode, a versioned schema, readable by plain sqlite3."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import sequence
+from tracerules.runtime.engine import Engine
+from tracerules.runtime.store import SCHEMA_VERSION, Store
+
+
+def test_a_new_store_is_wal_and_versioned(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    assert store.scalar("PRAGMA journal_mode") == "wal"
+    assert store.version() == SCHEMA_VERSION
+    store.close()
+    again = Store(tmp_path / "s.sqlite")  # reopening migrates nothing and keeps the data
+    assert again.version() == SCHEMA_VERSION
+
+
+def test_a_store_from_a_newer_tracerules_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path / "s.sqlite").close()
+    db = sqlite3.connect(tmp_path / "s.sqlite")
+    db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(RuntimeError, match="newer than this tracerules"):
+        Store(tmp_path / "s.sqlite")
+
+
+def test_plain_sqlite_reads_the_decisions(engine: Engine) -> None:
+    for notice in sequence("fermi_gbm_json"):
+        engine.process(notice)
+    db = sqlite3.connect(engine.store.path)
+    rows = db.execute(
+        "SELECT d.seq, d.conclusion, group_concat(f.name || '=' || f.vote, ' ') "
+        "FROM decisions d JOIN factors f ON f.decision = d.id WHERE d.trigger = 'gbm-json' "
+        "GROUP BY d.id ORDER BY d.id"
+    ).fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert rows[1][2].startswith("expiry=PASS bright=PASS")
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {
+        "notices",
+        "dead_letters",
+        "events",
+        "decisions",
+        "factors",
+        "actions",
+        "observations",
+        "topic_stats",
+    } <= tables
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 tool is not installed")
+def test_the_sqlite3_tool_reads_the_schema(engine: Engine) -> None:
+    engine.process(sequence("fermi_gbm_json")[1])
+    out = subprocess.run(
+        ["sqlite3", engine.store.path, ".schema decisions", "SELECT conclusion FROM decisions"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "CREATE TABLE decisions" in out.stdout
+    assert "PASS" in out.stdout
