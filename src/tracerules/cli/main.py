@@ -112,5 +112,188 @@ def dry_run(
     )
 
 
+@app.command("test")
+def test_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="rule-test files (*.test.yaml) or folders")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="write a JUnit XML report")] = None,
+    run: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="only tests whose name matches (regex or glob); repeatable"),
+    ] = None,
+) -> None:
+    """Run rule unit tests: notices in order, expected decisions, factors and actions.
+
+    Exit status: 0 all passed, 1 a failure or no test found, 2 usage.
+    """
+    from tracerules.cli.ruletest import run_tests
+
+    raise typer.Exit(run_tests(paths or [Path("rules")], junit, run or []))
+
+
+def _add_service_commands() -> None:
+    """`run`, `status` and `echo` keep their many options in their own modules (typer only)."""
+    from tracerules.cli import echo, run, status
+
+    app.command("run")(run.run)
+    app.command("status")(status.status)
+    app.command("echo")(echo.echo)
+
+
+_add_service_commands()
+
+
+# -- operator commands over the store (issue 7) -------------------------------------------------
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", "-s", help="the store [env TRACERULES_STORE; ./tracerules.sqlite]"),
+]
+RulesOption = Annotated[list[Path] | None, typer.Option("--rules", "-r", help="rule folders")]
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json")]
+
+notices_app = typer.Typer(help="The notices in the store.", no_args_is_help=True)
+events_app = typer.Typer(
+    help="Events per trigger, with decisions and actions.", no_args_is_help=True
+)
+app.add_typer(notices_app, name="notices")
+app.add_typer(events_app, name="events")
+
+
+@notices_app.command("list")
+def notices_list(
+    store: StoreOption = None,
+    topic: Annotated[str | None, typer.Option(help="only this topic")] = None,
+    payload_format: Annotated[
+        str | None, typer.Option("--payload-format", help="only json or xml notices")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="received from this ISO time on")] = None,
+    until: Annotated[str | None, typer.Option(help="received up to this ISO time")] = None,
+    event_id: Annotated[str | None, typer.Option("--event-id", help="only this event")] = None,
+    limit: Annotated[int, typer.Option(help="rows per page")] = 50,
+    offset: Annotated[int, typer.Option(help="rows to skip")] = 0,
+    output: FormatOption = "text",
+) -> None:
+    """List notices, newest first, with the events they belong to."""
+    from tracerules.cli.notices import run_list
+
+    raise typer.Exit(
+        run_list(
+            store,
+            topic=topic,
+            fmt=payload_format,
+            since=since,
+            until=until,
+            event_id=event_id,
+            limit=limit,
+            offset=offset,
+            output=output,
+        )
+    )
+
+
+@notices_app.command("show")
+def notices_show(
+    notice_id: Annotated[int, typer.Argument(help="the notice's id in the store")],
+    store: StoreOption = None,
+    output: FormatOption = "text",
+) -> None:
+    """One notice: its envelope, its payload pretty-printed, and the decisions it made."""
+    from tracerules.cli.notices import run_show
+
+    raise typer.Exit(run_show(store, notice_id, output))
+
+
+@events_app.command("list")
+def events_list(
+    trigger: Annotated[str | None, typer.Option(help="only this trigger")] = None,
+    store: StoreOption = None,
+    limit: Annotated[int, typer.Option(help="rows per page")] = 50,
+    offset: Annotated[int, typer.Option(help="rows to skip")] = 0,
+    output: FormatOption = "text",
+) -> None:
+    """List events, newest first: notices, decisions, whether one passed, actions."""
+    from tracerules.cli.events import run_list
+
+    raise typer.Exit(run_list(store, trigger, limit, offset, output))
+
+
+@events_app.command("show")
+def events_show(
+    trigger: Annotated[str, typer.Argument(help="the trigger id")],
+    event_id: Annotated[str, typer.Argument(help="the event id")],
+    store: StoreOption = None,
+    rules: RulesOption = None,
+    output: FormatOption = "text",
+) -> None:
+    """One event: notices, decisions with factors, actions with logs, current conditions."""
+    from tracerules.cli.events import run_show
+
+    raise typer.Exit(run_show(store, rules or [Path("rules")], trigger, event_id, output))
+
+
+@app.command()
+def retrigger(
+    trigger: Annotated[str, typer.Argument(help="the trigger id")],
+    event_id: Annotated[str, typer.Argument(help="the event id")],
+    store: StoreOption = None,
+    rules: RulesOption = None,
+    actor: Annotated[str | None, typer.Option(help="who decides [user@host]")] = None,
+    dry: Annotated[bool, typer.Option("--dry-run", help="show what would happen")] = False,
+    out: Annotated[Path, typer.Option("--out", help="folder for file products")] = Path(
+        "tracerules-out"
+    ),
+    output: FormatOption = "text",
+) -> None:
+    """Decide on an event by hand: MAYBE becomes PASS, and its actions run once."""
+    from tracerules.cli.retrigger import run_retrigger
+
+    raise typer.Exit(
+        run_retrigger(
+            store,
+            rules or [Path("rules")],
+            trigger,
+            event_id,
+            actor=actor,
+            dry_run=dry,
+            out_dir=out,
+            output=output,
+        )
+    )
+
+
+@app.command()
+def topics(
+    store: StoreOption = None,
+    rules: RulesOption = None,
+    show_all: Annotated[bool, typer.Option("--all", help="also topics never seen")] = False,
+    output: FormatOption = "text",
+) -> None:
+    """Per topic: notices stored, bytes, last seen time and status."""
+    from tracerules.cli.topics import run_topics
+
+    raise typer.Exit(run_topics(store, rules or [Path("rules")], show_all, output))
+
+
+@app.command()
+def serve(
+    store: StoreOption = None,
+    rules: RulesOption = None,
+    host: Annotated[str, typer.Option(help="address to bind; not loopback needs a token")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port")] = 8765,
+    refresh: Annotated[int, typer.Option(help="seconds between refreshes while live")] = 10,
+) -> None:
+    """A read-only web dashboard over the store.
+
+    Remote access (a --host other than loopback) needs $TRACERULES_DASHBOARD_TOKEN.
+    """
+    from tracerules.cli.serve import run_serve
+
+    raise typer.Exit(run_serve(store, rules or [Path("rules")], host, port, refresh))
+
+
 def main() -> None:
     app()

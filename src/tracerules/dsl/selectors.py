@@ -121,6 +121,46 @@ def _normalise_xml(result: Any, text: str) -> Any:
 _PROBE = etree.fromstring(f'<voe:VOEvent xmlns:voe="{VOEVENT_NS}"/>'.encode())
 
 
+class XmlDoc:
+    """A parsed XML notice: its root, and an index of its Params built on first use.
+
+    Most VOEvent selectors are `//Param[@name='X']/@value`; one pass over the document
+    answers all of them, where each XPath would walk the whole tree again.
+    """
+
+    __slots__ = ("_params", "root")
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self._params: dict[str, str] | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        if self._params is None:
+            index: dict[str, str] = {}
+            for param in self.root.iter("Param"):
+                name = param.get("name")
+                if name is not None and name not in index:
+                    index[name] = param.get("value") or ""
+            self._params = index
+        return self._params
+
+
+_PARAM_VALUE = re.compile(r"""^\s*//Param\[@name=(['"])([^'"]+)\1\]/@value\s*$""")
+
+
+def _param_selector(name: str, text: str) -> Selector:
+    def select(doc: Any) -> Any:
+        params = doc.params if isinstance(doc, XmlDoc) else XmlDoc(doc).params
+        value = params.get(name)
+        if value is None:
+            return Missing(f"no match for {text}")
+        value = value.strip()
+        return value if value else Missing(f"{text} is empty")
+
+    return select
+
+
 def compile_xpath(text: str, namespaces: Mapping[str, str] | None = None) -> Selector:
     """An XPath selector with `voe` predeclared; raises DslError E502 on bad syntax."""
     ns = {**DEFAULT_NAMESPACES, **(namespaces or {})}
@@ -145,7 +185,12 @@ def compile_xpath(text: str, namespaces: Mapping[str, str] | None = None) -> Sel
         )
         raise DslError("E502", f"invalid XPath: {err}", 1, 1, len(text), hint=hint) from None
 
-    def select(root: Any) -> Any:
+    fast = _PARAM_VALUE.match(text)
+    if fast is not None:
+        return _param_selector(fast.group(2), text)
+
+    def select(doc: Any) -> Any:
+        root = doc.root if isinstance(doc, XmlDoc) else doc
         try:
             return _normalise_xml(xpath(root), text)
         except etree.XPathError as err:

@@ -1,1 +1,8 @@
-"""products"""
+"""Action and product types, and the pure maths behind the sky-map products.
+
+Importing the package registers the sky-map functions of the expression language (`area()`,
+`dist_mean()`, ...): the rule compiler imports the action registry from here, so they are
+known before any condition is compiled.
+"""
+
+from tracerules.products import skymap_functions as skymap_functions

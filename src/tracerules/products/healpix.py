@@ -31,6 +31,7 @@ __all__ = [
     "distance_moments",
     "equatorial_to_galactic",
     "flatten",
+    "galactic_to_equatorial",
     "marginal_distance",
     "max_probability_position",
     "nside_to_order",
@@ -180,6 +181,14 @@ def equatorial_to_galactic(ra: ArrayLike, dec: ArrayLike) -> tuple[FloatArray, F
     gx, gy, gz = np.tensordot(_ICRS_TO_GALACTIC, xyz, axes=1)
     lon = np.mod(np.degrees(np.arctan2(gy, gx)), 360.0)
     return lon, np.degrees(np.arctan2(gz, np.hypot(gx, gy)))
+
+
+def galactic_to_equatorial(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """ICRS (RA, Dec) in degrees of galactic (l, b) in degrees: the inverse rotation."""
+    lon_r, lat_r = np.radians(lon), np.radians(lat)
+    xyz = np.stack([np.cos(lat_r) * np.cos(lon_r), np.cos(lat_r) * np.sin(lon_r), np.sin(lat_r)])
+    x, y, z = np.tensordot(_ICRS_TO_GALACTIC.T, xyz, axes=1)
+    return np.mod(np.degrees(np.arctan2(y, x)), 360.0), np.degrees(np.arctan2(z, np.hypot(x, y)))
 
 
 def angular_separation(

@@ -9,6 +9,16 @@ from pathlib import Path, PurePosixPath
 _UNSAFE = str.maketrans({c: "_" for c in ':*?"<>|#\\'})
 
 
+def _file_mode() -> int:
+    # mkstemp makes 0600 files; products are for sharing, so honour the umask like open() does.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 def safe_relative(path: str) -> Path:
     """A relative path that cannot escape the output folder, with awkward characters replaced."""
     parts = [p.translate(_UNSAFE) for p in PurePosixPath(path).parts if p not in ("", ".", "/")]
@@ -24,6 +34,7 @@ def atomic_write(target: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            os.fchmod(handle.fileno(), _MODE)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -92,7 +92,7 @@ class CompiledCondition:
     def span(self) -> Span:
         return self.where.span()
 
-    names: frozenset[str]
+    names: tuple[str, ...]  # sorted: the values shown beside its vote
     const: Vote | None
     node: ast.Expr
 
@@ -471,7 +471,9 @@ class TriggerCompiler:
             )
             origin = Where(self.loaded, self.base + loc, scalar=True)
             out.append(
-                CompiledCondition(name, text, compiled.fn, origin, compiled.names, const, node)
+                CompiledCondition(
+                    name, text, compiled.fn, origin, tuple(sorted(compiled.names)), const, node
+                )
             )
         return tuple(out)
 
@@ -517,7 +519,7 @@ class TriggerCompiler:
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
                 try:
-                    compile_template(text, known)
+                    compile_template(text, known | set(getattr(config, "template_names", ())))
                 except DslError as err:
                     self.dsl_error(err, tloc)
             out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc)))

@@ -39,7 +39,7 @@ class UnusedField(Lint):
     def check(self, trigger: CompiledTrigger) -> Iterator[tuple[str, Span, str | None]]:
         used = {trigger.event_id, trigger.event_time}
         for cond in trigger.conditions:
-            used |= cond.names
+            used.update(cond.names)
         for f in trigger.fields:
             if f.expr is not None:
                 used |= _names(f.source)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tracerules.dsl.values import Missing, Vote
+from tracerules.products.skymap_functions import skymap_extras
 from tracerules.rules.compile import CompiledTrigger, RuleSet
 from tracerules.runtime.actions import Dispatcher, plan
 from tracerules.runtime.decisions import (
@@ -65,7 +66,8 @@ class Engine:
         self.products = products and dry_run
         self.run_actions = (run_actions and not dry_run) or self.products
         self.clock = clock
-        self.extras = extras  # per-notice lazy values (sky maps): a callable(notice, doc)
+        # Per-notice lazy values, a callable(notice, doc); by default the LVK alert sky map.
+        self.extras = extras if extras is not None else skymap_extras
         self.dispatcher = Dispatcher(store, lambda: self.rules, Path(out_dir), clock)
 
     def reload(self, rules: RuleSet) -> None:
@@ -77,7 +79,10 @@ class Engine:
 
     def process(self, notice: Notice) -> Processed:
         """Store the notice durably, then evaluate it (unless it was already evaluated)."""
-        stored = self.store.add_notice(notice)
+        subscribed = notice.topic in self.rules.by_topic
+        stored = self.store.add_notice(notice, "new" if subscribed else "unsubscribed")
+        if stored.status == "unsubscribed":
+            return Processed(stored.id, "unsubscribed")  # stored and counted, never parsed
         if stored.status == "duplicate" or (not stored.new and stored.status != "new"):
             why = (
                 f"same payload as notice {stored.duplicate_of}"

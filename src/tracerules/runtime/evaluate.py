@@ -96,7 +96,7 @@ def votes(trigger: CompiledTrigger, ctx: Context) -> list[Factor]:
     values = ctx.values
     for cond in trigger.conditions:
         vote = cond.vote(ctx)
-        detail = ", ".join(f"{n}={_show(values[n])}" for n in sorted(cond.names) if n in values)
+        detail = ", ".join(f"{n}={_show(values[n])}" for n in cond.names if n in values)
         if isinstance(vote, Missing):
             out.append(Factor(cond.name, Vote.UNKNOWN, reason=vote.reason, detail=detail))
         else:

@@ -15,6 +15,8 @@ from typing import Any, Final
 
 from lxml import etree
 
+from tracerules.dsl.selectors import XmlDoc
+
 DEFAULT_MAX_BYTES: Final = 8 * 1024 * 1024  # LVK alerts carry 1-2 MB sky maps; 4x headroom
 
 # libxml2 expands internal entities inside attribute values even with resolve_entities off,
@@ -99,8 +101,9 @@ def parse_json(payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
 
 
 def parse_payload(payload: bytes, fmt: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """The document selectors read: an XmlDoc for XML, the object for JSON."""
     if fmt == "xml":
-        return parse_xml(payload, max_bytes)
+        return XmlDoc(parse_xml(payload, max_bytes))
     if fmt == "json":
         return parse_json(payload, max_bytes)
     raise NoticeError(f"unknown payload format {fmt!r}")

@@ -67,9 +67,12 @@ def replay(
     result = Replay(store, tmp=tmp)
     with store.batch():
         for i, notice in enumerate(notices, 1):
-            stored = store.add_notice(notice)
+            subscribed = notice.topic in rules.by_topic
+            stored = store.add_notice(notice, "new" if subscribed else "unsubscribed")
             if stored.status == "duplicate" or not stored.new:
                 result.count("duplicate")
+            elif stored.status == "unsubscribed":
+                result.count("unsubscribed")
             if i % BATCH == 0:
                 store.commit_batch()
         store.commit_batch()

@@ -36,7 +36,8 @@ CREATE TABLE notices (
     duplicate_of INTEGER REFERENCES notices(id)
 );
 CREATE UNIQUE INDEX notices_by_offset ON notices (topic, partition, "offset") WHERE "offset" >= 0;
-CREATE INDEX notices_by_hash ON notices (sha256);
+-- One original per payload and topic; re-sends under another offset point at it.
+CREATE UNIQUE INDEX notices_by_hash ON notices (topic, sha256) WHERE duplicate_of IS NULL;
 CREATE INDEX notices_by_time ON notices (received);
 CREATE TABLE dead_letters (
     notice_id   INTEGER PRIMARY KEY REFERENCES notices(id),
@@ -131,8 +132,32 @@ CREATE TABLE observations (
 );
 """
 
+# Version 2: what `tracerules run` records for `tracerules status` (a separate process), and
+# which process runs an action, so a crashed one's actions are taken up again at once.
+SCHEMA_V2: Final = """
+CREATE TABLE service_state (
+    key         TEXT PRIMARY KEY,          -- service, kafka, heartbeat, rules
+    value       TEXT NOT NULL,             -- a JSON object
+    at          REAL NOT NULL
+);
+CREATE TABLE consumer_offsets (
+    group_id    TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    position    INTEGER,                   -- the next offset the service will read
+    committed   INTEGER,                   -- the group's committed offset
+    high        INTEGER,                   -- the broker's high watermark
+    lag         INTEGER,                   -- high minus committed (or position), never negative
+    at          REAL NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+);
+-- host/pid/start-time of the process running an action (a comment here: SQLite keeps the
+-- column text in the table's schema, so a trailing comment would swallow its closing bracket)
+ALTER TABLE actions ADD COLUMN owner TEXT
+"""
+
 # Each entry upgrades the schema by one version; the list only ever grows.
-MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1,)
+MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -149,6 +174,8 @@ class Store:
 
     def __init__(self, path: str | Path, *, bulk: bool = False) -> None:
         self.path = str(path)
+        self.bulk = bulk
+        self._stats: dict[str, tuple[int, int, float]] = {}
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(
@@ -216,11 +243,13 @@ class Store:
         """Group many notices into few transactions (replays); see `commit_batch`."""
         with self.transaction():
             yield
+            self.flush_stats()
 
     def commit_batch(self) -> None:
         """Inside `batch`, make the work so far durable and carry on in a new transaction."""
         with self._lock:
             if self._depth == 1:
+                self.flush_stats()
                 self.db.execute("COMMIT")
                 self.db.execute("BEGIN IMMEDIATE")
 
@@ -229,50 +258,97 @@ class Store:
 
     # -- notices ----------------------------------------------------------------------------
 
-    def add_notice(self, notice: Notice) -> StoredNotice:
-        """Store a notice durably, or find it: same topic+partition+offset, or same payload."""
+    def add_notice(self, notice: Notice, status: str = "new") -> StoredNotice:
+        """Store a notice durably, or find it: same topic+partition+offset, or same payload.
+
+        The common case is one INSERT: the unique indexes detect a redelivery (same offset)
+        or a re-send (same payload), and only then is anything looked up.
+        """
         with self.transaction() as db:
-            if notice.offset >= 0:
-                row = db.execute(
-                    "SELECT id, status, duplicate_of FROM notices WHERE topic=? AND partition=? "
-                    'AND "offset"=?',
-                    (notice.topic, notice.partition, notice.offset),
-                ).fetchone()
-                if row is not None:
-                    return StoredNotice(row["id"], False, row["status"], row["duplicate_of"])
-            same = db.execute(
-                "SELECT id FROM notices WHERE sha256=? AND topic=? AND duplicate_of IS NULL "
-                "LIMIT 1",
-                (notice.digest, notice.topic),
+            try:
+                notice_id = self._insert(db, notice, status, None)
+            except sqlite3.IntegrityError:
+                found = self._find(db, notice)
+                if isinstance(found, StoredNotice):
+                    return found
+                notice_id = self._insert(db, notice, "duplicate", found)
+                status = "duplicate"
+            self._count(notice)
+            return StoredNotice(
+                notice_id,
+                True,
+                status,
+                None if status != "duplicate" else self._original(db, notice),
+            )
+
+    _INSERT = (
+        'INSERT INTO notices (topic, partition, "offset", created, received, source, name, '
+        "size, sha256, payload, status, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+
+    def _insert(
+        self, db: sqlite3.Connection, notice: Notice, status: str, duplicate_of: int | None
+    ) -> int:
+        cur = db.execute(
+            self._INSERT,
+            (
+                notice.topic,
+                notice.partition,
+                notice.offset,
+                notice.created,
+                notice.received,
+                notice.source,
+                notice.name,
+                len(notice.payload),
+                notice.digest,
+                notice.payload,
+                status,
+                duplicate_of,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _find(self, db: sqlite3.Connection, notice: Notice) -> StoredNotice | int:
+        """The stored copy at the same offset, else the id of the same payload's original."""
+        if notice.offset >= 0:
+            row = db.execute(
+                "SELECT id, status, duplicate_of FROM notices WHERE topic=? AND partition=? "
+                'AND "offset"=? AND "offset" >= 0',  # the condition lets SQLite use the index
+                (notice.topic, notice.partition, notice.offset),
             ).fetchone()
-            status = "duplicate" if same else "new"
-            cur = db.execute(
-                'INSERT INTO notices (topic, partition, "offset", created, received, source, '
-                "name, size, sha256, payload, status, duplicate_of) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    notice.topic,
-                    notice.partition,
-                    notice.offset,
-                    notice.created,
-                    notice.received,
-                    notice.source,
-                    notice.name,
-                    len(notice.payload),
-                    notice.digest,
-                    notice.payload,
-                    status,
-                    same["id"] if same else None,
-                ),
-            )
-            db.execute(
-                "INSERT INTO topic_stats (topic, count, bytes, last_seen) VALUES (?, 1, ?, ?) "
-                "ON CONFLICT(topic) DO UPDATE SET count=count+1, bytes=bytes+excluded.bytes, "
+            if row is not None:
+                return StoredNotice(row["id"], False, row["status"], row["duplicate_of"])
+        return self._original(db, notice)
+
+    @staticmethod
+    def _original(db: sqlite3.Connection, notice: Notice) -> int:
+        row = db.execute(
+            "SELECT id FROM notices WHERE topic=? AND sha256=? AND duplicate_of IS NULL",
+            (notice.topic, notice.digest),
+        ).fetchone()
+        return int(row[0])
+
+    def _count(self, notice: Notice) -> None:
+        """Per-topic counts; bulk stores add them up in memory until the batch commits."""
+        count, size, last = self._stats.get(notice.topic, (0, 0, 0.0))
+        self._stats[notice.topic] = (
+            count + 1,
+            size + len(notice.payload),
+            max(last, notice.received),
+        )
+        if not self.bulk:
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        for topic, (count, size, last) in self._stats.items():
+            self.db.execute(
+                "INSERT INTO topic_stats (topic, count, bytes, last_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(topic) DO UPDATE SET count=count+excluded.count, "
+                "bytes=bytes+excluded.bytes, "
                 "last_seen=max(coalesce(last_seen, 0), excluded.last_seen)",
-                (notice.topic, len(notice.payload), notice.received),
+                (topic, count, size, last),
             )
-            notice_id = int(cur.lastrowid or 0)
-            return StoredNotice(notice_id, True, status, same["id"] if same else None)
+        self._stats.clear()
 
     def set_notice_status(self, notice_id: int, status: str) -> None:
         self.db.execute("UPDATE notices SET status=? WHERE id=?", (status, notice_id))

@@ -1,0 +1,158 @@
+"""The engine on a month of real GCN traffic, against the bare-parse floor.
+
+Feeds every notice of ../shared/corpus/archives/gcn-voevents-2023-11.tar.bz2 (about 30k)
+through the example rules, in notice-time order, into a real SQLite store. The archive is read
+into memory first, so only the engine is timed. The floor is parsing just the notices some
+trigger subscribes to, with lxml or json and nothing else, measured in the same run.
+
+Prints notices per second, engine time / floor time (target <= 2.0, median of --runs), and
+the resident memory after each quarter of the month (it should stay flat).
+
+    python bench/engine.py [--runs 3] [--archive PATH] [--rules examples/rules]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import statistics
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from lxml import etree
+
+from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.runtime.engine import Engine
+from tracerules.runtime.notices import Notice
+from tracerules.runtime.sources import notice_from_bytes
+from tracerules.runtime.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE = ROOT.parent / "shared" / "corpus" / "archives" / "gcn-voevents-2023-11.tar.bz2"
+
+
+def read_archive(path: Path) -> list[Notice]:
+    notices = []
+    with tarfile.open(path, "r|*") as archive:
+        for member in archive:
+            handle = archive.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                notices.append(notice_from_bytes(handle.read(), name=member.name, source="archive"))
+    notices.sort(key=lambda n: n.received)
+    # Number them as Kafka would, so dedup by offset and by payload both apply.
+    return [
+        Notice(n.topic, n.payload, 0, i, n.created, n.received, n.source, n.name, n.digest)
+        for i, n in enumerate(notices)
+    ]
+
+
+def floor(rules: RuleSet, notices: list[Notice]) -> float:
+    """Parse the subscribed notices with lxml or json, and nothing else."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    start = time.perf_counter()
+    for notice in notices:
+        triggers = rules.by_topic.get(notice.topic)
+        if not triggers:
+            continue
+        try:
+            if triggers[0].format == "xml":
+                etree.fromstring(notice.payload, parser)
+            else:
+                json.loads(notice.payload)
+        except (etree.XMLSyntaxError, ValueError):
+            pass
+    return time.perf_counter() - start
+
+
+def rss_mb() -> float:
+    """Resident memory now (not the peak), from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def store_floor(notices: list[Notice], folder: Path) -> float:
+    """Writing every notice into SQLite once, in one transaction: the least a durable store
+    costs. The engine must do this too (behaviour.md: store the notice durably first)."""
+    import sqlite3
+
+    db = sqlite3.connect(folder / "floor.sqlite", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("CREATE TABLE n (topic TEXT, ofs INTEGER, received REAL, payload BLOB)")
+    start = time.perf_counter()
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO n VALUES (?, ?, ?, ?)",
+        ((x.topic, x.offset, x.received, x.payload) for x in notices),
+    )
+    db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    db.close()
+    return elapsed
+
+
+def engine_run(rules: RuleSet, notices: list[Notice], folder: Path) -> tuple[float, list[float]]:
+    store = Store(folder / "bench.sqlite", bulk=True)
+    engine = Engine(rules, store, out_dir=folder / "out", dry_run=True)
+    quarter = max(1, len(notices) // 4)
+    memory = []
+    gc.collect()
+    start = time.perf_counter()
+    with store.batch():
+        for i, notice in enumerate(notices, 1):
+            engine.process(notice)
+            if i % 500 == 0:
+                store.commit_batch()
+            if i % quarter == 0:
+                memory.append(rss_mb())
+    elapsed = time.perf_counter() - start
+    store.close()
+    return elapsed, memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--archive", type=Path, default=ARCHIVE)
+    parser.add_argument("--rules", type=Path, default=ROOT / "examples" / "rules")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    rules = load_ruleset([args.rules])
+    notices = read_archive(args.archive)
+    subscribed = sum(1 for n in notices if n.topic in rules.by_topic)
+    print(
+        f"{len(notices)} notices, {subscribed} on topics the {len(rules.triggers)} example "
+        f"triggers read; RSS after loading the archive {rss_mb():.0f} MB"
+    )
+    ratios, durable, rates = [], [], []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            bare = floor(rules, notices)
+            stored = store_floor(notices, Path(tmp))
+            elapsed, memory = engine_run(rules, notices, Path(tmp))
+        ratios.append(elapsed / bare)
+        durable.append(elapsed / (bare + stored))
+        rates.append(len(notices) / elapsed)
+        print(
+            f"run {run + 1}: engine {elapsed:.2f} s ({len(notices) / elapsed:,.0f} notices/s); "
+            f"parse floor {bare:.2f} s, ratio {elapsed / bare:.2f}; parse+store floor "
+            f"{bare + stored:.2f} s, ratio {elapsed / (bare + stored):.2f}; RSS by quarter "
+            + " ".join(f"{m:.0f}" for m in memory)
+            + " MB"
+        )
+    print(
+        f"median: {statistics.median(rates):,.0f} notices/s; engine / bare-parse floor "
+        f"{statistics.median(ratios):.2f} (target <= 2.0); engine / (parse + store every "
+        f"notice once) {statistics.median(durable):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

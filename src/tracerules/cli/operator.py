@@ -1,0 +1,119 @@
+"""What the operator commands share: opening the store and the rules, time options, output.
+
+The operator commands (`notices`, `events`, `retrigger`, `topics`) read the service's store
+and print a rich table, or the same data as JSON with `--format json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from rich.console import Console
+from rich.text import Text
+
+from tracerules.dsl.convert import to_time
+from tracerules.dsl.values import Missing, Vote
+from tracerules.rules.compile import RuleSet
+from tracerules.runtime.decisions import Factor
+from tracerules.runtime.store import Store
+
+STORE_ENV: Final = "TRACERULES_STORE"
+DEFAULT_STORE: Final = "tracerules.sqlite"
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+COLOURS: Final = {
+    Vote.PASS: "green",
+    Vote.MAYBE: "dark_orange",
+    Vote.FAIL: "red",
+    Vote.UNKNOWN: "grey50",
+}
+
+
+class UsageError(Exception):
+    """A bad option or a missing store: printed, exit status 2."""
+
+
+def store_path(option: Path | None) -> Path:
+    """`--store`, else $TRACERULES_STORE, else ./tracerules.sqlite."""
+    return option or Path(os.environ.get(STORE_ENV) or DEFAULT_STORE)
+
+
+def open_store(option: Path | None) -> Store:
+    """The existing store (never a new empty one by mistake)."""
+    path = store_path(option)
+    if not path.is_file():
+        raise UsageError(
+            f"no store at {path}: pass --store, set ${STORE_ENV}, or fill one with "
+            "`tracerules run` or `tracerules dry-run --store FILE`"
+        )
+    return Store(path)
+
+
+def load_rules(paths: Sequence[Path]) -> RuleSet:
+    from tracerules.errors import RuleError
+    from tracerules.rules.compile import load_ruleset
+
+    try:
+        return load_ruleset(list(paths))
+    except RuleError as err:
+        first = err.diagnostics[0] if err.diagnostics else None
+        where = f"{first.span.path}:{first.span.line}: {first.message}" if first else str(err)
+        raise UsageError(
+            f"the rules in {', '.join(map(str, paths))} do not load ({where}); "
+            "run `tracerules validate`"
+        ) from err
+
+
+def parse_time(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    value = to_time(text)
+    if isinstance(value, Missing):
+        raise UsageError(f"{option} {text!r} is not an ISO 8601 time")
+    return float(value)
+
+
+def iso(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def light(factor: Factor) -> Text:
+    """A factor as a coloured dot; an inherited one is dimmed and hollow."""
+    colour = COLOURS[factor.vote]
+    if factor.inherited:
+        return Text("\u25cb", style=f"dim {colour}")
+    return Text("\u25cf", style=colour)
+
+
+def lights(factors: Sequence[Factor]) -> Text:
+    return Text(" ").join(light(f) for f in factors)
+
+
+def factor_json(factor: Factor) -> dict[str, Any]:
+    return {
+        "name": factor.name,
+        "vote": factor.vote.value,
+        "inherited": factor.inherited,
+        "reason": factor.reason,
+        "detail": factor.detail,
+    }
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status

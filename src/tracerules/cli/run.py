@@ -1,0 +1,191 @@
+"""`tracerules run`: the long-running Kafka service.
+
+This module is imported when the command line is built, so it imports only typer and the
+standard library; the service itself is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from tracerules.runtime.kafka import StartPosition
+
+RulesArg = Annotated[
+    list[Path] | None, typer.Argument(help="rule files or folders [default: rules]")
+]
+StoreOpt = Annotated[
+    Path, typer.Option("--store", envvar="TRACERULES_STORE", help="the SQLite store")
+]
+OutOpt = Annotated[
+    Path, typer.Option("--out", envvar="TRACERULES_OUT", help="where file products go")
+]
+DomainOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--domain",
+        envvar="GCN_KAFKA_DOMAIN",
+        help="GCN Kafka domain: gcn.nasa.gov (default) or test.gcn.nasa.gov",
+    ),
+]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        envvar="TRACERULES_BOOTSTRAP_SERVERS",
+        help="host:port of any other Kafka (no GCN credentials needed)",
+    ),
+]
+KafkaConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--kafka-config",
+        envvar="TRACERULES_KAFKA_CONFIG",
+        help="a key = value file: client_id, client_secret, domain, librdkafka settings",
+    ),
+]
+SettingOpt = Annotated[
+    list[str] | None,
+    typer.Option("-X", "--kafka-setting", help="a librdkafka setting, key=value (repeatable)"),
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="action worker threads")]
+LogLevelOpt = Annotated[
+    str, typer.Option("--log-level", envvar="TRACERULES_LOG_LEVEL", help="debug, info, warning")
+]
+
+
+def run(
+    rules: RulesArg = None,
+    store: StoreOpt = Path("tracerules.sqlite"),
+    out: OutOpt = Path("tracerules-out"),
+    domain: DomainOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    group_id: Annotated[
+        str | None,
+        typer.Option(
+            "--group-id",
+            envvar="TRACERULES_GROUP_ID",
+            help="Kafka consumer group [default: the store's, or a new one]",
+        ),
+    ] = None,
+    start: Annotated[
+        str,
+        typer.Option(
+            "--start",
+            help="latest, earliest or an ISO 8601 time: where a new group starts "
+            "(a group that committed resumes where it stopped)",
+        ),
+    ] = "latest",
+    kafka_config: KafkaConfigOpt = None,
+    kafka_setting: SettingOpt = None,
+    workers: WorkersOpt = 2,
+    watch: Annotated[
+        bool, typer.Option("--watch/--no-watch", help="reload when rule files change")
+    ] = True,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Listen to GCN Kafka and act on the rules: the long-running service.
+
+    Commits an offset only after its notice and decisions are stored. Logs one JSON line per
+    notice and per decision on stderr. SIGHUP reloads the rules; SIGTERM/SIGINT finish the
+    current notice, commit and exit 0.
+    """
+    from tracerules.runtime.kafka import StartPosition
+
+    try:
+        position = StartPosition.parse(start)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--start") from None
+    code = serve(
+        rules or [Path("rules")],
+        store,
+        out,
+        position,
+        group_id,
+        kafka=(domain, bootstrap_servers, kafka_config, kafka_setting or []),
+        workers=workers,
+        watch=watch,
+        log_level=log_level,
+        echo=False,
+    )
+    raise typer.Exit(code)
+
+
+def serve(
+    rules_paths: list[Path],
+    store: Path,
+    out: Path,
+    start: StartPosition,
+    group_id: str | None,
+    *,
+    kafka: tuple[str | None, str | None, Path | None, list[str]],
+    workers: int,
+    watch: bool,
+    log_level: str,
+    echo: bool,
+) -> int:
+    """Load settings and rules, then run the service (or a relisten); the exit status."""
+    from tracerules.errors import RuleError, SourceCache, render_human
+    from tracerules.rules.compile import load_ruleset
+    from tracerules.runtime import logs
+    from tracerules.runtime.kafka import KafkaSetupError, KafkaSource, load_settings
+    from tracerules.runtime.service import (
+        Service,
+        ServiceOptions,
+        install_signal_handlers,
+        lock_store,
+        resolve_group,
+    )
+
+    domain, servers, config_file, settings = kafka
+    try:
+        pairs = dict(_setting(s) for s in settings)
+        kafka_settings = load_settings(
+            domain=domain, bootstrap_servers=servers, config_file=config_file, overrides=pairs
+        )
+    except (KafkaSetupError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        rules = load_ruleset(rules_paths)
+    except RuleError as err:
+        for diag in err.diagnostics:
+            print(render_human(diag, SourceCache()), file=sys.stderr)
+        print("the rules do not load: see `tracerules validate`", file=sys.stderr)
+        return 1
+    lock = None if echo else lock_store(store)
+    if not echo and lock is None:
+        print(f"error: another `tracerules run` is using the store {store}", file=sys.stderr)
+        return 1
+    group = resolve_group(store, group_id, echo)
+    options = ServiceOptions(
+        rules_paths,
+        store,
+        out,
+        start,
+        group,
+        where=kafka_settings.where,
+        workers=workers,
+        watch_interval=1.0 if watch else None,
+        echo=echo,
+        secrets=kafka_settings.secrets(),
+    )
+    service = Service(
+        options,
+        rules,
+        lambda hooks: KafkaSource.open(kafka_settings, group, start, hooks, echo=echo),
+    )
+    logs.setup(log_level, service.secrets)
+    install_signal_handlers(service)
+    return service.run()
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"-X expects key=value, not {text!r}")
+    return key.strip(), value.strip()

@@ -1,0 +1,1 @@
+"""Rule unit tests: `*.test.yaml` files that feed notices to the rules and state what happens."""

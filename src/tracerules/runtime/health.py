@@ -1,0 +1,257 @@
+"""Service health in the store: what `tracerules run` records and `tracerules status` reads.
+
+The service and `status` are separate processes, so everything status shows goes through the
+store's `service_state` table (one JSON object per key) and `consumer_offsets`. Stream health
+comes from the GCN heartbeat: OK under 5 s since the last one, DELAYED under 60 s, FAILURE
+beyond, and FAILURE when none was ever seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tracerules import __version__
+from tracerules.dsl.convert import to_time
+from tracerules.runtime.history import counts
+from tracerules.runtime.notices import Notice
+from tracerules.runtime.store import Store
+
+HEARTBEAT_TOPIC: Final = "gcn.heartbeat"
+OK_BELOW_S: Final = 5.0
+DELAYED_BELOW_S: Final = 60.0
+SERVICE_STALE_S: Final = 10.0  # a running service records a beat every second
+
+
+def iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    return f"{stamp}.{int(when % 1 * 1000):03d}Z"
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    state: str  # OK, DELAYED, FAILURE
+    age: float | None  # seconds since the last heartbeat was made
+    reason: str
+
+
+def stream_health(last_heartbeat: float | None, now: float) -> StreamHealth:
+    """OK under 5 s since the last heartbeat, DELAYED under 60 s, FAILURE beyond or never."""
+    if last_heartbeat is None:
+        return StreamHealth("FAILURE", None, "no heartbeat was ever seen")
+    age = max(0.0, now - last_heartbeat)
+    if age < OK_BELOW_S:
+        return StreamHealth("OK", age, f"last heartbeat {age:.1f} s ago")
+    if age < DELAYED_BELOW_S:
+        return StreamHealth("DELAYED", age, f"last heartbeat {age:.1f} s ago (over 5 s)")
+    return StreamHealth("FAILURE", age, f"last heartbeat {age:.0f} s ago (over 60 s)")
+
+
+def heartbeat_time(notice: Notice) -> float:
+    """When a heartbeat was made: its `alert_datetime`, else the broker's or our timestamp."""
+    try:
+        doc = json.loads(notice.payload)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        made = to_time(doc.get("alert_datetime"))
+        if isinstance(made, float):
+            return made
+    return notice.created if notice.created is not None else notice.received
+
+
+class Recorder:
+    """Writes the service's state for `status`; used from the consumer thread only."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._values: dict[str, dict[str, Any]] = {}
+
+    def put(self, key: str, **values: Any) -> None:
+        """Merge `values` into the JSON object stored under `key`."""
+        value = self._values.setdefault(key, read_state(self.store, key))
+        value.update(values)
+        now = time.time()
+        self.store.db.execute(
+            "INSERT OR REPLACE INTO service_state (key, value, at) VALUES (?, ?, ?)",
+            (key, json.dumps(value, default=str), now),
+        )
+
+    def started(self, **info: Any) -> None:
+        now = time.time()
+        self._values["service"] = {}
+        self.put(
+            "service",
+            state="running",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            version=__version__,
+            started=now,
+            beat=now,
+            assignment=[],
+            **info,
+        )
+
+    def beat(self) -> None:
+        self.put("service", beat=time.time())
+
+    def stopped(self, reason: str) -> None:
+        self.put("service", state="stopped", stopped=time.time(), reason=reason)
+
+    def kafka(self, connected: bool, brokers: Mapping[str, str]) -> None:
+        old = self._values.get("kafka") or read_state(self.store, "kafka")
+        since = old.get("since") if old.get("connected") == connected else time.time()
+        self.put("kafka", connected=connected, since=since, brokers=dict(brokers))
+
+    def kafka_error(self, message: str) -> None:
+        self.put("kafka", last_error=message, last_error_at=time.time())
+
+    def heartbeat(self, notice: Notice) -> None:
+        made = heartbeat_time(notice)
+        old = self._values.get("heartbeat") or read_state(self.store, "heartbeat")
+        count = int(old.get("count", 0)) + 1
+        with self.store.transaction() as db:
+            if made >= float(old.get("time") or 0.0):
+                self.put("heartbeat", time=made, received=notice.received, count=count)
+            else:  # an old heartbeat, read again: it says nothing about the stream now
+                self.put("heartbeat", count=count)
+            db.execute(
+                "INSERT INTO topic_stats (topic, count, bytes, last_seen) VALUES (?, 1, ?, ?) "
+                "ON CONFLICT(topic) DO UPDATE SET count=count+1, bytes=bytes+excluded.bytes, "
+                "last_seen=max(coalesce(last_seen, 0), excluded.last_seen)",
+                (notice.topic, len(notice.payload), notice.received),
+            )
+
+    def offsets(self, group: str, rows: Iterable[Any]) -> None:
+        now = time.time()
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM consumer_offsets WHERE group_id=?", (group,))
+            db.executemany(
+                "INSERT INTO consumer_offsets VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (group, r.topic, r.partition, r.position, r.committed, r.high, r.lag, now)
+                    for r in rows
+                ],
+            )
+
+
+def read_state(store: Store, key: str) -> dict[str, Any]:
+    raw = store.scalar("SELECT value FROM service_state WHERE key=?", (key,))
+    value = json.loads(raw) if raw else {}
+    return value if isinstance(value, dict) else {}
+
+
+def remembered_group(store: Store) -> str | None:
+    """The consumer group this store was last run with: the group id persists with it."""
+    group = read_state(store, "group").get("id")
+    return str(group) if group else None
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def _service(store: Store, now: float) -> dict[str, Any]:
+    info = read_state(store, "service")
+    beat = info.get("beat")
+    running = info.get("state") == "running" and beat is not None and now - beat < SERVICE_STALE_S
+    if not info:
+        summary = "never ran with this store"
+    elif running:
+        summary = f"running (pid {info.get('pid')} on {info.get('host')})"
+    elif info.get("state") == "running":
+        summary = f"not responding: last beat {now - float(beat or 0):.0f} s ago (crashed?)"
+    else:
+        summary = f"stopped at {iso(info.get('stopped'))}: {info.get('reason', '')}".rstrip(": ")
+    return {**info, "running": running, "summary": summary}
+
+
+def _kafka(store: Store, now: float) -> dict[str, Any]:
+    info = read_state(store, "kafka")
+    if not info:
+        return {"connected": None, "summary": "no connection recorded yet"}
+    if info.get("connected"):
+        summary = f"connected since {iso(info.get('since'))}"
+    else:
+        summary = f"DISCONNECTED since {iso(info.get('since'))}"
+    if info.get("last_error"):
+        summary += f"; last error {iso(info.get('last_error_at'))}: {info['last_error']}"
+    return {**info, "summary": summary}
+
+
+def _lag(store: Store, group: str | None) -> dict[str, Any]:
+    rows = store.query(
+        "SELECT topic, partition, position, committed, high, lag, at FROM consumer_offsets "
+        "WHERE group_id=? ORDER BY topic, partition",
+        (group,),
+    )
+    parts = [dict(r) for r in rows]
+    known = [p["lag"] for p in parts if p["lag"] is not None]
+    return {
+        "group": group,
+        "total": sum(known) if known else None,
+        "at": max((p["at"] for p in parts), default=None),
+        "partitions": parts,
+    }
+
+
+def latest_decisions(store: Store, limit: int) -> list[dict[str, Any]]:
+    rows = store.query(
+        "SELECT d.id, d.at, d.trigger, d.event_id, d.mode, d.conclusion, d.error, d.notice_id, "
+        "n.topic FROM decisions d LEFT JOIN notices n ON n.id = d.notice_id "
+        "ORDER BY d.id DESC LIMIT ?",
+        (limit,),
+    )
+    out = [dict(r) for r in rows]
+    for item in out:
+        item["actions"] = [
+            dict(a)
+            for a in store.query(
+                "SELECT type, label, status, idempotency_key FROM actions WHERE decision=? "
+                "ORDER BY position",
+                (item["id"],),
+            )
+        ]
+    return out
+
+
+def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dict[str, Any]:
+    """Everything `tracerules status` shows, as plain data."""
+    now = time.time() if now is None else now
+    service = _service(store, now)
+    heartbeat = read_state(store, "heartbeat")
+    health = stream_health(heartbeat.get("time"), now)
+    topics = [
+        dict(r)
+        for r in store.query(
+            "SELECT topic, count, bytes, last_seen, last_error, last_error_at FROM topic_stats "
+            "ORDER BY topic"
+        )
+    ]
+    totals = counts(store)
+    return {
+        "store": store.path,
+        "now": now,
+        "service": service,
+        "stream": {
+            "health": health.state,
+            "reason": health.reason,
+            "age": health.age,
+            "last_heartbeat": heartbeat.get("time"),
+            "received": heartbeat.get("received"),
+            "heartbeats": heartbeat.get("count", 0),
+        },
+        "kafka": _kafka(store, now),
+        "rules": read_state(store, "rules"),
+        "lag": _lag(store, service.get("group")),
+        "topics": topics,
+        "dead_letters": totals["dead_letters"],
+        "counts": totals,
+        "decisions": latest_decisions(store, decisions),
+    }

@@ -1,0 +1,59 @@
+"""Structured logs: one JSON object per line on stderr, with every known secret redacted.
+
+A record's message is the event name (`notice`, `decision`, `action`, ...); its fields come
+from `extra={"fields": {...}}`. Secrets are replaced by `***` in the finished line, raw and
+JSON-escaped, so no code path can leak one by logging it by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+from tracerules.runtime.actions import redact
+
+LOGGER = "tracerules"
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, secrets: Callable[[], Iterable[str]] = list) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        data: dict[str, Any] = {
+            "time": f"{when}.{int(record.msecs * 1000):06d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            data.update(fields)
+        if record.exc_info:
+            data["error"] = self.formatException(record.exc_info)
+        line = json.dumps(data, default=str, ensure_ascii=False)
+        secrets = [s for s in self.secrets() if s]
+        return redact(line, [*secrets, *(json.dumps(s)[1:-1] for s in secrets)])
+
+
+def setup(
+    level: str = "info",
+    secrets: Callable[[], Iterable[str]] = list,
+    stream: TextIO | None = None,
+) -> logging.Logger:
+    """JSON lines on stderr for the `tracerules` loggers (librdkafka's logs included)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(secrets))
+    logger = logging.getLogger(LOGGER)
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    return logger

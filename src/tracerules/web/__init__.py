@@ -1,0 +1,1 @@
+"""`tracerules serve`: a read-only web dashboard over the store (Starlette, Jinja2, uvicorn)."""

@@ -1,0 +1,94 @@
+"""Read-only access to the store and the rules, as the dashboard's request threads need it.
+
+Each request thread gets its own SQLite connection opened read-only (`mode=ro`, and
+`query_only` on top), so the dashboard can never write to the service's store. The rules are
+reloaded when one of their files changes, so "current conditions" follow the rules on disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from tracerules.rules.compile import RuleSet
+from tracerules.runtime.store import Store
+
+
+class ReadOnlyStore(Store):
+    """A `Store` over a read-only connection: no migration, no writes."""
+
+    def __init__(self, path: str | Path) -> None:  # deliberately not calling Store.__init__
+        self.path = str(path)
+        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+        self.db = sqlite3.connect(
+            uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA query_only=ON")
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def has_table(self, name: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return row is not None
+
+
+class StorePool:
+    """One read-only connection per thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+
+    def get(self) -> ReadOnlyStore:
+        store: ReadOnlyStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = ReadOnlyStore(self.path)
+            self._local.store = store
+        return store
+
+
+@dataclass
+class Rules:
+    """The rule set, reloaded when a rule file changes; `error` says why none is loaded."""
+
+    paths: Sequence[Path]
+    ruleset: RuleSet | None = None
+    error: str | None = None
+    _stamp: tuple[tuple[str, float], ...] = ()
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def current(self) -> RuleSet | None:
+        with self._lock:
+            stamp = self._stamps()
+            if stamp != self._stamp:
+                self._load()
+                self._stamp = self._stamps()
+            return self.ruleset
+
+    def _stamps(self) -> tuple[tuple[str, float], ...]:
+        files = [p for path in self.paths for p in _yaml_files(Path(path))]
+        return tuple((str(p), p.stat().st_mtime) for p in files if p.exists())
+
+    def _load(self) -> None:
+        from tracerules.errors import RuleError
+        from tracerules.rules.compile import load_ruleset
+
+        try:
+            self.ruleset, self.error = load_ruleset(list(self.paths)), None
+        except RuleError as err:  # keep the last good rule set, and say why
+            self.error = f"the rules do not load ({len(err.diagnostics)} error(s))"
+        except OSError as err:
+            self.error = f"the rules cannot be read: {err}"
+
+
+def _yaml_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+    return [path]
