@@ -115,7 +115,7 @@ def run_dry_run(
         return 2
     try:
         views = events(result.store, trigger=trigger)
-        emit(result, rules, views, output, out_file, trigger, show_all)
+        emit(result, rules, views, output, out_file, sources, show_all)
         if not quiet and output != "text" and out_file is not None:
             err.print(f"wrote {out_file}")
     finally:
@@ -129,13 +129,15 @@ def emit(
     views: list[EventView],
     output: str,
     out_file: Path | None,
-    trigger: str | None,
+    sources: list[Path],
     show_all: bool = False,
 ) -> None:
     if output == "html":
         from tracerules.report.html import render_report
 
-        text = render_report(result.store, rules, title="tracerules dry run", trigger=trigger)
+        text = render_report(
+            result.store, rules, title="tracerules dry run", sources=[str(s) for s in sources]
+        )
     elif output == "json":
         text = (
             json.dumps(
