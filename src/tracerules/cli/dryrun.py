@@ -81,6 +81,7 @@ def run_dry_run(
     store_path: Path | None,
     quiet: bool,
     show_all: bool = False,
+    report: Path | None = None,
 ) -> int:
     err = Console(stderr=True)
     rules = load_rules(rules_dirs, err)
@@ -116,6 +117,10 @@ def run_dry_run(
     try:
         views = events(result.store, trigger=trigger)
         emit(result, rules, views, output, out_file, sources, show_all)
+        if report is not None:
+            emit(result, rules, views, "html", report, sources)
+            if not quiet:
+                err.print(f"wrote the HTML report to {report}")
         if not quiet and output != "text" and out_file is not None:
             err.print(f"wrote {out_file}")
     finally:
