@@ -28,21 +28,20 @@ print(time.perf_counter() - t0, len(rules.triggers))
 
 
 def make_rules(folder: Path, count: int) -> None:
-    """`count` trigger files: the example triggers under new ids, round robin."""
+    """`count` files of one trigger each: the example triggers, round robin, under new ids."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
     (folder / "topics.yaml").write_text((ROOT / "rules" / "topics.yaml").read_text())
-    examples = sorted(
-        p
-        for p in (ROOT / "examples" / "rules").glob("*.yaml")
-        if p.name != "topics.yaml" and not p.name.endswith(".test.yaml")
-    )
-    written = 0
-    while written < count:
-        for example in examples:
-            if written >= count:
-                break
-            text = example.read_text().replace("  - id: ", f"  - id: n{written}-")
-            (folder / f"{written:03d}-{example.name}").write_text(text)
-            written += 1
+    triggers = []
+    for example in sorted((ROOT / "examples" / "rules").glob("*.yaml")):
+        if example.name != "topics.yaml" and not example.name.endswith(".test.yaml"):
+            triggers += yaml.load(example.read_text()).get("triggers", [])
+    for written in range(count):
+        trigger = triggers[written % len(triggers)]
+        trigger["id"] = f"n{written}-{str(trigger['id']).split('-', 1)[-1]}"
+        with (folder / f"{written:03d}.yaml").open("w") as handle:
+            yaml.dump({"schema_version": 1, "triggers": [trigger]}, handle)
 
 
 def median_run(argv: list[str], runs: int) -> tuple[float, str]:

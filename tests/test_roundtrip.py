@@ -80,7 +80,9 @@ def test_parse_unparse_round_trip(expr: ast.Expr) -> None:
 def test_grammar_builds_in_strict_mode() -> None:
     # Strict mode turns shift/reduce conflicts and terminal collisions into errors.
     parser = build_parser(strict=True)
-    assert parser.parse("1 < x <= 2").data == "compare"
+    assert parser.parse("1 < x <= 2") == ast.Compare(
+        (ast.Num(1), ast.Name("x"), ast.Num(2)), ("<", "<=")
+    )
 
 
 def test_positions_are_not_part_of_equality() -> None:

@@ -7,7 +7,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from tracerules.dsl import ast
@@ -60,10 +60,12 @@ def _lark(strict: bool = False) -> Lark:
     return Lark(
         grammar_text(),
         parser="lalr",
-        propagate_positions=True,
+        lexer="basic",  # no token depends on context; one lexer, checked once
         strict=strict,
         cache=not strict,
         maybe_placeholders=True,
+        keep_all_tokens=True,
+        transformer=_ToAst(),
     )
 
 
@@ -82,11 +84,36 @@ def _unescape(body: str) -> str:
     return _ESCAPE_RE.sub(repl, body)
 
 
-def _pos(meta: Any) -> ast.Pos:
-    if getattr(meta, "empty", True):
+# Tokens that carry meaning; the rest (keywords, brackets) only mark where a node starts.
+_MEANINGFUL = frozenset({"NAME", "NUMBER", "STRING", "COMP_OP", "ADD_OP", "MUL_OP"})
+
+
+def _extent(item: Any) -> tuple[int, int, int, int] | None:
+    """(line, col, end line, end col) of a token, a node or a tuple of nodes."""
+    if isinstance(item, Token):
+        return (item.line or 1, item.column or 1, item.end_line or 1, item.end_column or 1)
+    pos = getattr(item, "pos", None)
+    if isinstance(pos, ast.Pos) and pos is not ast.NOWHERE:
+        return (pos.line, pos.col, pos.line, pos.col + pos.length)
+    if isinstance(item, tuple):
+        marks = [m for m in map(_extent, item) if m]
+        return (marks[0][0], marks[0][1], marks[-1][2], marks[-1][3]) if marks else None
+    return None
+
+
+def _span(children: list[Any]) -> ast.Pos:
+    marks = [m for m in map(_extent, children) if m]
+    if not marks:
         return ast.NOWHERE
-    length = meta.end_pos - meta.start_pos if meta.end_line == meta.line else 1
-    return ast.Pos(meta.line, meta.column, max(length, 1))
+    (line, col, _, _), (_, _, end_line, end_col) = marks[0], marks[-1]
+    return ast.Pos(line, col, max(end_col - col, 1) if end_line == line else 1)
+
+
+def _values(children: list[Any]) -> list[Any]:
+    """The children that carry meaning: nodes, tuples and meaningful tokens."""
+    return [
+        c for c in children if c is not None and (not isinstance(c, Token) or c.type in _MEANINGFUL)
+    ]
 
 
 def _tok_pos(tok: Token) -> ast.Pos:
@@ -102,13 +129,14 @@ def _parse_number(tok: Token) -> int | float:
     return float(text)
 
 
-@v_args(meta=True)
 class _ToAst(Transformer[Token, ast.Expr]):
-    def number(self, meta: Any, children: list[Token]) -> ast.Num:
-        return ast.Num(_parse_number(children[0]), None, _pos(meta))
+    """Runs inside the LALR parser (no parse tree is built); positions come from tokens."""
 
-    def quantity(self, meta: Any, children: list[Token]) -> ast.Num:
-        number, unit = children
+    def number(self, c: list[Token]) -> ast.Num:
+        return ast.Num(_parse_number(c[0]), None, _span(c))
+
+    def quantity(self, c: list[Token]) -> ast.Num:
+        number, unit = c
         if unit_type(str(unit)) is None:
             raise DslError(
                 "E203",
@@ -118,82 +146,91 @@ class _ToAst(Transformer[Token, ast.Expr]):
                 len(unit),
                 hint="units are " + ", ".join(ALL_UNITS),
             )
-        return ast.Num(_parse_number(number), str(unit), _pos(meta))
+        return ast.Num(_parse_number(number), str(unit), _span(c))
 
-    def string(self, meta: Any, children: list[Token]) -> ast.Str:
-        return ast.Str(_unescape(str(children[0])[1:-1]), _pos(meta))
+    def string(self, c: list[Token]) -> ast.Str:
+        return ast.Str(_unescape(str(c[0])[1:-1]), _span(c))
 
-    def true(self, meta: Any, _: list[Any]) -> ast.Bool:
-        return ast.Bool(True, _pos(meta))
+    def true(self, c: list[Any]) -> ast.Bool:
+        return ast.Bool(True, _span(c))
 
-    def false(self, meta: Any, _: list[Any]) -> ast.Bool:
-        return ast.Bool(False, _pos(meta))
+    def false(self, c: list[Any]) -> ast.Bool:
+        return ast.Bool(False, _span(c))
 
-    def vote_pass(self, meta: Any, _: list[Any]) -> ast.VoteLit:
-        return ast.VoteLit(Vote.PASS, _pos(meta))
+    def vote_pass(self, c: list[Any]) -> ast.VoteLit:
+        return ast.VoteLit(Vote.PASS, _span(c))
 
-    def vote_maybe(self, meta: Any, _: list[Any]) -> ast.VoteLit:
-        return ast.VoteLit(Vote.MAYBE, _pos(meta))
+    def vote_maybe(self, c: list[Any]) -> ast.VoteLit:
+        return ast.VoteLit(Vote.MAYBE, _span(c))
 
-    def vote_fail(self, meta: Any, _: list[Any]) -> ast.VoteLit:
-        return ast.VoteLit(Vote.FAIL, _pos(meta))
+    def vote_fail(self, c: list[Any]) -> ast.VoteLit:
+        return ast.VoteLit(Vote.FAIL, _span(c))
 
-    def vote_unknown(self, meta: Any, _: list[Any]) -> ast.VoteLit:
-        return ast.VoteLit(Vote.UNKNOWN, _pos(meta))
+    def vote_unknown(self, c: list[Any]) -> ast.VoteLit:
+        return ast.VoteLit(Vote.UNKNOWN, _span(c))
 
-    def name(self, meta: Any, children: list[Token]) -> ast.Name:
-        return ast.Name(str(children[0]), _tok_pos(children[0]))
+    def name(self, c: list[Token]) -> ast.Name:
+        return ast.Name(str(c[0]), _tok_pos(c[0]))
 
-    def arglist(self, meta: Any, children: list[Any]) -> tuple[ast.Expr, ...]:
-        return tuple(c for c in children if c is not None)
+    def atom(self, c: list[Any]) -> Any:
+        return _values(c)[0]  # a parenthesised expression: the brackets add nothing
 
-    def call(self, meta: Any, children: list[Any]) -> ast.Call:
-        func, args = children
-        return ast.Call(str(func), args or (), _pos(meta))
+    def arglist(self, c: list[Any]) -> tuple[ast.Expr, ...]:
+        return tuple(_values(c))
 
-    def list_(self, meta: Any, children: list[Any]) -> ast.ListExpr:
-        return ast.ListExpr(children[0] or (), _pos(meta))
+    def call(self, c: list[Any]) -> ast.Call:
+        func, *args = _values(c)
+        return ast.Call(str(func), args[0] if args else (), _span(c))
 
-    def neg(self, meta: Any, children: list[Any]) -> ast.Neg:
-        return ast.Neg(children[0], _pos(meta))
+    def list_(self, c: list[Any]) -> ast.ListExpr:
+        items = _values(c)
+        return ast.ListExpr(items[0] if items else (), _span(c))
 
-    def binop(self, meta: Any, children: list[Any]) -> ast.BinOp:
-        left, op, right = children
-        return ast.BinOp(str(op), left, right, _pos(meta))
+    def neg(self, c: list[Any]) -> ast.Expr:
+        sign, operand = _values(c)
+        return ast.Neg(operand, _span(c)) if sign == "-" else operand
 
-    def pow(self, meta: Any, children: list[Any]) -> ast.BinOp:
-        return ast.BinOp("**", children[0], children[1], _pos(meta))
+    def binop(self, c: list[Any]) -> ast.BinOp:
+        left, op, right = _values(c)
+        return ast.BinOp(str(op), left, right, _span(c))
 
-    def bitand_op(self, meta: Any, children: list[Any]) -> ast.BinOp:
-        return ast.BinOp("&", children[0], children[1], _pos(meta))
+    def pow(self, c: list[Any]) -> ast.BinOp:
+        left, right = _values(c)
+        return ast.BinOp("**", left, right, _span(c))
 
-    def compare(self, meta: Any, children: list[Any]) -> ast.Compare:
-        return ast.Compare(tuple(children[0::2]), tuple(str(t) for t in children[1::2]), _pos(meta))
+    def bitand_op(self, c: list[Any]) -> ast.BinOp:
+        left, right = _values(c)
+        return ast.BinOp("&", left, right, _span(c))
 
-    def in_(self, meta: Any, children: list[Any]) -> ast.In:
-        return ast.In(children[0], children[1], False, _pos(meta))
+    def compare(self, c: list[Any]) -> ast.Compare:
+        parts = _values(c)
+        return ast.Compare(tuple(parts[0::2]), tuple(str(t) for t in parts[1::2]), _span(c))
 
-    def not_in(self, meta: Any, children: list[Any]) -> ast.In:
-        return ast.In(children[0], children[1], True, _pos(meta))
+    def in_(self, c: list[Any]) -> ast.In:
+        item, box = _values(c)
+        return ast.In(item, box, False, _span(c))
 
-    def and_(self, meta: Any, children: list[Any]) -> ast.Logic:
-        return ast.Logic("and", tuple(children), _pos(meta))
+    def not_in(self, c: list[Any]) -> ast.In:
+        item, box = _values(c)
+        return ast.In(item, box, True, _span(c))
 
-    def or_(self, meta: Any, children: list[Any]) -> ast.Logic:
-        return ast.Logic("or", tuple(children), _pos(meta))
+    def and_(self, c: list[Any]) -> ast.Logic:
+        return ast.Logic("and", tuple(_values(c)), _span(c))
 
-    def not_(self, meta: Any, children: list[Any]) -> ast.Not:
-        return ast.Not(children[0], _pos(meta))
+    def or_(self, c: list[Any]) -> ast.Logic:
+        return ast.Logic("or", tuple(_values(c)), _span(c))
 
-    def when(self, meta: Any, children: list[Any]) -> tuple[ast.Expr, ast.Expr]:
-        return (children[0], children[1])
+    def not_(self, c: list[Any]) -> ast.Not:
+        return ast.Not(_values(c)[0], _span(c))
 
-    def case(self, meta: Any, children: list[Any]) -> ast.Case:
-        *whens, default = children
-        return ast.Case(tuple(whens), default, _pos(meta))
+    def when(self, c: list[Any]) -> tuple[ast.Expr, ast.Expr]:
+        cond, value = _values(c)
+        return (cond, value)
 
-
-_TRANSFORMER = _ToAst()
+    def case(self, c: list[Any]) -> ast.Case:
+        whens = [v for v in c if isinstance(v, tuple)]
+        rest = [v for v in _values(c) if not isinstance(v, tuple)]
+        return ast.Case(tuple(whens), rest[0] if rest else None, _span(c))
 
 
 @cache
@@ -242,13 +279,7 @@ def _syntax_error(text: str, err: UnexpectedInput) -> DslError:
 def parse(text: str) -> ast.Expr:
     """Parse one expression; raise DslError positioned within `text`."""
     try:
-        tree: Tree[Token] = _lark().parse(text)
+        result: ast.Expr = _lark().parse(text)
     except UnexpectedInput as err:
         raise _syntax_error(text, err) from None
-    try:
-        return _TRANSFORMER.transform(tree)
-    except Exception as err:  # Lark wraps errors raised inside the transformer
-        inner = getattr(err, "orig_exc", err)
-        if isinstance(inner, DslError):
-            raise inner from None
-        raise
+    return result

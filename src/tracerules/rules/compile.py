@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tracerules.dsl import ast
 from tracerules.dsl.compiler import Compiled, Compiler
 from tracerules.dsl.context import Context
-from tracerules.dsl.convert import CONVERSIONS, Converter
+from tracerules.dsl.convert import CONVERSIONS, Converter, to_duration
 from tracerules.dsl.parser import parse
 from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
@@ -75,6 +75,7 @@ class CompiledField:
     expr: Callable[[Context], Any] | None
     source: str
     where: Where
+    reads: frozenset[str] = frozenset()  # the names a computed field's expression reads
 
     @property
     def span(self) -> Span:
@@ -384,7 +385,7 @@ class TriggerCompiler:
             fn = _then_convert(fn, CONVERSIONS[declared][0])
         type_ = compiled.type if declared == "auto" else CONVERSIONS[declared][1]
         self.names[name] = type_
-        return CompiledField(name, type_, None, None, fn, ast.unparse(node), span)
+        return CompiledField(name, type_, None, None, fn, ast.unparse(node), span, compiled.names)
 
     def _order_computed(self, computed: dict[str, tuple[ast.Expr, Where]]) -> list[str] | None:
         """Computed fields in dependency order; a cycle is an error."""
@@ -437,6 +438,9 @@ class TriggerCompiler:
                 )
 
     def compile_expiry(self) -> float:
+        simple = to_duration(self.spec.expiry)  # '2 h', '90 min': no need for the parser
+        if isinstance(simple, float) and simple > 0:
+            return simple
         try:
             compiled = Compiler({}).compile(parse(self.spec.expiry))
         except DslError as err:

@@ -42,7 +42,7 @@ class UnusedField(Lint):
             used.update(cond.names)
         for f in trigger.fields:
             if f.expr is not None:
-                used |= _names(f.source)
+                used |= f.reads
         for action in trigger.actions:
             from tracerules.dsl.templates import template_names
 
@@ -139,13 +139,6 @@ LINTS: tuple[type[Lint], ...] = (
     DuplicateCondition,
     CaseWithoutElse,
 )
-
-
-def _names(source: str) -> set[str]:
-    from tracerules.dsl.parser import parse
-    from tracerules.rules.compile import _names_in
-
-    return set(_names_in(parse(source)))
 
 
 def run_lints(
