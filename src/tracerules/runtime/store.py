@@ -39,6 +39,8 @@ CREATE UNIQUE INDEX notices_by_offset ON notices (topic, partition, "offset") WH
 -- One original per payload and topic; re-sends under another offset point at it.
 CREATE UNIQUE INDEX notices_by_hash ON notices (topic, sha256) WHERE duplicate_of IS NULL;
 CREATE INDEX notices_by_time ON notices (received);
+CREATE INDEX notices_by_status ON notices (status, received);
+CREATE INDEX notices_by_topic ON notices (topic, received);
 CREATE TABLE dead_letters (
     notice_id   INTEGER PRIMARY KEY REFERENCES notices(id),
     reason      TEXT NOT NULL,
