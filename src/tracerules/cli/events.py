@@ -27,13 +27,14 @@ from tracerules.cli.operator import (
     open_store,
     print_json,
 )
-from tracerules.dsl.values import Vote
 from tracerules.report import browse
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime import history
 from tracerules.runtime.decisions import Factor, Source, conclude, tally
 from tracerules.runtime.history import EventView
 from tracerules.runtime.store import Store
+
+CONCLUSION_STYLE = {"PASS": "green", "FAIL": "red", "ERROR": "magenta"}
 
 
 def run_list(
@@ -62,7 +63,7 @@ def run_list(
             str(r["notices"]),
             str(r["decisions"]),
             Text("yes", style="green") if r["passes"] else Text("no", style="grey50"),
-            Text(latest, style=COLOURS.get(Vote(latest), "") if latest in Vote.__members__ else ""),
+            Text(latest, style=CONCLUSION_STYLE.get(latest, "")),
             str(r["actions"]),
         )
     console().print(table)
@@ -171,6 +172,8 @@ def _print(view: EventView, now: dict[str, Any] | None) -> None:
         out.print("[grey50]current conditions: the trigger is not in the current rules[/]")
     for d in view.decisions:
         for a in d.actions:
-            out.print(f"[bold]action {a.id}[/] {a.type} {a.label}: {a.status} ({a.idempotency_key})")
+            out.print(
+                f"[bold]action {a.id}[/] {a.type} {a.label}: {a.status} ({a.idempotency_key})"
+            )
             if a.log.strip():
                 out.print(Text(a.log.rstrip(), style="grey62"))

@@ -7,6 +7,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+import tracerules.products  # noqa: F401  (registers the sky-map functions, area() etc.)
 from tracerules.dsl.builtins import BUILTINS
 
 

@@ -87,6 +87,9 @@ def dry_run(
     show_all: Annotated[
         bool, typer.Option("--all", help="show every event in text output")
     ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="also write the HTML report to this file")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Replay archived notices through the rules, in notice-time order. Nothing is acted on."""
@@ -108,6 +111,7 @@ def dry_run(
             store_path=store,
             quiet=quiet,
             show_all=show_all,
+            report=report,
         )
     )
 
@@ -293,6 +297,46 @@ def serve(
     from tracerules.cli.serve import run_serve
 
     raise typer.Exit(run_serve(store, rules or [Path("rules")], host, port, refresh))
+
+
+@app.command("diff")
+def diff_command(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="notice files, folders, tar archives, NDJSON exports or a store"),
+    ],
+    base: Annotated[str, typer.Option("--base", help="the git revision to compare with")],
+    rules: Annotated[Path, typer.Option("--rules", "-r", help="the rules folder")] = Path("rules"),
+    output: Annotated[str, typer.Option("--format", "-f", help="text, markdown or json")] = "text",
+    fail_on_change: Annotated[
+        bool, typer.Option("--fail-on-change", help="exit 1 when any event changes")
+    ] = False,
+) -> None:
+    """Replay notices under the rules at --base and in the working tree; report what changes.
+
+    Each changed event names the notice and the factor that made the difference.
+    """
+    from tracerules.cli.diff import run_diff
+
+    if output not in ("text", "markdown", "json"):
+        raise typer.BadParameter("--format is one of text, markdown, json")
+    raise typer.Exit(run_diff(base, rules, sources, output, fail_on_change))
+
+
+@app.command("init")
+def init_command(
+    directory: Annotated[Path, typer.Argument(help="the folder of the new rules repository")],
+    force: Annotated[
+        bool, typer.Option("--force", help="write into a folder that is not empty")
+    ] = False,
+) -> None:
+    """Scaffold a rules repository for a new team: topics, a tested example trigger, CI.
+
+    Also real notices for the test, pre-commit hooks and a README.
+    """
+    from tracerules.cli.init import run_init
+
+    raise typer.Exit(run_init(directory, force))
 
 
 def main() -> None:

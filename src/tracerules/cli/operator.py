@@ -111,7 +111,8 @@ def print_json(data: Any) -> None:
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """Rich output; piped output gets wide lines instead of rich's default 80 columns."""
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 180)
 
 
 def fail(message: str, status: int = EXIT_USAGE) -> int:

@@ -35,7 +35,7 @@ from tracerules.runtime.engine import Engine
 from tracerules.runtime.store import Store
 
 
-class _Rehearsal(Exception):
+class _RehearsalError(Exception):
     """Raised inside the transaction of a dry run, so that everything is rolled back."""
 
 
@@ -49,8 +49,8 @@ def rehearse(engine: Engine, trigger: str, event_id: str, actor: str) -> Decisio
     try:
         with engine.store.transaction():
             decision = engine.retrigger(trigger, event_id, actor)
-            raise _Rehearsal
-    except _Rehearsal:
+            raise _RehearsalError
+    except _RehearsalError:
         engine.events.forget()  # its cache may hold the rolled-back state
     assert decision is not None
     return decision

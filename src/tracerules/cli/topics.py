@@ -40,7 +40,9 @@ def run_topics(
         return EXIT_OK
     table = Table(title="topics")
     for column in ("topic", "format", "notices", "bytes", "last seen (UTC)", "dead", "status"):
-        table.add_column(column, justify="right" if column in ("notices", "bytes", "dead") else "left")
+        table.add_column(
+            column, justify="right" if column in ("notices", "bytes", "dead") else "left"
+        )
     table.add_column("triggers / last error")
     for r in rows:
         note = r.get("last_error") or ", ".join(r["triggers"])

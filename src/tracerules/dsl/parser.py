@@ -7,7 +7,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from lark import Lark, Token, Transformer
+from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from tracerules.dsl import ast
@@ -279,7 +279,9 @@ def _syntax_error(text: str, err: UnexpectedInput) -> DslError:
 def parse(text: str) -> ast.Expr:
     """Parse one expression; raise DslError positioned within `text`."""
     try:
-        result: ast.Expr = _lark().parse(text)
+        result: Any = _lark().parse(text)  # the transformer inside the parser gives an AST
     except UnexpectedInput as err:
         raise _syntax_error(text, err) from None
-    return result
+    assert not isinstance(result, Tree), "the parser runs without its transformer"
+    expr: ast.Expr = result
+    return expr

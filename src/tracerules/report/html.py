@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from tracerules import __version__
 from tracerules.report import lights, model
 from tracerules.rules.compile import RuleSet
+from tracerules.runtime.decisions import tally
 from tracerules.runtime.store import Store
 
 TOPIC_PREFIXES = ("gcn.classic.voevent.", "gcn.notices.")
@@ -71,6 +72,7 @@ def configure(env: Environment) -> Environment:
         legend=lights.legend,
         vote_class=lights.vote_class,
         columns=model.columns,
+        tally=tally,
         notice_of=model.notice_of,
         version=__version__,
     )
@@ -106,17 +108,18 @@ def render_report(
     until: float | None = None,
     max_events: int | None = None,
     sources: Iterable[str] = (),
+    trigger: str | None = None,
 ) -> str:
     """The report of what is in `store` (typically a dry run), as one HTML document.
 
     Events are grouped by trigger, in evaluation order. `since`/`until` (POSIX seconds) keep
     the events whose time falls in the range; `max_events` caps the events per trigger
-    (the rest are counted). `sources` names what was replayed, for the header.
+    (the rest are counted); `trigger` shows only that trigger's events (the summary still
+    counts everything). `sources` names what was replayed, for the header.
     """
     summary = model.summary(store, rules)
-    sections = model.sections(
-        store, summary.triggers, since=since, until=until, max_events=max_events
-    )
+    shown = [t for t in summary.triggers if trigger is None or t.id == trigger]
+    sections = model.sections(store, shown, since=since, until=until, max_events=max_events)
     return (
         environment()
         .get_template("report.html")

@@ -1,0 +1,143 @@
+"""The dashboard's page times with a month of real GCN traffic in the store.
+
+Fills a store with a dry run of ../shared/corpus/archives/gcn-voevents-2023-11.tar.bz2 (about
+30k notices) through the example rules (or, without the archive, with 30,000 notices made
+from tests/data/notices), serves it with uvicorn on a loopback port, and times every page:
+the first (cold) request, then the median and the worst of --requests more. Target: a
+median under 200 ms for every page.
+
+    python bench/dashboard.py [--requests 7] [--archive PATH] [--rules examples/rules]
+                              [--store FILE (kept; reused when it exists)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.test_dashboard.Server
+
+from tests.test_dashboard import Server  # noqa: E402
+from tracerules.rules.compile import load_ruleset  # noqa: E402
+from tracerules.runtime.notices import Notice  # noqa: E402
+from tracerules.runtime.replay import replay  # noqa: E402
+from tracerules.runtime.sources import iter_notices  # noqa: E402
+from tracerules.runtime.store import Store  # noqa: E402
+from tracerules.web.app import create_app  # noqa: E402
+
+ARCHIVE = ROOT.parent / "shared" / "corpus" / "archives" / "gcn-voevents-2023-11.tar.bz2"
+TARGET_MS = 200.0
+SYNTHETIC = 30_000
+
+
+def synthetic() -> Iterator[Notice]:
+    """Real notices from tests/data, repeated a minute apart with distinct payload bytes."""
+    base = list(iter_notices([ROOT / "tests" / "data" / "notices"]))
+    for i in range(SYNTHETIC):
+        n = base[i % len(base)]
+        shift = 60.0 * (i // len(base))
+        yield Notice(
+            n.topic,
+            n.payload + b" " * (1 + i // len(base)),  # a new payload hash: not a duplicate
+            0,
+            i,
+            None if n.created is None else n.created + shift,
+            n.received + shift,
+            "archive",
+            n.name,
+        )
+
+
+def fill(path: Path, archive: Path, rules: list[Path]) -> None:
+    if path.exists():
+        print(f"reusing {path}")
+        return
+    notices = iter_notices([archive]) if archive.exists() else synthetic()
+    what = archive.name if archive.exists() else f"{SYNTHETIC:,} synthesised notices"
+    start = time.perf_counter()
+    result = replay(load_ruleset(rules), notices, store_path=path)
+    result.close()
+    print(f"filled {path} with {what} in {time.perf_counter() - start:.1f} s")
+
+
+def pages(path: Path) -> list[str]:
+    db = Store(path)
+    try:
+        triggers = [r[0] for r in db.query("SELECT trigger FROM events GROUP BY trigger")]
+        busiest = db.scalar("SELECT trigger FROM events GROUP BY trigger ORDER BY count(*) DESC")
+        topic = db.scalar("SELECT topic FROM notices GROUP BY topic ORDER BY count(*) DESC")
+        event = db.scalar("SELECT event_id FROM events ORDER BY notices DESC")
+        biggest = db.scalar("SELECT id FROM notices ORDER BY size DESC")
+        day = db.scalar("SELECT date(min(received), 'unixepoch', '+14 days') FROM notices")
+    finally:
+        db.close()
+    q = urllib.parse.quote
+    return [
+        "/",
+        "/triggers",
+        *(f"/triggers/{q(t)}" for t in triggers),
+        f"/triggers/{q(busiest)}?page=3",
+        "/notices",
+        "/notices?format=xml",
+        f"/notices?topic={q(topic)}&page=5",
+        f"/notices?event_id={q(event)}",
+        f"/notices?since={day}&until={day}T23:59:59",
+        f"/notices/{biggest}",
+        "/notices/1",
+        "/log",
+        "/log?page=2",
+    ]
+
+
+def timed(url: str, requests: int) -> list[float]:
+    times = []
+    for _ in range(requests + 1):
+        start = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=60) as response:
+            response.read()
+            assert response.status == 200, url
+        times.append((time.perf_counter() - start) * 1000)
+    return times  # the first one is cold: it fills the caches
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=7)
+    parser.add_argument("--archive", type=Path, default=ARCHIVE)
+    parser.add_argument("--rules", type=Path, action="append")
+    parser.add_argument("--store", type=Path)
+    args = parser.parse_args()
+    rules = args.rules or [ROOT / "examples" / "rules"]
+    with tempfile.TemporaryDirectory(prefix="tracerules-bench-") as tmp:
+        path = args.store or Path(tmp) / "store.sqlite"
+        fill(path, args.archive, rules)
+        db = Store(path)
+        counts = db.query("SELECT (SELECT count(*) FROM notices), (SELECT count(*) FROM events)")
+        print(f"store: {counts[0][0]:,} notices, {counts[0][1]:,} events")
+        db.close()
+        server = Server(create_app(path, rules))
+        slow = 0
+        try:
+            print(f"{'page':58} {'cold ms':>8} {'median ms':>10} {'max ms':>8}")
+            for page in pages(path):
+                cold, *times = timed(server.url + page, args.requests)
+                median = statistics.median(times)
+                slow += median >= TARGET_MS
+                flag = "" if median < TARGET_MS else "  << over target"
+                print(f"{page[:58]:58} {cold:8.1f} {median:10.1f} {max(times):8.1f}{flag}")
+        finally:
+            server.stop()
+    print(f"target < {TARGET_MS:.0f} ms per page: {'met' if not slow else f'{slow} page(s) over'}")
+    return 1 if slow else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
