@@ -266,3 +266,29 @@ def test_the_engine_is_deterministic(engine_rules: object, tmp_path: Path) -> No
         ]
 
     assert run("a") == run("b")
+
+
+def test_passed_tells_whether_this_or_another_trigger_already_passed(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "topics.yaml").write_text((NOTICES.parent / "rules/topics.yaml").read_text())
+    gbm = (NOTICES.parent / "rules/engine.yaml").read_text().split("  - id: swift-grb")[0]
+    follow = (
+        gbm.split("triggers:\n", 1)[1]
+        .replace("id: gbm-json", "id: gbm-once")
+        .replace("priority: 20", "priority: 50")
+        .replace(
+            "      bright: snr > 4\n",
+            "      first_pass: not passed()\n      gbm_passed: passed('gbm-json')\n",
+        )
+    )
+    (rules_dir / "rules.yaml").write_text(gbm + follow)
+    engine = Engine(
+        load_ruleset([rules_dir]), Store(tmp_path / "s.sqlite"), out_dir=tmp_path / "out"
+    )
+    once = [only(engine.process(n).decisions, "gbm-once") for n in sequence("fermi_gbm_json")]
+    assert votes(once[0])["gbm_passed"] == "FAIL"  # gbm-json did not pass the first notice
+    assert once[1].passed  # gbm-json passed this notice first, at a higher priority
+    assert votes(once[1])["first_pass"] == "PASS"
+    assert [d.passed for d in once[2:]] == [False] * 5  # it has passed before: only once
+    assert all(votes(d)["first_pass"] == "FAIL" for d in once[2:])

@@ -113,6 +113,14 @@ def _age(ctx: Context, when: Any = None) -> Any:
     return ctx.now - float(start)
 
 
+def _passed(ctx: Context, trigger: Any = None) -> Any:
+    history = ctx.extra("history")
+    event_id = ctx.values.get("event_id")
+    if isinstance(history, Missing) or not isinstance(event_id, str):
+        return history if isinstance(history, Missing) else Missing("the event has no id yet")
+    return bool(history(trigger or ctx.values.get("trigger"), event_id))
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
@@ -338,6 +346,17 @@ _TABLE: tuple[Builtin, ...] = (
         D,
         _age,
         "now() minus the event time, or minus the given time",
+        "time",
+        optional=1,
+        needs_context=True,
+    ),
+    Builtin(
+        "passed",
+        (S,),
+        B,
+        _passed,
+        "this trigger (or the one named) already passed this event: on an earlier notice, or "
+        "on this one at a higher priority",
         "time",
         optional=1,
         needs_context=True,

@@ -111,7 +111,7 @@ class Engine:
             self.store.dead_letter(stored.id, notice.topic, str(err))
             return Processed(stored.id, "dead", reason=str(err))
         source = Source.DRY_RUN if self.dry_run else Source.NOTICE
-        extras = self.extras(notice, doc) if self.extras else None
+        extras = self._extras(notice, doc)
         try:
             with self.store.transaction():
                 decisions = [
@@ -131,6 +131,22 @@ class Engine:
         for result in self.dispatcher.run_pending(list(pending)):
             pending[result.action_id].status = result.status
             pending[result.action_id].log += result.log
+
+    def _extras(self, notice: Notice, doc: Any) -> dict[str, Any]:
+        """Per-notice lazy values for functions: sky maps, and the event's history."""
+        extras = dict(self.extras(notice, doc) or {}) if self.extras else {}
+        extras["history"] = lambda: self.has_passed
+        return extras
+
+    def has_passed(self, trigger_id: str, event_id: str) -> bool:
+        """Whether a trigger has already passed this event (earlier notices, or this one at a
+        higher priority): gocart's "a previous alert of this event already passed"."""
+        row = self.store.db.execute(
+            "SELECT 1 FROM decisions d JOIN events e ON d.event = e.id WHERE e.trigger=? AND "
+            "e.event_id=? AND d.conclusion='PASS' LIMIT 1",
+            (trigger_id, event_id),
+        ).fetchone()
+        return row is not None
 
     def _decide(
         self,
@@ -297,9 +313,7 @@ class Engine:
             except NoticeError:
                 continue
             clock = notice.received if now is None else now
-            last = read(
-                trigger, notice, doc, clock, self.extras(notice, doc) if self.extras else None
-            )
+            last = read(trigger, notice, doc, clock, self._extras(notice, doc))
             event_time = earliest(event_time, last.event_time)
             factors, _ = fold(trigger, last, event_time, factors)
         if factors is None or last is None:
