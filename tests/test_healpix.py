@@ -156,6 +156,18 @@ def test_galactic_matches_astropy() -> None:
     assert min(gal_l[2], 360.0 - gal_l[2]) < 0.06
 
 
+def test_galactic_to_equatorial_inverts_and_matches_astropy() -> None:
+    from astropy.coordinates import SkyCoord
+
+    rng = np.random.default_rng(7)
+    gal_l, gal_b = rng.uniform(0, 360, 500), np.degrees(np.arcsin(rng.uniform(-1, 1, 500)))
+    ra, dec = hp.galactic_to_equatorial(gal_l, gal_b)
+    ref = SkyCoord(l=gal_l, b=gal_b, unit="deg", frame="galactic").icrs
+    assert hp.angular_separation(ra, dec, ref.ra.deg, ref.dec.deg).max() < 1e-9
+    back_l, back_b = hp.equatorial_to_galactic(ra, dec)
+    assert hp.angular_separation(back_l, back_b, gal_l, gal_b).max() < 1e-9
+
+
 def test_angular_separation_matches_astropy_at_all_scales() -> None:
     from astropy.coordinates import angular_separation
 

@@ -27,13 +27,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from tracerules.dsl.convert import to_angle
-from tracerules.dsl.templates import compile_template
 from tracerules.dsl.values import Missing
 from tracerules.products import gw_meta
 from tracerules.products.io import atomic_write, safe_relative
 from tracerules.products.provenance import Provenance
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
 from tracerules.products.skymap_functions import SkyMapFigures, figures_for_alert
+from tracerules.products.templating import render_text
 
 MAX_NSIDE = 512  # 3 million CSV rows; beyond that a CSV is the wrong format
 
@@ -113,7 +113,7 @@ class _Writer:
 
 def _folder(config: GwAlertConfig, request: ActionRequest, alert: dict[str, Any]) -> Path:
     values = {**request.values, **gw_meta.layout_names(alert)}
-    relative = compile_template(config.folder, values.keys())(values)
+    relative = render_text(config.folder, values)
     return request.out_dir / safe_relative(relative)
 
 
@@ -138,7 +138,8 @@ def run(config: GwAlertConfig, request: ActionRequest) -> ActionOutcome:
     if figures is not None:
         event = alert.get("event") or {}
         when = figures.skymap.header.get("DATE-OBS") or event.get("time")
-        summary = out.timed("areas", lambda: figures.summary(when if isinstance(when, str) else None))
+        at = when if isinstance(when, str) else None
+        summary = out.timed("areas", lambda: figures.summary(at))
         if config.skymap:
             name = gw_meta.skymap_file_name(figures.skymap.header, figures.raw)
             out.write("skymap", name, lambda: figures.raw)

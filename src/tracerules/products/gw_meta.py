@@ -10,7 +10,9 @@ readers both see numbers.
 from __future__ import annotations
 
 import copy
+import functools
 import io
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -132,7 +134,7 @@ def build_meta(
 
 
 def _represent_float(representer: Any, value: float) -> Any:
-    if value != value:
+    if math.isnan(value):
         text = ".nan"
     elif value in (float("inf"), float("-inf")):
         text = ".inf" if value > 0 else "-.inf"
@@ -186,6 +188,20 @@ def _column_text(column: np.ndarray[Any, Any], fmt: str) -> list[str]:
     return (("\n" + fmt) * column.size % tuple(column.tolist())).split("\n")[1:]
 
 
+def _coordinate_text(nside: int) -> tuple[list[str], list[str]]:
+    """IPIX and "RA,DEC,GLON,GLAT" text per pixel: the same for every map at one nside."""
+    ra, dec = healpix.pixel_centres(nside)
+    gal_l, gal_b = healpix.equatorial_to_galactic(ra, dec)
+    columns = [_column_text(values, "%.6f") for values in (ra, dec, gal_l, gal_b)]
+    return [str(i) for i in range(ra.size)], list(map(",".join, zip(*columns, strict=True)))
+
+
+# Formatting the coordinates is most of the work; keep them for the usual small nsides only
+# (about 6 MB of text at nside 64).
+_cached_coordinate_text = functools.lru_cache(maxsize=2)(_coordinate_text)
+_CACHE_NSIDE = 128
+
+
 def skymap_csv(flat: FlatMap, provenance: Provenance, event: str) -> bytes:
     """One row per NESTED pixel at ``flat.nside``, in gocart's columns and header lines.
 
@@ -194,19 +210,17 @@ def skymap_csv(flat: FlatMap, provenance: Provenance, event: str) -> bytes:
     GLON, GLAT of the pixel centre in degrees. gocart wrote the ansatz parameters DISTMU and
     DISTSIGMA under those names, which are not the mean and std; these columns are.
     """
-    ra, dec = healpix.pixel_centres(flat.nside)
-    gal_l, gal_b = healpix.equatorial_to_galactic(ra, dec)
-    columns: list[tuple[str, list[str]]] = [
-        ("IPIX", [str(i) for i in range(flat.prob.size)]),
-        ("PROB", _column_text(flat.prob, "%.6e")),
-    ]
+    coordinates = _cached_coordinate_text if flat.nside <= _CACHE_NSIDE else _coordinate_text
+    index, position = coordinates(flat.nside)
+    columns = [index, _column_text(flat.prob, "%.6e")]
+    names = ["IPIX", "PROB"]
     if flat.dist_mean is not None and flat.dist_std is not None:
         for name, values in (("DISTMEAN", flat.dist_mean), ("DISTSTD", flat.dist_std)):
             text = _column_text(values, "%.4f")
-            columns.append((name, ["" if t == "nan" else t for t in text]))
-    for name, values in (("RA", ra), ("DEC", dec), ("GLON", gal_l), ("GLAT", gal_b)):
-        columns.append((name, _column_text(values, "%.6f")))
-    header = ",".join(name for name, _ in columns)
-    rows = map(",".join, zip(*(values for _, values in columns), strict=True))
-    comments = f"# EVENT:{event}\n# NSIDE:{flat.nside}\n# {provenance.line()}\n"
-    return (comments + header + "\n" + "\n".join(rows) + "\n").encode()
+            columns.append(["" if t == "nan" else t for t in text])
+            names.append(name)
+    columns.append(position)
+    names += ["RA", "DEC", "GLON", "GLAT"]
+    rows = map(",".join, zip(*columns, strict=True))
+    head = f"# EVENT:{event}\n# NSIDE:{flat.nside}\n# {provenance.line()}\n{','.join(names)}\n"
+    return (head + "\n".join(rows) + "\n").encode()

@@ -93,10 +93,23 @@ def _load_builtin_types() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from tracerules.products import notice, observation
+    from tracerules.products import (
+        command,
+        gw_alert,
+        kafka_message,
+        notice,
+        observation,
+        plugin,
+        webhook,
+    )
 
     register(notice.ACTION)
     register(observation.ACTION)
+    register(gw_alert.ACTION)
+    register(plugin.ACTION)
+    register(webhook.ACTION)
+    register(command.ACTION)
+    register(kafka_message.ACTION)
     for ep in entry_points(group="tracerules.actions"):
         loaded = ep.load()
         register(loaded() if callable(loaded) and not isinstance(loaded, ActionType) else loaded)

@@ -26,6 +26,7 @@ __all__ = [
     "mollweide_grid",
     "mollweide_inverse",
     "multiorder_lookup",
+    "multiorder_rows",
     "small_circle",
 ]
 
@@ -94,12 +95,25 @@ def multiorder_lookup(uniq: ArrayLike, ra: ArrayLike, dec: ArrayLike) -> IntArra
     Every pixel covers a contiguous range of nested indices at the map's deepest order, so
     one ``ang2pix`` there and a binary search over the sorted ranges find it exactly.
     """
-    order, ipix = healpix.uniq_to_order_ipix(uniq)
-    deepest = int(order.max())
-    shift = 2 * (deepest - order)
+    deepest = int(healpix.uniq_to_order_ipix(uniq)[0].max())
+    return multiorder_rows(uniq, lonlat_to_nest(1 << deepest, ra, dec), deepest)
+
+
+def multiorder_rows(uniq: ArrayLike, nest: ArrayLike, order: int) -> IntArray:
+    """:func:`multiorder_lookup` for points given by their NESTED index at ``order``.
+
+    ``order`` may be deeper than the map's: a nested index shifted right by two bits is its
+    parent's, so indices at the deepest order (29) serve every map. Drawing code keeps them
+    for its fixed raster and skips the ``ang2pix`` for each new map.
+    """
+    level, ipix = healpix.uniq_to_order_ipix(uniq)
+    deepest = int(level.max())
+    if order < deepest:
+        raise ValueError(f"points at order {order} cannot resolve pixels of order {deepest}")
+    query = np.asarray(nest, dtype=np.int64) >> (2 * (order - deepest))
+    shift = 2 * (deepest - level)
     start, end = ipix << shift, (ipix + 1) << shift
     rank = np.argsort(start, kind="stable")
-    query = lonlat_to_nest(1 << deepest, ra, dec)
     k = np.searchsorted(start[rank], query, side="right") - 1
     safe = np.clip(k, 0, rank.size - 1)
     found = (k >= 0) & (query < end[rank][safe])
@@ -165,16 +179,18 @@ def break_wraps(ra: ArrayLike, dec: ArrayLike) -> tuple[FloatArray, FloatArray]:
     a NaN between, which Matplotlib draws as a gap.
     """
     r, d = np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
-    out_r, out_d, start = [], [], 0
-    for i in np.flatnonzero(np.abs(np.diff(r)) > 180.0):
-        a, b = r[i], r[i + 1]
+    out_r: list[FloatArray] = []
+    out_d: list[FloatArray] = []
+    start = 0
+    for i in (int(k) for k in np.flatnonzero(np.abs(np.diff(r)) > 180.0)):
+        a, b = float(r[i]), float(r[i + 1])
         to_edge = (360.0 - a) if a > b else -a  # going up through 360, or down through 0
         span = to_edge + (b if a > b else b - 360.0)
         frac = to_edge / span if span else 0.0
         d_edge = d[i] + frac * (d[i + 1] - d[i])
         edge_a, edge_b = (360.0 - 1e-9, 1e-9) if a > b else (1e-9, 360.0 - 1e-9)
-        out_r += [r[start : i + 1], [edge_a, np.nan, edge_b]]
-        out_d += [d[start : i + 1], [d_edge, np.nan, d_edge]]
+        out_r += [r[start : i + 1], np.array([edge_a, np.nan, edge_b])]
+        out_d += [d[start : i + 1], np.array([d_edge, np.nan, d_edge])]
         start = i + 1
     out_r.append(r[start:])
     out_d.append(d[start:])

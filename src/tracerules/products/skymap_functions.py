@@ -27,7 +27,14 @@ from tracerules.dsl.values import Missing, Type
 if TYPE_CHECKING:
     from tracerules.products.skymap import SkyMap, SkyMapSummary
 
-__all__ = ["SkyMapFigures", "decode_count", "figures_for_alert", "skymap_extras"]
+__all__ = [
+    "SkyMapFigures",
+    "decode_count",
+    "figures_for_alert",
+    "figures_for_payload",
+    "forget",
+    "skymap_extras",
+]
 
 _MEMO_SIZE = 4  # a few alerts in flight; each decoded map is about 1 MB
 _memo: OrderedDict[str, SkyMapFigures] = OrderedDict()
@@ -36,8 +43,14 @@ _decodes = [0]
 
 
 def decode_count() -> int:
-    """How many sky maps this process has decoded (tests assert that it is once per notice)."""
+    """How many sky maps this process has tried to decode (tests: once per notice)."""
     return _decodes[0]
+
+
+def forget() -> None:
+    """Drop the memo of recently decoded maps."""
+    with _lock:
+        _memo.clear()
 
 
 class SkyMapFigures:
@@ -112,6 +125,8 @@ class SkyMapFigures:
 def _decode(text: str | bytes) -> SkyMapFigures:
     from tracerules.products.skymap import SkyMapError, decode_skymap
 
+    with _lock:
+        _decodes[0] += 1  # attempts, failed ones included: a broken map is tried once too
     data = text.encode("ascii", "replace") if isinstance(text, str) else text
     if data.startswith((b"SIMPLE", b"\x1f\x8b")):
         raw = bytes(data)
@@ -120,8 +135,6 @@ def _decode(text: str | bytes) -> SkyMapFigures:
             raw = base64.b64decode(b"".join(data.split()), validate=True)
         except binascii.Error as exc:
             raise SkyMapError(f"sky map is neither FITS nor valid base64: {exc}") from exc
-    with _lock:
-        _decodes[0] += 1
     return SkyMapFigures(decode_skymap(raw), raw)
 
 

@@ -12,6 +12,7 @@ several threads do not interfere.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,8 +54,8 @@ def _far_text(far: Any) -> str:
 
 def key_numbers(alert: Mapping[str, Any], summary: SkyMapSummary | None) -> list[tuple[str, str]]:
     """The side panel: (label, value) rows from the alert and the map's figures."""
-    event = alert.get("event") if isinstance(alert.get("event"), Mapping) else {}
-    assert isinstance(event, Mapping)
+    given = alert.get("event")
+    event: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     rows = [
         ("Superevent", str(alert.get("superevent_id", "-"))),
         ("Alert", f"{alert.get('alert_type', '-')} at {alert.get('time_created', '-')}"),
@@ -84,11 +85,22 @@ def key_numbers(alert: Mapping[str, Any], summary: SkyMapSummary | None) -> list
     return rows
 
 
+@functools.lru_cache(maxsize=2)
+def _raster(width: int) -> tuple[Any, Any, Any, Any]:
+    """The Mollweide raster and each inside cell's nested index at order 29: the same for
+    every map, so computed once per image width."""
+    x, y, ra, dec, inside = sky_geometry.mollweide_grid(width)
+    nest = sky_geometry.lonlat_to_nest(1 << healpix.MAX_ORDER, ra[inside], dec[inside])
+    for array in (x, y, inside, nest):
+        array.setflags(write=False)
+    return x, y, inside, nest
+
+
 def map_images(skymap: SkyMap, width: int) -> tuple[Any, Any, Any, Any]:
     """Raster (x, y, density in deg^-2, credible level) of the map over the Mollweide ellipse."""
-    x, y, ra, dec, inside = sky_geometry.mollweide_grid(width)
+    x, y, inside, nest = _raster(width)
     rows = np.full(x.shape, -1, dtype=np.int64)
-    rows[inside] = sky_geometry.multiorder_lookup(skymap.uniq, ra[inside], dec[inside])
+    rows[inside] = sky_geometry.multiorder_rows(skymap.uniq, nest, healpix.MAX_ORDER)
     covered = rows >= 0
     density = np.full(x.shape, np.nan)
     level = np.full(x.shape, np.nan)
@@ -112,8 +124,9 @@ def _graticule(ax: Any) -> None:
     up = np.linspace(-90.0, 90.0, 181)
     for ra in range(30, 360, 30):
         ax.plot(*sky_geometry.mollweide(np.full(up.size, ra), up), **grid)
-        lx, ly = sky_geometry.mollweide(ra, 0.0)
-        ax.text(float(lx), float(ly) - 0.02, f"{ra // 15}h", ha="center", va="top", fontsize=7)
+        if ra % 60 == 0:
+            lx, ly = sky_geometry.mollweide(ra, 0.0)
+            ax.text(float(lx), float(ly) - 0.02, f"{ra // 15}h", ha="center", va="top", fontsize=7)
     t = np.linspace(0, 2 * np.pi, 721)
     x_max, y_max = sky_geometry.X_MAX, sky_geometry.Y_MAX
     ax.plot(x_max * np.cos(t), y_max * np.sin(t), color="#3b4650", linewidth=0.8, zorder=6)
@@ -212,15 +225,19 @@ def render_png(
             "Source": f"rule {provenance.rule}, notice {provenance.notice}",
             "Description": provenance.line(),
         },
+        pil_kwargs={"compress_level": 3},  # twice as fast as the default 6, 1% larger
     )
     return out.getvalue()
 
 
 def _panel(fig: Any, panel: Sequence[tuple[str, str]]) -> None:
+    # Two multi-line texts, not two per row: Agg lays text out glyph by glyph, and every text
+    # artist costs milliseconds of fixed overhead. Same size and spacing, so lines align:
+    # each label sits on the line above its value.
     ax = fig.add_axes((0.745, 0.12, 0.25, 0.78))
     ax.axis("off")
-    step = min(0.075, 1.0 / max(len(panel), 1))
-    for i, (label, value) in enumerate(panel):
-        top = 1.0 - i * step
-        ax.text(0.0, top, label, fontsize=8, color="#586e75", va="top", transform=ax.transAxes)
-        ax.text(0.0, top - step * 0.42, value, fontsize=9, va="top", transform=ax.transAxes)
+    labels = "\n".join(f"{label}\n\n" for label, _ in panel)
+    values = "\n".join(f"\n{value}\n" for _, value in panel)
+    style = {"va": "top", "fontsize": 8.5, "transform": ax.transAxes, "linespacing": 1.05}
+    ax.text(0.0, 1.0, labels, color="#657b83", **style)
+    ax.text(0.0, 1.0, values, **style)

@@ -1,0 +1,248 @@
+"""The gw-alert product on real LVK alerts: through the engine, file by file, and the PNG."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from pydantic import ValidationError
+
+from tests.conftest import DATA, NOTICES
+from tracerules import __version__
+from tracerules.errors import RuleError
+from tracerules.products import healpix as hp
+from tracerules.products.gw_alert import GwAlertConfig, run
+from tracerules.products.registry import ActionRequest
+from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.runtime.decisions import Conclusion, Decision
+from tracerules.runtime.engine import Engine
+from tracerules.runtime.sources import notice_from_file
+from tracerules.runtime.store import Store
+
+LVK = NOTICES / "lvk_json"
+CBC = "igwn_gwalert_preliminary.json"
+BURST = "S230528ay-preliminary.json"
+RETRACTION = "igwn_gwalert_retraction.json"
+CBC_FOLDER = Path("mockevents/MS260605l/20260605T120107_preliminary")
+BURST_FOLDER = Path("superevents/S230528ay/20230528T114043_preliminary")
+
+
+@pytest.fixture(scope="module")
+def product_rules() -> RuleSet:
+    return load_ruleset([DATA / "rules" / "topics.yaml", DATA / "products" / "gw.yaml"])
+
+
+@pytest.fixture
+def gw_engine(product_rules: RuleSet, store: Store, tmp_path: Path) -> Engine:
+    return Engine(product_rules, store, out_dir=tmp_path / "out")
+
+
+def _decision(engine: Engine, name: str, trigger: str, offset: int = 0) -> Decision:
+    processed = engine.process(notice_from_file(LVK / name, offset=offset))
+    (decision,) = [d for d in processed.decisions if d.trigger == trigger]
+    return decision
+
+
+def _request(name: str, out: Path, **values: Any) -> ActionRequest:
+    payload = (LVK / name).read_bytes()
+    return ActionRequest("snapshot-rule", "E1", 7, "key", {"notice_id": 3, **values}, payload, out)
+
+
+def _csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    lines = path.read_text().splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    header = lines[len(comments)].split(",")
+    table = np.genfromtxt(path, delimiter=",", skip_header=len(comments) + 1)
+    return comments, header, table
+
+
+def test_cbc_alert_end_to_end(gw_engine: Engine, tmp_path: Path) -> None:
+    decision = _decision(gw_engine, CBC, "gw-compact")
+    assert decision.conclusion is Conclusion.PASS
+    assert [(a.type, a.status) for a in decision.actions] == [("gw-alert", "done")]
+    folder = tmp_path / "out" / CBC_FOLDER
+    names = {p.name for p in folder.iterdir()}
+    assert names == {
+        "MS260605l-preliminary.json",
+        "bayestar.multiorder.fits",
+        "meta.yaml",
+        "skymap.csv",
+        "skymap.png",
+    }  # no temporary files left behind
+    payload = (LVK / CBC).read_bytes()
+    alert = json.loads(payload)
+    assert (folder / "MS260605l-preliminary.json").read_bytes() == payload  # as received
+    fits = (folder / "bayestar.multiorder.fits").read_bytes()
+    assert fits == base64.b64decode(alert["event"]["skymap"])
+
+    meta = yaml.safe_load((folder / "meta.yaml").read_text())
+    assert list(meta) == ["ALERT", "HEADER", "EXTRA", "PROVENANCE"]
+    del alert["event"]["skymap"]
+    assert meta["ALERT"] == alert  # the alert minus its sky map, every other value intact
+    assert meta["HEADER"]["CREATOR"] == "BAYESTAR" and meta["HEADER"]["MOCORDER"] == 11
+    extra = meta["EXTRA"]
+    assert 0 < extra["area10"] < extra["area50"] < extra["area90"] < 100
+    assert extra["distance_mean"] == pytest.approx(meta["HEADER"]["DISTMEAN"], abs=1e-3)
+    assert extra["distance_std"] == pytest.approx(meta["HEADER"]["DISTSTD"], abs=1e-3)
+    assert extra["total_probability"] == pytest.approx(1.0, abs=1e-6)
+    assert extra["pixels"] == 19200 and extra["orders"] == list(range(4, 12))
+    assert 0 <= extra["sun"]["separation"] <= 180 and 0 <= extra["moon"]["separation"] <= 180
+    assert meta["PROVENANCE"] == {
+        "tool": f"tracerules {__version__}",
+        "rule": "gw-compact",
+        "event": "MS260605l",
+        "notice": decision.notice_id,
+        "decision": decision.id,
+    }
+
+    comments, header, table = _csv(folder / "skymap.csv")
+    assert comments[:2] == ["# EVENT:MS260605l", "# NSIDE:32"]
+    assert "rule gw-compact" in comments[2] and f"tracerules {__version__}" in comments[2]
+    assert header == ["IPIX", "PROB", "DISTMEAN", "DISTSTD", "RA", "DEC", "GLON", "GLAT"]
+    assert table.shape == (12 * 32**2, 8)
+    np.testing.assert_array_equal(table[:, 0], np.arange(12 * 32**2))
+    assert table[:, 1].sum() == pytest.approx(1.0, abs=1e-6)
+    ra, dec = hp.pixel_centres(32)
+    np.testing.assert_allclose(table[:, 4], ra, atol=1e-6)
+    np.testing.assert_allclose(table[:, 5], dec, atol=1e-6)
+    gal_l, gal_b = hp.equatorial_to_galactic(ra, dec)
+    assert hp.angular_separation(table[:, 6], table[:, 7], gal_l, gal_b).max() < 1e-5
+    # Distances merged by probability weight: the flat map's mixture mean is the map's mean.
+    prob, mean = table[:, 1], table[:, 2]
+    good = np.isfinite(mean)
+    assert np.sum(prob[good] * mean[good]) / prob[good].sum() == pytest.approx(
+        extra["distance_mean"], rel=1e-3
+    )
+
+    recorded = json.loads(
+        gw_engine.store.scalar("SELECT files FROM actions WHERE id=?", (decision.actions[0].id,))
+    )
+    assert {Path(f).name for f in recorded} == names
+
+
+def test_retraction_writes_its_json_and_meta_and_no_map(gw_engine: Engine, tmp_path: Path) -> None:
+    _decision(gw_engine, CBC, "gw-compact")
+    decision = _decision(gw_engine, RETRACTION, "gw-compact", offset=1)
+    # The retraction abstains on every sky-map condition and inherits the alert's PASS.
+    assert {f.name: (f.vote.value, f.inherited) for f in decision.factors} == {
+        "expiry": ("PASS", False),
+        "compact": ("PASS", True),
+        "nearby": ("PASS", True),
+        "covered": ("PASS", True),
+    }
+    assert [a.status for a in decision.actions] == ["done"]
+    folder = tmp_path / "out" / "mockevents/MS260605l/20260605T121057_retraction"
+    assert {p.name for p in folder.iterdir()} == {"MS260605l-retraction.json", "meta.yaml"}
+    meta = yaml.safe_load((folder / "meta.yaml").read_text())
+    assert meta["ALERT"]["alert_type"] == "RETRACTION" and meta["ALERT"]["event"] is None
+    assert meta["HEADER"] == {}
+    assert meta["EXTRA"] == {"note": "retraction: the alert has no event and no sky map"}
+
+
+def test_burst_alert_has_no_distance(gw_engine: Engine, tmp_path: Path) -> None:
+    decision = _decision(gw_engine, BURST, "gw-compact")
+    assert decision.conclusion is Conclusion.PASS
+    folder = tmp_path / "out" / BURST_FOLDER
+    # An oLIB map: named after its creator, not renamed "bilby" as gocart does.
+    assert (folder / "ligo-skymap-from-samples.multiorder.fits").is_file()
+    _, header, table = _csv(folder / "skymap.csv")
+    assert header == ["IPIX", "PROB", "RA", "DEC", "GLON", "GLAT"]
+    assert table[:, 1].sum() == pytest.approx(1.0, abs=1e-6)
+    extra = yaml.safe_load((folder / "meta.yaml").read_text())["EXTRA"]
+    assert extra["distance_mean"] is None and extra["distance_std"] is None
+    assert extra["area90"] == pytest.approx(96.676, abs=0.01)
+
+
+def test_an_unreadable_map_fails_but_keeps_the_alert(tmp_path: Path) -> None:
+    # The user-guide display examples truncate the base64 sky map.
+    request = _request("03_MS181101ab-initial_displayexample.json", tmp_path)
+    outcome = run(GwAlertConfig(type="gw-alert"), request)
+    assert not outcome.ok
+    assert any(line.startswith("decode failed: SkyMapError") for line in outcome.log)
+    folder = tmp_path / "mockevents/MS181101ab/20181101T223625_initial"
+    assert {p.name for p in folder.iterdir()} == {"MS181101ab-initial.json", "meta.yaml"}
+    meta = yaml.safe_load((folder / "meta.yaml").read_text())
+    assert meta["EXTRA"] == {"note": "the sky map could not be read"}
+    assert "skymap" not in meta["ALERT"]["event"]
+
+
+def test_meta_yaml_snapshot(tmp_path: Path, snapshot: Any) -> None:
+    outcome = run(GwAlertConfig(type="gw-alert", csv=False, png=False), _request(CBC, tmp_path))
+    assert outcome.ok, outcome.log
+    assert (tmp_path / CBC_FOLDER / "meta.yaml").read_text() == snapshot
+
+
+def test_retraction_meta_yaml_snapshot(tmp_path: Path, snapshot: Any) -> None:
+    outcome = run(GwAlertConfig(type="gw-alert"), _request(RETRACTION, tmp_path))
+    assert outcome.ok, outcome.log
+    folder = tmp_path / "mockevents/MS260605l/20260605T121057_retraction"
+    assert (folder / "meta.yaml").read_text() == snapshot
+
+
+@pytest.mark.parametrize("name", [CBC, BURST])
+def test_png_is_rendered_with_its_provenance(tmp_path: Path, name: str) -> None:
+    config = GwAlertConfig(type="gw-alert", csv=False, alert_json=False, skymap=False)
+    outcome = run(config, _request(name, tmp_path))
+    assert outcome.ok, outcome.log
+    (png,) = [Path(f) for f in outcome.files if f.endswith("skymap.png")]
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size == (1200, 560)
+        text = dict(image.text)  # type: ignore[attr-defined]
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    assert text["Software"] == f"tracerules {__version__}"
+    assert "rule snapshot-rule" in text["Description"] and "notice 3" in text["Description"]
+    # Not blank: a good share of the figure is drawn, in many shades.
+    assert (pixels.sum(axis=2) < 3 * 250).mean() > 0.25
+    packed = (pixels[..., 0].astype(np.int32) << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+    assert np.unique(packed).size > 500
+
+    def share(colour: str) -> float:
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        return float((np.abs(pixels - rgb).sum(axis=2) < 30).mean())
+
+    assert share("#2aa198") > 0  # the 90% credible contour
+    assert share("#e08e0b") > 1e-4  # the Sun and its footprint
+    assert share("#859900") > 1e-4  # the galactic plane
+
+
+def test_parts_can_be_switched_off(tmp_path: Path) -> None:
+    config = GwAlertConfig(type="gw-alert", skymap=False, csv=False, png=False)
+    outcome = run(config, _request(CBC, tmp_path))
+    assert outcome.ok
+    assert sorted(p.name for p in (tmp_path / CBC_FOLDER).iterdir()) == [
+        "MS260605l-preliminary.json",
+        "meta.yaml",
+    ]
+    assert set(outcome.detail["seconds"]) == {"json", "decode", "areas", "meta"}
+
+
+def test_folder_template_takes_fields_and_layout_names(tmp_path: Path) -> None:
+    config = GwAlertConfig(
+        type="gw-alert", folder="lvk/{trigger_name}/{gw_id}-{gw_stamp}-{gw_type}", png=False
+    )
+    request = _request(BURST, tmp_path, trigger_name="mine")
+    assert run(config, request).ok
+    assert (tmp_path / "lvk/mine/S230528ay-20230528T114043-preliminary/meta.yaml").is_file()
+
+
+def test_unknown_template_names_and_bad_nside_are_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="power of two"):
+        GwAlertConfig(type="gw-alert", nside=48)
+    rules = (
+        (DATA / "products" / "gw.yaml")
+        .read_text()
+        .replace('folder: "second/{trigger}/{gw_id}/{gw_type}"', 'folder: "x/{gw_idd}"')
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(rules)
+    with pytest.raises(RuleError) as err:
+        load_ruleset([DATA / "rules" / "topics.yaml", path])
+    (diagnostic,) = err.value.diagnostics
+    assert diagnostic.code == "E802" and "gw_idd" in diagnostic.message
+    assert diagnostic.hint == "did you mean 'gw_id'?"

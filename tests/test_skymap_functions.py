@@ -1,0 +1,200 @@
+"""Sky-map figures in the rule language: values, missing cases, and one decode per notice."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DATA, NOTICES
+from tracerules.dsl.compiler import compile_expression
+from tracerules.dsl.context import Context
+from tracerules.dsl.values import Missing, Type
+from tracerules.errors import DslError
+from tracerules.products import healpix as hp
+from tracerules.products import skymap_functions as sf
+from tracerules.products.skymap import read_skymap, skymap_from_alert
+from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.runtime.decisions import Conclusion
+from tracerules.runtime.engine import Engine
+from tracerules.runtime.notices import Notice
+from tracerules.runtime.sources import notice_from_bytes, notice_from_file
+from tracerules.runtime.store import Store
+
+LVK = NOTICES / "lvk_json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _alert(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((LVK / name).read_bytes())
+    return loaded
+
+
+def _evaluate(text: str, doc: Any) -> Any:
+    compiled = compile_expression(text, {})
+    return compiled.fn(Context({}, 0.0, sf.skymap_extras(None, doc)))
+
+
+@pytest.fixture(scope="module")
+def product_rules() -> RuleSet:
+    return load_ruleset([DATA / "rules" / "topics.yaml", DATA / "products" / "gw.yaml"])
+
+
+def test_figures_match_the_maths_on_the_map() -> None:
+    doc = _alert("igwn_gwalert_preliminary.json")
+    skymap = skymap_from_alert(doc)
+    assert skymap is not None
+    assert skymap.distmu is not None and skymap.distsigma is not None
+    assert skymap.distnorm is not None
+    areas = hp.credible_areas(skymap.uniq, skymap.probdensity, [0.5, 0.9])
+    assert _evaluate("area(0.9)", doc) == pytest.approx(areas[1], rel=1e-12)
+    assert _evaluate("area(0.5)", doc) == pytest.approx(areas[0], rel=1e-12)
+    distance = hp.marginal_distance(
+        skymap.uniq, skymap.probdensity, skymap.distmu, skymap.distsigma, skymap.distnorm
+    )
+    assert distance is not None
+    assert _evaluate("dist_mean()", doc) == pytest.approx(distance[0])
+    assert _evaluate("dist_std()", doc) == pytest.approx(distance[1])
+    ra, dec = hp.max_probability_position(skymap.uniq, skymap.probdensity)
+    assert (_evaluate("maxprob_ra()", doc), _evaluate("maxprob_dec()", doc)) == (ra, dec)
+    inside = _evaluate("prob_in_circle(maxprob_ra(), maxprob_dec(), 5 deg)", doc)
+    assert inside == pytest.approx(
+        hp.probability_in_circle(skymap.uniq, skymap.probdensity, ra, dec, 5.0)
+    )
+    assert 0.9 < inside <= 1.0 + 1e-9  # a 7.8 deg2 region fits in a 5-degree circle
+    assert _evaluate("prob_in_circle(maxprob_ra() + 180 deg, 0 deg, 5 deg)", doc) < 1e-6
+
+
+def test_burst_maps_have_no_distance_and_retractions_no_map() -> None:
+    burst = _alert("S230528ay-preliminary.json")
+    missing = _evaluate("dist_mean()", burst)
+    assert isinstance(missing, Missing) and "Burst" in missing.reason
+    assert _evaluate("area(0.9)", burst) == pytest.approx(96.676, abs=0.01)
+    retraction = _evaluate("area(0.9)", _alert("igwn_gwalert_retraction.json"))
+    assert isinstance(retraction, Missing) and retraction.reason == "no skymap in this notice"
+
+
+def test_bad_levels_and_unreadable_maps_are_missing_values() -> None:
+    doc = _alert("igwn_gwalert_preliminary.json")
+    for text in ("area(0)", "area(1.5)", "prob_in_circle(1 deg, 95 deg, 1 deg)"):
+        value = _evaluate(text, doc)
+        assert isinstance(value, Missing), text
+    truncated = _alert("03_MS181101ab-initial_displayexample.json")
+    before = sf.decode_count()
+    extras = sf.skymap_extras(None, truncated)
+    for _ in range(3):  # three triggers asking: the broken map is decoded (tried) once
+        value = compile_expression("area(0.9)", {}).fn(Context({}, 0.0, extras))
+        assert isinstance(value, Missing) and "skymap could not be read" in value.reason
+    assert sf.decode_count() - before == 1
+
+
+def test_types_and_arity_are_checked_when_rules_load() -> None:
+    with pytest.raises(DslError) as err:
+        compile_expression('area("90%")', {})
+    assert err.value.code == "E304"
+    with pytest.raises(DslError) as err:
+        compile_expression("prob_in_circle(1 deg, 2 deg)", {})
+    assert err.value.code == "E303"
+    assert compile_expression("maxprob_dec()", {}).type is Type.ANGLE
+    assert compile_expression("area(0.9) < 2000", {}).type is Type.BOOL
+
+
+def test_a_notice_map_is_decoded_once_for_every_trigger_and_product(
+    product_rules: RuleSet, store: Store, tmp_path: Path
+) -> None:
+    engine = Engine(product_rules, store, out_dir=tmp_path / "out")
+    sf.forget()
+    before = sf.decode_count()
+    processed = engine.process(notice_from_file(LVK / "igwn_gwalert_preliminary.json"))
+    # Two triggers, five sky-map conditions, two gw-alert products: one decode.
+    assert sf.decode_count() - before == 1
+    assert [d.conclusion for d in processed.decisions] == [Conclusion.PASS, Conclusion.PASS]
+    assert [a.status for d in processed.decisions for a in d.actions] == ["done", "done"]
+    second = tmp_path / "out/second/gw-second-look/MS260605l/preliminary"
+    assert (second / "bayestar.multiorder.fits").is_file()
+
+
+def test_maps_are_not_decoded_when_nothing_asks(store: Store, tmp_path: Path) -> None:
+    rules = tmp_path / "plain.yaml"
+    rules.write_text(
+        (DATA / "products" / "gw.yaml")
+        .read_text()
+        .split("  - id: gw-second-look")[0]
+        .replace("area(0.9) < 100", "group == 'CBC'")
+        .replace("dist_mean() < 60 or (exists(group) and missing(dist_mean()))", "exists(group)")
+        .replace("prob_in_circle(maxprob_ra(), maxprob_dec(), 15 deg) > 0.5", "exists(created)")
+        .replace("type: gw-alert", "type: notice")
+        .replace("nside: 32", 'path: "{event_id}.json"')
+    )
+    engine = Engine(
+        load_ruleset([DATA / "rules" / "topics.yaml", rules]), store, out_dir=tmp_path / "out"
+    )
+    sf.forget()
+    before = sf.decode_count()
+    processed = engine.process(notice_from_file(LVK / "igwn_gwalert_preliminary.json"))
+    assert processed.decisions[0].conclusion is Conclusion.PASS
+    assert sf.decode_count() == before
+
+
+def _with_map(alert: dict[str, Any], fits: Path, superevent: str) -> bytes:
+    changed = json.loads(json.dumps(alert))
+    changed["superevent_id"] = superevent
+    changed["event"]["skymap"] = base64.b64encode(fits.read_bytes()).decode()
+    return json.dumps(changed).encode()
+
+
+def test_conditions_vote_on_both_sides_of_the_thresholds(
+    product_rules: RuleSet, store: Store, tmp_path: Path
+) -> None:
+    engine = Engine(product_rules, store, out_dir=tmp_path / "out")
+    alert = _alert("igwn_gwalert_preliminary.json")
+    wide = DATA / "skymaps" / "bayestar.multiorder.02.fits"  # 580 deg2 at 100 Mpc
+    assert read_skymap(wide).has_distance
+    notice = notice_from_bytes(_with_map(alert, wide, "MS260605w"), offset=5)
+    (decision, _) = engine.process(notice).decisions
+    votes = {f.name: f.vote.value for f in decision.factors}
+    # Spread over 580 deg2, the map holds less than half its probability within 15 deg.
+    assert votes == {"expiry": "PASS", "compact": "FAIL", "nearby": "FAIL", "covered": "FAIL"}
+    assert decision.conclusion is Conclusion.FAIL and not decision.actions
+
+
+def test_example_lvk_rules_read_the_sky_map(store: Store, tmp_path: Path) -> None:
+    examples = ROOT / "examples" / "rules"
+    rules = load_ruleset([examples / "topics.yaml", examples / "lvk.yaml"])
+    engine = Engine(rules, store, out_dir=tmp_path / "out")
+    alert = _alert("igwn_gwalert_preliminary.json")
+    alert.update(superevent_id="S260605l", alert_type="INITIAL")
+    notice = notice_from_bytes(json.dumps(alert).encode(), topic="igwn.gwalert", offset=9)
+    decisions = {d.trigger: d for d in engine.process(notice).decisions}
+    for trigger, names in (
+        ("lvk-high-significance", ("nearby",)),
+        ("lvk-general", ("nearby", "compact")),
+    ):
+        factors = {f.name: f for f in decisions[trigger].factors}
+        for name in names:
+            assert factors[name].vote.value == "PASS", (trigger, name)
+        assert decisions[trigger].conclusion is Conclusion.PASS
+    # The same alert carrying the 580 deg2 map: still compact enough for "general" (2000).
+    wide = dataclasses.replace(
+        notice,
+        payload=_with_map(alert, DATA / "skymaps" / "bayestar.multiorder.02.fits", "S260605w"),
+        offset=10,
+        digest="",
+    )
+    general = next(d for d in engine.process(wide).decisions if d.trigger == "lvk-general")
+    assert {f.name: f.vote.value for f in general.factors}["compact"] == "PASS"
+
+
+def test_engine_extras_can_be_replaced(
+    product_rules: RuleSet, store: Store, tmp_path: Path
+) -> None:
+    engine = Engine(product_rules, store, out_dir=tmp_path / "out", extras=lambda n, d: {})
+    processed = engine.process(
+        Notice("igwn.gwalert", (LVK / "igwn_gwalert_preliminary.json").read_bytes(), 0, 1)
+    )
+    factor = processed.decisions[0].factors[1]
+    assert factor.vote.value == "UNKNOWN" and factor.reason == "no skymap in this notice"
