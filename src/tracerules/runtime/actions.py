@@ -212,6 +212,7 @@ class Dispatcher:
             json.loads(row["request"]),
             bytes(payload_row["payload"]) if payload_row else b"",
             self.out_dir,
+            extras={"files": self._earlier_files(row)},
         )
         secrets = secrets_of(action.config)
         attempts = 1 + action.config.retries
@@ -226,6 +227,15 @@ class Dispatcher:
                 log.append(f"attempt {attempt + 1} failed; retrying in {delay:.0f} s")
                 time.sleep(delay)
         return self._finish(row, False, log, [], secrets)
+
+    def _earlier_files(self, row: Any) -> list[str]:
+        """Files written by this decision's earlier actions (plugins build on them)."""
+        rows = self.store.query(
+            "SELECT files FROM actions WHERE decision=? AND position<? AND status='done' "
+            "ORDER BY position",
+            (row["decision"], row["position"]),
+        )
+        return [name for r in rows for name in json.loads(r["files"] or "[]")]
 
     @staticmethod
     def _attempt(action: CompiledAction, request: ActionRequest, timeout: float) -> ActionOutcome:
