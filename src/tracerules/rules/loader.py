@@ -151,6 +151,8 @@ def _lc(node: Any, key: str | int, value: bool) -> tuple[int, int] | None:
             return None
     except (KeyError, IndexError, TypeError):
         return None
+    if pos is None or pos[0] is None:
+        return None  # a key merged in from an anchor (<<: *name) has no place of its own
     return (pos[0] + 1, pos[1] + 1)
 
 
