@@ -39,10 +39,10 @@ def echo(
     A throwaway consumer group seeks by timestamp on every partition and feeds the same
     pipeline as `run`. Notices already in the store are recognised (same offset or same
     payload), so nothing acts twice. Stops once every partition is caught up and the actions
-    it started have run.
+    it started have run. Stop `tracerules run` on the same store first.
     """
     from tracerules.dsl.convert import to_duration
-    from tracerules.runtime.kafka import StartPosition
+    from tracerules.runtime.kafka_settings import StartPosition
 
     seconds = to_duration(duration)
     if not isinstance(seconds, float) or seconds <= 0:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from tracerules.runtime.kafka import StartPosition
+    from tracerules.runtime.kafka_settings import StartPosition
 
 RulesArg = Annotated[
     list[Path] | None, typer.Argument(help="rule files or folders [default: rules]")
@@ -94,7 +94,7 @@ def run(
     notice and per decision on stderr. SIGHUP reloads the rules; SIGTERM/SIGINT finish the
     current notice, commit and exit 0.
     """
-    from tracerules.runtime.kafka import StartPosition
+    from tracerules.runtime.kafka_settings import StartPosition
 
     try:
         position = StartPosition.parse(start)
@@ -129,10 +129,13 @@ def serve(
     echo: bool,
 ) -> int:
     """Load settings and rules, then run the service (or a relisten); the exit status."""
+    from confluent_kafka import KafkaException
+
     from tracerules.errors import RuleError, SourceCache, render_human
     from tracerules.rules.compile import load_ruleset
     from tracerules.runtime import logs
-    from tracerules.runtime.kafka import KafkaSetupError, KafkaSource, load_settings
+    from tracerules.runtime.kafka import KafkaSource
+    from tracerules.runtime.kafka_settings import KafkaSetupError, load_settings
     from tracerules.runtime.service import (
         Service,
         ServiceOptions,
@@ -157,9 +160,13 @@ def serve(
             print(render_human(diag, SourceCache()), file=sys.stderr)
         print("the rules do not load: see `tracerules validate`", file=sys.stderr)
         return 1
-    lock = None if echo else lock_store(store)
-    if not echo and lock is None:
-        print(f"error: another `tracerules run` is using the store {store}", file=sys.stderr)
+    lock = lock_store(store)  # held until the process exits
+    if lock is None:
+        # Two engines on one store would each trust their own cache of the events' state.
+        print(
+            f"error: another `tracerules run` or `echo` is using the store {store}; stop it first",
+            file=sys.stderr,
+        )
         return 1
     group = resolve_group(store, group_id, echo)
     options = ServiceOptions(
@@ -181,7 +188,11 @@ def serve(
     )
     logs.setup(log_level, service.secrets)
     install_signal_handlers(service)
-    return service.run()
+    try:
+        return service.run()
+    except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
+        print(f"error: Kafka client: {err}", file=sys.stderr)
+        return 2
 
 
 def _setting(text: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -111,7 +111,21 @@ class Recorder:
         self.put("kafka", connected=connected, since=since, brokers=dict(brokers))
 
     def kafka_error(self, message: str) -> None:
-        self.put("kafka", last_error=message, last_error_at=time.time())
+        now = time.time()
+        info = self._values.get("kafka") or {}
+        if info.get("last_error") == message and now - float(info["last_error_at"]) < 1.0:
+            return  # librdkafka repeats a connection error at every retry
+        if "connected" not in info:  # no statistics yet: the broker was never reached
+            self.put("kafka", connected=False, since=now)
+        self.put("kafka", last_error=message, last_error_at=now)
+
+    def topic_error(self, topic: str, message: str) -> None:
+        self.store.db.execute(
+            "INSERT INTO topic_stats (topic, last_error, last_error_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(topic) DO UPDATE SET last_error=excluded.last_error, "
+            "last_error_at=excluded.last_error_at",
+            (topic, message, time.time()),
+        )
 
     def heartbeat(self, notice: Notice) -> None:
         made = heartbeat_time(notice)
@@ -129,7 +143,10 @@ class Recorder:
                 (notice.topic, len(notice.payload), notice.received),
             )
 
-    def offsets(self, group: str, rows: Iterable[Any]) -> None:
+    def offsets(self, group: str, rows: Sequence[Any]) -> None:
+        """The group's lag per partition; none (between assignments) keeps the last known."""
+        if not rows:
+            return
         now = time.time()
         with self.store.transaction() as db:
             db.execute("DELETE FROM consumer_offsets WHERE group_id=?", (group,))
@@ -172,11 +189,14 @@ def _service(store: Store, now: float) -> dict[str, Any]:
     return {**info, "running": running, "summary": summary}
 
 
-def _kafka(store: Store, now: float) -> dict[str, Any]:
+def _kafka(store: Store, running: bool) -> dict[str, Any]:
     info = read_state(store, "kafka")
     if not info:
         return {"connected": None, "summary": "no connection recorded yet"}
-    if info.get("connected"):
+    if not running:  # what the service saw last says nothing about now
+        info["connected"] = None
+        summary = "unknown: the service is not running"
+    elif info.get("connected"):
         summary = f"connected since {iso(info.get('since'))}"
     else:
         summary = f"DISCONNECTED since {iso(info.get('since'))}"
@@ -247,7 +267,7 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
             "received": heartbeat.get("received"),
             "heartbeats": heartbeat.get("count", 0),
         },
-        "kafka": _kafka(store, now),
+        "kafka": _kafka(store, service["running"]),
         "rules": read_state(store, "rules"),
         "lag": _lag(store, service.get("group")),
         "topics": topics,

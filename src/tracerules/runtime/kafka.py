@@ -1,21 +1,17 @@
-"""Kafka, kept thin: consumer settings, explicit start positions, and a notice source.
+"""Kafka, kept thin: the consumer, its statistics, and a notice source with explicit start
+positions that commits only what is stored.
 
-Settings come from a properties file, the environment and the command line, and our defaults
-are applied with `setdefault`, so a key the user set is never overridden. The one exception is
-`enable.auto.commit`, which is always false: an offset is committed only after its notice and
-decisions are durably stored. GCN domains use `gcn_kafka.Consumer` (OIDC client credentials);
-a plain `bootstrap.servers` reaches any other Kafka.
+GCN domains use `gcn_kafka.Consumer` (OIDC client credentials); a plain `bootstrap.servers`
+reaches any other Kafka. Settings are in `kafka_settings`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
 from confluent_kafka import (
@@ -30,16 +26,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from tracerules.dsl.convert import to_time
+from tracerules.runtime.kafka_settings import KafkaSettings, StartPosition, consumer_config
 from tracerules.runtime.notices import Notice
 
-GCN_DOMAINS: Final = ("gcn.nasa.gov", "test.gcn.nasa.gov", "dev.gcn.nasa.gov")
 COMMIT_EVERY_S: Final = 0.1  # commits are batched this much while messages keep coming
-_SECRET_KEY_WORDS: Final = ("secret", "password", "token", "key.pem")
-
-
-class KafkaSetupError(ValueError):
-    """Settings that cannot work (no credentials for GCN, an unreadable config file)."""
 
 
 class NoticeSource(Protocol):
@@ -59,125 +49,11 @@ class SourceHooks(Protocol):
 
     def kafka_error(self, message: str, fatal: bool) -> None: ...
 
+    def topic_error(self, topic: str, message: str) -> None: ...
+
     def kafka_stats(self, stats: KafkaStats) -> None: ...
 
     def assigned(self, partitions: list[tuple[str, int, int]], how: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class StartPosition:
-    """Where a consumer group that never committed starts: latest, earliest or a time."""
-
-    kind: str  # latest, earliest, time
-    at: float | None = None  # POSIX seconds, for kind == "time"
-
-    @classmethod
-    def parse(cls, text: str) -> StartPosition:
-        word = text.strip().lower()
-        if word in ("latest", "earliest"):
-            return cls(word)
-        when = to_time(text.strip())
-        if isinstance(when, float):
-            return cls("time", when)
-        raise ValueError(f"expected latest, earliest or an ISO 8601 time, not {text!r}")
-
-    def __str__(self) -> str:
-        if self.at is None:
-            return self.kind
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    """How to reach Kafka. `config` holds the librdkafka settings the user chose."""
-
-    domain: str = "gcn.nasa.gov"
-    bootstrap_servers: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    config: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def where(self) -> str:
-        return self.bootstrap_servers or f"kafka.{self.domain}"
-
-    def secrets(self) -> list[str]:
-        """Values that must never be logged or stored."""
-        found = [v for k, v in self.config.items() if any(w in k for w in _SECRET_KEY_WORDS)]
-        return [s for s in (self.client_secret, *found) if s]
-
-
-def read_properties(path: Path) -> dict[str, str]:
-    """`key = value` lines, as librdkafka tools read them; `#` starts a comment line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise KafkaSetupError(f"cannot read the Kafka config file {path}: {err}") from None
-    out: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise KafkaSetupError(f"{path}:{number}: expected key = value")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def load_settings(
-    *,
-    domain: str | None = None,
-    bootstrap_servers: str | None = None,
-    config_file: Path | None = None,
-    overrides: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-) -> KafkaSettings:
-    """Merge, lowest precedence first: config file, `KAFKA_*` environment, command line.
-
-    Client credentials come from `GCN_KAFKA_CLIENT_ID`/`GCN_KAFKA_CLIENT_SECRET`, or from
-    `client_id`/`client_secret` in the config file; never from rule files.
-    """
-    from gcn_kafka import config_from_env
-
-    env = os.environ if env is None else env
-    config = read_properties(config_file) if config_file else {}
-    config.update(config_from_env(env))
-    config.update(overrides or {})
-    client_id = env.get("GCN_KAFKA_CLIENT_ID") or config.pop("client_id", None)
-    client_secret = env.get("GCN_KAFKA_CLIENT_SECRET") or config.pop("client_secret", None)
-    config.pop("client_id", None)
-    config.pop("client_secret", None)
-    chosen_domain = domain or config.pop("domain", None) or "gcn.nasa.gov"
-    config.pop("domain", None)
-    if chosen_domain not in GCN_DOMAINS:
-        raise KafkaSetupError(f"unknown GCN domain {chosen_domain!r}: one of {GCN_DOMAINS}")
-    servers = bootstrap_servers or config.pop("bootstrap.servers", None)
-    if servers is None and not client_id:
-        raise KafkaSetupError(
-            f"GCN Kafka ({chosen_domain}) needs client credentials: set GCN_KAFKA_CLIENT_ID "
-            "and GCN_KAFKA_CLIENT_SECRET, or client_id/client_secret in --kafka-config; "
-            "or give --bootstrap-servers for another Kafka"
-        )
-    return KafkaSettings(chosen_domain, servers, client_id, client_secret, config)
-
-
-def consumer_config(settings: KafkaSettings, group_id: str, *, eof: bool = False) -> dict[str, Any]:
-    """librdkafka consumer settings: the user's, then our defaults where they chose nothing."""
-    config: dict[str, Any] = dict(settings.config)
-    config.setdefault("group.id", group_id)
-    config.setdefault("client.id", "tracerules")
-    # Only used when a committed offset is out of range: never jump back over the whole topic.
-    config.setdefault("auto.offset.reset", "latest")
-    config.setdefault("statistics.interval.ms", 2000)  # broker states and lag for `status`
-    config.setdefault("queued.max.messages.kbytes", 16384)  # prefetch buffer: bounded memory
-    config["enable.auto.commit"] = False  # commit only after durable storage
-    config["enable.auto.offset.store"] = False
-    if eof:
-        config["enable.partition.eof"] = True
-    if settings.bootstrap_servers:
-        config["bootstrap.servers"] = settings.bootstrap_servers
-    return config
 
 
 def open_consumer(settings: KafkaSettings, config: Mapping[str, Any]) -> Consumer:
@@ -263,6 +139,8 @@ class KafkaSource:
     resolved to an offset and committed at once, so a restart before the first notice still
     starts there. A time start seeks with `offsets_for_times`, then drops records older than
     the time until the first newer one (exact on Kafka; needed on brokers that answer 0).
+    Whenever a partition is caught up, its position is committed too: a partition with no
+    notice yet has a committed offset, and a restart never falls back on a start position.
     """
 
     def __init__(
@@ -278,10 +156,10 @@ class KafkaSource:
         self.log = log or logging.getLogger("tracerules.kafka")
         self._cutoff: dict[Key, float] = {}
         self._to_commit: dict[Key, int] = {}
+        self._committed: dict[Key, int] = {}
         self._last_commit = 0.0
         self.assignment: set[Key] = set()
         self.at_end: set[Key] = set()
-        self._warned: set[str] = set()
 
     @classmethod
     def open(
@@ -295,7 +173,7 @@ class KafkaSource:
         log: logging.Logger | None = None,
     ) -> KafkaSource:
         logger = log or logging.getLogger("tracerules.kafka")
-        config = consumer_config(settings, group_id, eof=echo)
+        config = consumer_config(settings, group_id)
         config["error_cb"] = lambda err: hooks.kafka_error(str(err), err.fatal())
         config["stats_cb"] = lambda text: hooks.kafka_stats(parse_stats(text))
         config["logger"] = logger
@@ -314,7 +192,7 @@ class KafkaSource:
         error = message.error()
         key = (message.topic() or "", message.partition() or 0)
         if error is not None:
-            self._message_error(error, key)
+            self._message_error(error, key, message.offset())
             return None
         self.at_end.discard(key)
         notice = notice_of_message(message, time.time())
@@ -357,16 +235,25 @@ class KafkaSource:
             return
         for key in pending:
             self._to_commit.pop(key, None)
+        self._committed.update(pending)
         self._last_commit = time.monotonic()
 
-    def _message_error(self, error: KafkaError, key: Key) -> None:
+    def _message_error(self, error: KafkaError, key: Key, offset: int | None) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
             self.at_end.add(key)
+            self._commit_end(key, offset)
             return
-        text = str(error)
-        if text not in self._warned:  # e.g. a subscribed topic that does not exist (yet)
-            self._warned.add(text)
-            self.hooks.kafka_error(f"{key[0]}: {text}", error.fatal())
+        if error.fatal():
+            self.hooks.kafka_error(f"{key[0]}: {error}", True)
+        else:  # e.g. a subscribed topic that does not exist (yet)
+            self.hooks.topic_error(key[0], error.str())
+
+    def _commit_end(self, key: Key, end: int | None) -> None:
+        """Caught up on a partition: everything before its end offset was handled."""
+        if not self.commit or key in self._to_commit or end is None or end < 0:
+            return
+        if self._committed.get(key) != end:
+            self._to_commit[key] = end
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
@@ -399,6 +286,8 @@ class KafkaSource:
                 consumer.commit(offsets=known, asynchronous=False)
             except KafkaException as err:
                 self.log.warning("start commit failed", extra={"fields": {"error": str(err)}})
+            else:
+                self._committed.update({(tp.topic, tp.partition): tp.offset for tp in known})
         return latest
 
     @staticmethod
@@ -437,3 +326,4 @@ class KafkaSource:
         for key in keys:
             self._cutoff.pop(key, None)
             self._to_commit.pop(key, None)
+            self._committed.pop(key, None)

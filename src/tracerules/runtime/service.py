@@ -10,6 +10,7 @@ SIGINT finish the current notice, commit and exit 0; SIGHUP asks for a reload.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import signal
@@ -30,16 +31,19 @@ from tracerules.rules.compile import RuleSet
 from tracerules.runtime.actions import secrets_of
 from tracerules.runtime.engine import Engine, Processed
 from tracerules.runtime.health import HEARTBEAT_TOPIC, Recorder, remembered_group
-from tracerules.runtime.kafka import KafkaStats, NoticeSource, SourceHooks, StartPosition
+from tracerules.runtime.kafka import KafkaStats, NoticeSource, SourceHooks
+from tracerules.runtime.kafka_settings import StartPosition
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.store import Store
 from tracerules.runtime.watch import RuleWatcher
 from tracerules.runtime.workers import ActionWorkers
 
+KAFKA_LOG = logging.getLogger("tracerules.kafka")
 POLL_S = 0.2
 BEAT_S = 1.0
 STOP_GRACE_S = 10.0  # how long running actions may take to finish at shutdown
 ECHO_IDLE_S = 1.0  # echo stops this long after every partition reached its end
+ECHO_NO_PARTITIONS_S = 60.0  # ... and gives up if none of the rules' topics exists
 
 
 class ServiceSource(NoticeSource, Protocol):
@@ -82,10 +86,13 @@ class Service:
         )
         self.watcher = RuleWatcher(options.rules_paths, options.watch_interval)
         self._source_factory = source
+        self._secrets = self._find_secrets()  # per rule set: the logs ask for every line
         self._stop = threading.Event()
         self._exit_code = 0
         self._stop_reason = "stopped"
         self._last_beat = 0.0
+        self._began = time.monotonic()
+        self._assigned_at: float | None = None
         self._idle_since: float | None = None
 
     # -- control (signal handlers may call these) ---------------------------------------------
@@ -101,11 +108,14 @@ class Service:
 
     def secrets(self) -> list[str]:
         """Every value the logs must not show: Kafka secrets and the actions' ${env:...}."""
+        return self._secrets
+
+    def _find_secrets(self) -> list[str]:
         found = list(self.options.secrets)
         for trigger in self.engine.rules.triggers:
             for action in trigger.actions:
                 found += secrets_of(action.config)
-        return found
+        return sorted(set(found))
 
     def topics(self) -> set[str]:
         topics = set(self.engine.rules.subscribed_topics)
@@ -115,8 +125,8 @@ class Service:
 
     def run(self) -> int:
         """Consume until stopped; the exit status (0 after a clean stop)."""
+        source = self._source_factory(self)  # raises on settings librdkafka refuses
         self._started()
-        source = self._source_factory(self)
         self.workers.start()
         self.watcher.start()
         try:
@@ -134,19 +144,34 @@ class Service:
         return self._exit_code
 
     def _handle(self, source: ServiceSource, notice: Notice) -> None:
-        if notice.topic == HEARTBEAT_TOPIC and not self.options.echo:
-            if self.recorder is not None:
-                self.recorder.heartbeat(notice)
-            source.done(notice)
-            return
+        if notice.topic == HEARTBEAT_TOPIC and self.recorder is not None:
+            self.recorder.heartbeat(notice)
+            if HEARTBEAT_TOPIC not in self.engine.rules.by_topic:  # not a notice to evaluate
+                source.done(notice)
+                return
         started = time.perf_counter()
-        processed = self._process(notice)
+        processed = self._process(self._unless_reused(notice))
         if processed is None:  # stopping while the store fails: not committed, redelivered
             return
         self._log_notice(notice, processed, started)
         if any(a.status == "pending" for d in processed.decisions for a in d.actions):
             self.workers.wake()
         source.done(notice)
+
+    def _unless_reused(self, notice: Notice) -> Notice:
+        """Other bytes stored at the same Kafka coordinates mean the offset was reused (the
+        topic was recreated, or this store met another cluster): keep the new notice without
+        an offset, so offset deduplication does not mistake it for the old one."""
+        row = self.store.db.execute(
+            'SELECT sha256 FROM notices WHERE topic=? AND partition=? AND "offset"=? '
+            'AND "offset" >= 0',  # the condition lets SQLite use the partial unique index
+            (notice.topic, notice.partition, notice.offset),
+        ).fetchone()
+        if row is None or row[0] == notice.digest:
+            return notice
+        where = f"{notice.topic}[{notice.partition}]@{notice.offset}"
+        self.log.warning("offset reused", extra={"fields": {"at": where}})
+        return dataclasses.replace(notice, offset=-1, name=f"{where} (offset reused)")
 
     def _process(self, notice: Notice) -> Processed | None:
         """The engine's work, retried while the store fails; a crash becomes a dead letter."""
@@ -187,6 +212,7 @@ class Service:
     def _swap(self, source: ServiceSource, rules: RuleSet) -> None:
         before = self.topics()
         self.engine.reload(rules)
+        self._secrets = self._find_secrets()
         after = self.topics()
         fields = {
             "triggers": len(rules.triggers),
@@ -200,10 +226,12 @@ class Service:
 
     def _echo_progress(self, source: ServiceSource) -> None:
         """Stop a relisten once every partition reached its end and the actions ran."""
+        now = time.monotonic()
+        if self._assigned_at is None and now - self._began > ECHO_NO_PARTITIONS_S:
+            self.request_stop("nothing to relisten: no partition was assigned", code=1)
         if not source.caught_up():
             self._idle_since = None
             return
-        now = time.monotonic()
         self._idle_since = self._idle_since or now
         pending = self.store.scalar("SELECT count(*) FROM actions WHERE status='pending'")
         if now - self._idle_since >= ECHO_IDLE_S and not pending and not self.workers.busy():
@@ -292,11 +320,16 @@ class Service:
     # -- hooks from the Kafka source (called inside poll, on this thread) ---------------------
 
     def kafka_error(self, message: str, fatal: bool) -> None:
-        self.log.warning("kafka error", extra={"fields": {"error": message, "fatal": fatal}})
+        KAFKA_LOG.warning("kafka error", extra={"fields": {"error": message, "fatal": fatal}})
         if self.recorder is not None:
             self.recorder.kafka_error(message)
-        if fatal:
+        if fatal:  # the client cannot go on; a restart (systemd) starts a fresh one
             self.request_stop(f"fatal Kafka error: {message}", code=1)
+
+    def topic_error(self, topic: str, message: str) -> None:
+        KAFKA_LOG.warning("topic error", extra={"fields": {"topic": topic, "error": message}})
+        if self.recorder is not None:
+            self.recorder.topic_error(topic, message)
 
     def kafka_stats(self, stats: KafkaStats) -> None:
         if self.recorder is None:
@@ -305,6 +338,7 @@ class Service:
         self.recorder.offsets(self.options.group_id, stats.partitions)
 
     def assigned(self, partitions: list[tuple[str, int, int]], how: str) -> None:
+        self._assigned_at = time.monotonic()
         shown = [f"{t}:{p}@{o}" for t, p, o in partitions]
         self.log.info("partitions assigned", extra={"fields": {"how": how, "partitions": shown}})
         if self.recorder is not None:
@@ -330,7 +364,8 @@ class Service:
 
 
 def lock_store(store: Path) -> IO[bytes] | None:
-    """Hold `<store>.lock` for this process's life: one service per store. None if taken."""
+    """Hold `<store>.lock` for this process's life: one `run` or `echo` per store, since each
+    engine caches the state of the events it touches. None if another process holds it."""
     store.parent.mkdir(parents=True, exist_ok=True)
     handle = (store.parent / f"{store.name}.lock").open("ab")
     try:

@@ -3,13 +3,14 @@
 Each worker has its own store connection and a `Dispatcher`: it claims the oldest pending
 action atomically, runs it with the action's timeout and retries, and records the outcome.
 
-Crash recovery. A claimed action is marked 'running' with its owner (host/pid/process start
-time). An action still 'running' whose owner process is gone was cut off by a crash: it goes
-back to 'pending' and runs again (its idempotency key is unchanged, and file products are
-written atomically to the same path, so a rerun replaces rather than adds). An action with
-no known owner is treated the same once its whole run budget (timeout x attempts, plus
-backoff and a grace period) has passed. After `MAX_CLAIMS` claims an action is failed
-instead. An action whose owner is alive is never touched, so no action runs twice at once.
+Crash recovery. A worker's claim marks the action 'running' and records its owner
+(host/pid/process start time) in the same transaction. An action still 'running' whose owner
+process is gone was cut off by a crash: it goes back to 'pending' and runs again (its
+idempotency key is unchanged, and file products are written atomically to the same path, so a
+rerun replaces rather than adds). An action claimed without an owner (run inline by another
+command) is treated the same once its whole run budget (timeout x attempts, plus backoff and
+a grace period) has passed. After `MAX_CLAIMS` claims an action is failed instead. An action
+whose owner is alive is never touched, so no action runs twice at once.
 """
 
 from __future__ import annotations
@@ -167,7 +168,12 @@ class ActionWorkers:
                         return
                     generation = self._generation
                 self._recover(store)
-                row = dispatcher.claim()
+                with store.transaction():  # the claim and its owner commit together
+                    row = dispatcher.claim()
+                    if row is not None:
+                        store.db.execute(
+                            "UPDATE actions SET owner=? WHERE id=?", (self.token, row["id"])
+                        )
                 if row is None:
                     self._wait(generation)
                     continue
@@ -185,7 +191,6 @@ class ActionWorkers:
             )
 
     def _run(self, store: Store, dispatcher: Dispatcher, row: Any) -> None:
-        store.db.execute("UPDATE actions SET owner=? WHERE id=?", (self.token, row["id"]))
         with self._cond:
             self._busy += 1
         started = time.perf_counter()
