@@ -224,7 +224,10 @@ def test_hostile_or_broken_xml_is_refused(payload: bytes) -> None:
         parse_xml(payload)
 
 
-@pytest.mark.parametrize("payload", [b"\xff{}", b"{", b"[1, 2]", b"<VOEvent/>"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff{}", b"{", b"[1, 2]", b"<VOEvent/>", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+)
 def test_broken_json_is_refused(payload: bytes) -> None:
     with pytest.raises(NoticeError):
         parse_json(payload)

@@ -95,6 +95,8 @@ def parse_json(payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         if head == "<":
             raise NoticeError("XML payload on a JSON topic") from None
         raise NoticeError(f"malformed JSON: {err}") from None
+    except RecursionError:
+        raise NoticeError("JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise NoticeError(f"a JSON notice must be an object, not {type(doc).__name__}")
     return doc
