@@ -14,13 +14,13 @@ Fixtures:
   A missing Tansu binary is a test *failure*, never a skip.
 * ``kafka_topic_factory`` (function): ``kafka_topic_factory(partitions=1) -> topic name``.
 
-Helpers: :func:`find_tansu`, :class:`TansuBroker`, :class:`MotoS3`, :func:`create_topic`,
+Helpers: :func:`find_tansu`, :class:`TansuBroker`, :func:`create_topic`,
 :func:`produce`, :func:`fast_consumer_config`, :func:`poll_messages`.
 
 Tansu quirks that matter for tests (details in ``docs/dev/kafka-test-broker.md``):
 
 * ``memory://`` storage loses *everything* (topics, records, committed offsets) when the broker
-  process restarts; ``s3://`` storage against an in-process moto S3 server keeps it all.
+  process restarts (this Tansu build also offers ``s3://`` storage, which the tests do not need).
 * ``offsets_for_times`` / ``ListOffsets(timestamp)`` always answers offset 0 (earliest).
 * The high watermark is ``base offset of the last record batch + 1``, so it is too low when a
   producer packs several records into one batch; :func:`produce` sends one record per batch.
@@ -36,7 +36,6 @@ import atexit
 import contextlib
 import importlib.metadata
 import importlib.resources
-import logging
 import os
 import re
 import shutil
@@ -47,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,7 +61,6 @@ __all__ = [
     "ENV_EXTERNAL_KAFKA",
     "ExternalKafkaBroker",
     "KafkaBroker",
-    "MotoS3",
     "TansuBroker",
     "TansuError",
     "TopicFactory",
@@ -205,8 +202,7 @@ class TansuBroker:
     The port is picked on the first :meth:`start` (bind to port 0) and kept for later starts,
     so ``stop()``/``kill()`` followed by ``start()`` brings the broker back at the *same*
     address.  With the default ``memory://`` storage a restarted broker is empty: topics,
-    records and committed group offsets are all gone.  Pass ``storage_engine``/``env`` from
-    :class:`MotoS3` to keep state across restarts.
+    records and committed group offsets are all gone.
 
     The broker's stdout/stderr (all starts appended) go to ``log_path``; :meth:`log_text`
     returns it for failure messages.  On Linux the child gets ``PDEATHSIG=KILL`` (through
@@ -412,74 +408,6 @@ class TansuBroker:
             return ""
         text = _ANSI_ESCAPE.sub("", text)
         return text if tail_chars is None else text[-tail_chars:]
-
-
-# --------------------------------------------------------------------------- persistent storage
-
-
-class MotoS3:
-    """An in-process S3 server (moto) for Tansu's ``s3://`` storage engine.
-
-    This Tansu build supports only ``memory://``, ``s3://`` and ``null://`` storage (no
-    sqlite/postgres/file).  Pointing ``s3://`` at a moto server that lives in the test process
-    keeps topics, records and committed offsets across broker restarts (including SIGKILL).
-    moto is *not* a declared test dependency; :meth:`start` raises ImportError without it.
-
-    Usage::
-
-        with MotoS3() as s3, TansuBroker(storage_engine=s3.storage_engine, env=s3.env) as b:
-            ...
-    """
-
-    def __init__(self, bucket: str | None = None) -> None:
-        self.bucket = bucket or f"tansu-{uuid.uuid4().hex[:12]}"
-        self._server: Any = None
-        self._port: int | None = None
-
-    @property
-    def endpoint(self) -> str:
-        if self._port is None:
-            raise RuntimeError("MotoS3 is not started")
-        return f"http://{_LOOPBACK}:{self._port}"
-
-    @property
-    def storage_engine(self) -> str:
-        return f"s3://{self.bucket}/"
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Environment for the Tansu process (read by the Rust ``object_store`` crate)."""
-        return {
-            "AWS_ENDPOINT": self.endpoint,
-            "AWS_ALLOW_HTTP": "true",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request
-        self._port = _free_port()
-        self._server = ThreadedMotoServer(ip_address=_LOOPBACK, port=self._port, verbose=False)
-        self._server.start()
-        request = urllib.request.Request(f"{self.endpoint}/{self.bucket}", method="PUT")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            if response.status != 200:
-                raise RuntimeError(f"could not create bucket {self.bucket}: {response.status}")
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> MotoS3:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- client helpers
