@@ -338,16 +338,15 @@ def _inline_secrets(node: Any, loc: Loc, loaded: LoadedFile) -> Iterator[Diagnos
             yield from _inline_secrets(value, (*loc, i), loaded)
 
 
-def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
+def read_yaml(path: Path, diagnostics: list[Diagnostic], sources: SourceCache) -> LoadedFile | None:
+    """A YAML file read once (libyaml); unreadable or broken files become diagnostics."""
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        result.diagnostics.append(
-            Diagnostic("E105", f"cannot read the file: {err}", Span(name, 0, 0))
-        )
+        diagnostics.append(Diagnostic("E105", f"cannot read the file: {err}", Span(name, 0, 0)))
         return None
-    result.sources.add(name, text)
+    sources.add(name, text)
     try:
         data = _yaml("safe").load(text)
     except MarkedYAMLError:
@@ -355,10 +354,17 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
         try:
             _yaml("rt").load(text)
         except MarkedYAMLError as err:
-            result.diagnostics.append(_yaml_error(err, name))
+            diagnostics.append(_yaml_error(err, name))
             return None
         raise
-    loaded = LoadedFile(name, text, data)
+    return LoadedFile(name, text, data)
+
+
+def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
+    loaded = read_yaml(path, result.diagnostics, result.sources)
+    if loaded is None:
+        return None
+    name, data = loaded.path, loaded.data
     if not isinstance(data, dict):
         lc = getattr(loaded.rt, "lc", None)
         line, col = (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import ValidationError
-from ruamel.yaml.error import MarkedYAMLError
 
 from tracerules.dsl.values import Vote
 from tracerules.errors import Diagnostic, SourceCache, Span
@@ -23,10 +22,9 @@ from tracerules.rules.loader import (
     TEST_SUFFIXES,
     LoadedFile,
     Loc,
-    _yaml,
-    _yaml_error,
     load_paths,
     position,
+    read_yaml,
     validation_diagnostics,
 )
 from tracerules.ruletest.spec import ALL_TRIGGERS, CaseSpec, Expectation, SuiteSpec
@@ -156,25 +154,10 @@ def load_suite(path: Path, cache: RuleCache) -> Suite:
 
 
 def _read(path: Path, suite: Suite) -> LoadedFile | None:
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        suite.diagnostics.append(
-            Diagnostic("E105", f"cannot read the file: {err}", Span(name, 0, 0))
-        )
+    loaded = read_yaml(path, suite.diagnostics, suite.sources)
+    if loaded is None:
         return None
-    suite.sources.add(name, text)
-    try:
-        data = _yaml("safe").load(text)
-    except MarkedYAMLError:
-        try:
-            _yaml("rt").load(text)
-        except MarkedYAMLError as err:
-            suite.diagnostics.append(_yaml_error(err, name))
-            return None
-        raise
-    loaded = LoadedFile(name, text, data)
+    name, data = loaded.path, loaded.data
     if not isinstance(data, dict):
         suite.diagnostics.append(
             Diagnostic(

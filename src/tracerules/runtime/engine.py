@@ -161,22 +161,9 @@ class Engine:
         try:
             reading = read(trigger, notice, doc, now, extras)
             if isinstance(reading.event_id, Missing):
-                return self._record(
-                    trigger,
-                    None,
-                    notice_id,
-                    Decision(
-                        trigger.id,
-                        None,
-                        source,
-                        now,
-                        trigger.mode,
-                        Vote.UNKNOWN,
-                        Conclusion.NOT_APPLICABLE,
-                        error=reading.event_id.reason,
-                    ),
-                    {},
-                )
+                unknown = Conclusion.NOT_APPLICABLE
+                why = reading.event_id.reason
+                return self._undecided(trigger, notice_id, source, now, unknown, why)
             state = self.events.get(trigger.id, reading.event_id, now)
             event_time = earliest(state.event_time, reading.event_time)
             factors, votes = fold(trigger, reading, event_time, state.factors)
@@ -196,22 +183,22 @@ class Engine:
             return self._record(trigger, state, notice_id, decision, reading.ctx.values)
         except Exception as err:  # one trigger's failure never stops the others
             tail = traceback.format_exception_only(type(err), err)[-1].strip()
-            return self._record(
-                trigger,
-                None,
-                notice_id,
-                Decision(
-                    trigger.id,
-                    None,
-                    source,
-                    now,
-                    trigger.mode,
-                    Vote.UNKNOWN,
-                    Conclusion.ERROR,
-                    error=tail,
-                ),
-                {},
-            )
+            return self._undecided(trigger, notice_id, source, now, Conclusion.ERROR, tail)
+
+    def _undecided(
+        self,
+        trigger: CompiledTrigger,
+        notice_id: int,
+        source: Source,
+        now: float,
+        conclusion: Conclusion,
+        why: str | None,
+    ) -> Decision:
+        """A decision without an event: no event id in the notice, or the trigger failed."""
+        decision = Decision(
+            trigger.id, None, source, now, trigger.mode, Vote.UNKNOWN, conclusion, error=why
+        )
+        return self._record(trigger, None, notice_id, decision, {})
 
     def _record(
         self,
