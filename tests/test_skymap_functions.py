@@ -186,7 +186,11 @@ def test_example_lvk_rules_read_the_sky_map(store: Store, tmp_path: Path) -> Non
         digest="",
     )
     general = next(d for d in engine.process(wide).decisions if d.trigger == "lvk-general")
-    assert {f.name: f.vote.value for f in general.factors}["compact"] == "PASS"
+    compact = next(f for f in general.factors if f.name == "compact")
+    assert compact.vote.value == "PASS"
+    # The figure a vote rests on is shown beside it, as fields are (hover text, reports).
+    area90 = float(compact.detail.split("area(0.9)=")[1].split(",")[0])
+    assert 500 < area90 < 2000
 
 
 def test_engine_extras_can_be_replaced(

@@ -36,6 +36,9 @@ class Compiled:
     names: frozenset[str] = frozenset()
     const: Any = field(default=_NOT_CONST, compare=False)
     functions: frozenset[str] = frozenset()
+    # Values read through the context rather than from fields (sky-map figures, age()), by
+    # their text: shown beside a condition's vote, as its fields are.
+    shown: tuple[tuple[str, Fn], ...] = ()
 
     @property
     def is_const(self) -> bool:
@@ -55,10 +58,12 @@ def _const(value: Any, type_: Type) -> Compiled:
     return Compiled(lambda ctx: value, type_, const=value)
 
 
-def _merge(parts: list[Compiled]) -> dict[str, frozenset[str]]:
+def _merge(parts: list[Compiled]) -> dict[str, Any]:
+    shown = {text: fn for p in parts for text, fn in p.shown}
     return {
         "names": frozenset().union(*(p.names for p in parts)),
         "functions": frozenset().union(*(p.functions for p in parts)),
+        "shown": tuple(shown.items()),
     }
 
 
@@ -178,7 +183,7 @@ class Compiler:
         const = _NOT_CONST
         if compiled.is_const:
             const = vote(Context({}, 0.0))
-        return Compiled(vote, Type.VOTE, compiled.names, const, compiled.functions)
+        return Compiled(vote, Type.VOTE, compiled.names, const, compiled.functions, compiled.shown)
 
     # -- leaves ---------------------------------------------------------------------------------
 
@@ -251,7 +256,8 @@ class Compiler:
                 return Missing(f"cannot negate {value!r}")
 
         return self._fold(
-            Compiled(neg, inner.type, inner.names, functions=inner.functions), [inner]
+            Compiled(neg, inner.type, inner.names, functions=inner.functions, shown=inner.shown),
+            [inner],
         )
 
     def _binop(self, node: ast.BinOp) -> Compiled:
@@ -394,7 +400,8 @@ class Compiler:
             return value if isinstance(value, Missing) else Missing(f"{value!r} is not true/false")
 
         return self._fold(
-            Compiled(negate, Type.BOOL, inner.names, functions=inner.functions), [inner]
+            Compiled(negate, Type.BOOL, inner.names, functions=inner.functions, shown=inner.shown),
+            [inner],
         )
 
     def _case(self, node: ast.Case) -> Compiled:
@@ -465,11 +472,12 @@ class Compiler:
         result = (args[0].type if args else Type.ANY) if returns == SAME_AS_FIRST else returns
         assert isinstance(result, Type)
         meta = _merge(args)
+        fn = self._call_fn(spec, args)
+        shown = meta["shown"]
+        if spec.needs_context and all(a.is_const for a in args):
+            shown = (*shown, (ast.unparse(node), fn))
         built = Compiled(
-            self._call_fn(spec, args),
-            result,
-            meta["names"],
-            functions=meta["functions"] | {spec.name},
+            fn, result, meta["names"], functions=meta["functions"] | {spec.name}, shown=shown
         )
         if spec.needs_context:
             return built

@@ -96,6 +96,7 @@ class CompiledCondition:
     names: tuple[str, ...]  # sorted: the values shown beside its vote
     const: Vote | None
     node: ast.Expr
+    shown: tuple[tuple[str, Callable[[Context], Any]], ...] = ()  # figures such as area(0.9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +477,14 @@ class TriggerCompiler:
             origin = Where(self.loaded, self.base + loc, scalar=True)
             out.append(
                 CompiledCondition(
-                    name, text, compiled.fn, origin, tuple(sorted(compiled.names)), const, node
+                    name,
+                    text,
+                    compiled.fn,
+                    origin,
+                    tuple(sorted(compiled.names)),
+                    const,
+                    node,
+                    compiled.shown,
                 )
             )
         return tuple(out)

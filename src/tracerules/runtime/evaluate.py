@@ -86,6 +86,8 @@ def expiry_factor(trigger: CompiledTrigger, event_time: float | None, now: float
 def _show(value: Any) -> str:
     if isinstance(value, Missing):
         return "missing"
+    if isinstance(value, float):
+        return f"{value:.6g}"  # enough to judge a threshold, short enough to read
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -96,7 +98,9 @@ def votes(trigger: CompiledTrigger, ctx: Context) -> list[Factor]:
     values = ctx.values
     for cond in trigger.conditions:
         vote = cond.vote(ctx)
-        detail = ", ".join(f"{n}={_show(values[n])}" for n in cond.names if n in values)
+        shown = [f"{n}={_show(values[n])}" for n in cond.names if n in values]
+        shown += [f"{text}={_show(figure(ctx))}" for text, figure in cond.shown]
+        detail = ", ".join(shown)
         if isinstance(vote, Missing):
             out.append(Factor(cond.name, Vote.UNKNOWN, reason=vote.reason, detail=detail))
         else:
