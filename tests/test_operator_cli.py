@@ -97,6 +97,20 @@ def test_events_list_and_show_with_current_conditions(store_file: Path) -> None:
     assert "has no event 'nope'" in missing
 
 
+def test_without_rules_the_files_that_decided_are_read_again(
+    store_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./rules here: the store names its rule files
+    shown = run(store_file, "events", "show", "gbm-json", "745121685")
+    assert shown["current"]["retrigger"] == "PASS"
+    # A rules folder that has moved away leaves the history readable, without current ones.
+    db = Store(store_file)
+    with db.transaction():
+        db.db.execute("UPDATE decisions SET rule_file = '/nowhere/rules.yaml'")
+    db.close()
+    assert run(store_file, "events", "show", "gbm-json", "745121685")["current"] is None
+
+
 def test_topics(store_file: Path) -> None:
     rows = {r["topic"]: r for r in run(store_file, "topics", "--rules", RULES)}
     gbm = rows["gcn.notices.fermi.gbm"]

@@ -256,6 +256,12 @@ def event_table(view: EventView) -> Table:
 TEXT_LIMIT = 50  # beyond this many events, text output shows only those that passed
 
 
+def _repeats(result: Replay) -> str:
+    """Notices the store already held (a repeated --store run, or one sent twice)."""
+    repeated = result.by_status.get("duplicate", 0)
+    return f" ({repeated} more already in the store or repeated)" if repeated else ""
+
+
 def print_text(
     console: Console, result: Replay, views: list[EventView], show_all: bool = False
 ) -> None:
@@ -270,7 +276,7 @@ def print_text(
     summary = counts(result.store)
     decided = summary["decisions"]
     console.print(
-        f"[bold]{result.processed}[/] notices, {summary['events']} events, "
+        f"[bold]{result.processed}[/] notices{_repeats(result)}, {summary['events']} events, "
         f"[green]{decided.get('PASS', 0)} PASS[/], [red]{decided.get('FAIL', 0)} FAIL[/]"
         + (f", [magenta]{decided.get('ERROR', 0)} ERROR[/]" if decided.get("ERROR") else "")
         + f"; {sum(summary['actions'].values())} actions would run; "

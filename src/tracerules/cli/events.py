@@ -26,6 +26,8 @@ from tracerules.cli.operator import (
     load_rules,
     open_store,
     print_json,
+    rule_folders,
+    store_path,
 )
 from tracerules.report import browse
 from tracerules.rules.compile import RuleSet
@@ -92,11 +94,16 @@ def current(
 
 
 def run_show(
-    store_option: Path | None, rule_paths: Sequence[Path], trigger: str, event_id: str, output: str
+    store_option: Path | None,
+    rule_paths: Sequence[Path] | None,
+    trigger: str,
+    event_id: str,
+    output: str,
 ) -> int:
     try:
         store = open_store(store_option)
-        rules = load_rules(rule_paths) if rule_paths else None
+        folders = rule_folders(rule_paths, store_path(store_option))
+        rules = load_rules(folders) if folders else None
     except UsageError as err:
         return fail(str(err))
     views = history.events(store, trigger=trigger, event_id=event_id)

@@ -234,7 +234,7 @@ def events_show(
     """One event: notices, decisions with factors, actions with logs, current conditions."""
     from tracerules.cli.events import run_show
 
-    raise typer.Exit(run_show(store, rules or [Path("rules")], trigger, event_id, output))
+    raise typer.Exit(run_show(store, rules, trigger, event_id, output))
 
 
 @app.command()
@@ -256,7 +256,7 @@ def retrigger(
     raise typer.Exit(
         run_retrigger(
             store,
-            rules or [Path("rules")],
+            rules,
             trigger,
             event_id,
             actor=actor,
@@ -277,7 +277,7 @@ def topics(
     """Per topic: notices stored, bytes, last seen time and status."""
     from tracerules.cli.topics import run_topics
 
-    raise typer.Exit(run_topics(store, rules or [Path("rules")], show_all, output))
+    raise typer.Exit(run_topics(store, rules, show_all, output))
 
 
 @app.command()
@@ -296,7 +296,7 @@ def serve(
     """
     from tracerules.cli.serve import run_serve
 
-    raise typer.Exit(run_serve(store, rules or [Path("rules")], host, port, refresh))
+    raise typer.Exit(run_serve(store, rules, host, port, refresh))
 
 
 @app.command("diff")

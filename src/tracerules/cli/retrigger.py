@@ -29,6 +29,8 @@ from tracerules.cli.operator import (
     load_rules,
     open_store,
     print_json,
+    rule_folders,
+    store_path,
 )
 from tracerules.runtime.decisions import Decision
 from tracerules.runtime.engine import Engine
@@ -69,7 +71,7 @@ def already_started(store: Store, decision: Decision) -> list[str]:
 
 def run_retrigger(
     store_option: Path | None,
-    rule_paths: Sequence[Path],
+    rule_paths: Sequence[Path] | None,
     trigger: str,
     event_id: str,
     *,
@@ -80,7 +82,8 @@ def run_retrigger(
 ) -> int:
     try:
         store = open_store(store_option)
-        rules = load_rules(rule_paths)
+        folders = rule_folders(rule_paths, store_path(store_option))
+        rules = load_rules(folders or [Path("rules")])
     except UsageError as err:
         return fail(str(err))
     engine = Engine(rules, store, out_dir=out_dir, dry_run=dry_run)

@@ -6,11 +6,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracerules.cli.operator import EXIT_OK, UsageError, fail, store_path
+from tracerules.cli.operator import EXIT_OK, UsageError, fail, rule_folders, store_path
 
 
 def run_serve(
-    store_option: Path | None, rule_paths: Sequence[Path], host: str, port: int, refresh: int
+    store_option: Path | None, rule_paths: Sequence[Path] | None, host: str, port: int, refresh: int
 ) -> int:
     import uvicorn
 
@@ -23,7 +23,7 @@ def run_serve(
     path = store_path(store_option)
     if not path.is_file():
         return fail(str(UsageError(f"no store at {path}: pass --store or set $TRACERULES_STORE")))
-    app = create_app(path, rule_paths, token=token, refresh=refresh)
+    app = create_app(path, rule_folders(rule_paths, path), token=token, refresh=refresh)
     where = f"http://{host}:{port}/"
     print(f"tracerules dashboard on {where} over {path}" + (" (token required)" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

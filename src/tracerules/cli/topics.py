@@ -17,6 +17,8 @@ from tracerules.cli.operator import (
     load_rules,
     open_store,
     print_json,
+    rule_folders,
+    store_path,
 )
 from tracerules.report import browse
 
@@ -24,11 +26,12 @@ STATUS_STYLE = {"subscribed": "green", "error": "red", "never seen": "dark_orang
 
 
 def run_topics(
-    store_option: Path | None, rule_paths: Sequence[Path], show_all: bool, output: str
+    store_option: Path | None, rule_paths: Sequence[Path] | None, show_all: bool, output: str
 ) -> int:
     try:
         store = open_store(store_option)
-        rules = load_rules(rule_paths) if rule_paths else None
+        folders = rule_folders(rule_paths, store_path(store_option))
+        rules = load_rules(folders) if folders else None
     except UsageError as err:
         return fail(str(err))
     rows = browse.topics(store, rules)
