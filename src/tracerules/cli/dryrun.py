@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from tracerules.dsl.convert import to_time
-from tracerules.dsl.values import Missing, Vote
+from tracerules.cli.operator import UsageError, parse_time
+from tracerules.dsl.values import Vote
 from tracerules.errors import RuleError, render_human
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.history import EventView, counts, events
+from tracerules.runtime.history import EventView, count_events, counts, iter_events
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.replay import Replay, replay
 from tracerules.runtime.sources import SourceError, iter_notices
@@ -35,15 +35,6 @@ def iso(t: float | None) -> str:
     if t is None:
         return "-"
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None, option: str) -> float | None:
-    if text is None:
-        return None
-    value = to_time(text)
-    if isinstance(value, Missing):
-        raise SystemExit(f"error: {option} {text!r} is not an ISO 8601 time")
-    return float(value)
 
 
 def load_rules(paths: list[Path], console: Console) -> RuleSet | None:
@@ -84,10 +75,14 @@ def run_dry_run(
     report: Path | None = None,
 ) -> int:
     err = Console(stderr=True)
+    try:
+        start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    except UsageError as error:
+        err.print(f"[red]error:[/] {error}")
+        return 2
     rules = load_rules(rules_dirs, err)
     if rules is None:
         return 1
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
     show_progress = not quiet and err.is_terminal
     progress = Progress(
         TextColumn("{task.description}"),
@@ -115,8 +110,11 @@ def run_dry_run(
         err.print(f"[red]error:[/] {error}")
         return 2
     try:
-        views = events(result.store, trigger=trigger)
-        emit(result, rules, views, output, out_file, sources, show_all)
+
+        def views() -> Iterator[EventView]:
+            return iter_events(result.store, trigger=trigger)
+
+        emit(result, rules, views, output, out_file, sources, show_all, trigger)
         if report is not None:
             emit(result, rules, views, "html", report, sources)
             if not quiet:
@@ -131,11 +129,12 @@ def run_dry_run(
 def emit(
     result: Replay,
     rules: RuleSet,
-    views: list[EventView],
+    views: Callable[[], Iterable[EventView]],
     output: str,
     out_file: Path | None,
     sources: list[Path],
     show_all: bool = False,
+    trigger: str | None = None,
 ) -> None:
     if output == "html":
         from tracerules.report.html import render_report
@@ -143,28 +142,35 @@ def emit(
         text = render_report(
             result.store, rules, title="tracerules dry run", sources=[str(s) for s in sources]
         )
+        _write(out_file, [text])
     elif output == "json":
-        text = (
-            json.dumps(
-                {"summary": counts(result.store), "events": [event_json(v) for v in views]},
-                indent=2,
-            )
-            + "\n"
-        )
+        _write(out_file, _json_document(counts(result.store), views()))
     elif output == "ndjson":
-        text = "".join(json.dumps(event_json(v)) + "\n" for v in views)
+        _write(out_file, (json.dumps(event_json(v)) + "\n" for v in views()))
+    elif out_file is None:
+        print_text(Console(), result, views, show_all, trigger)
     else:
-        if out_file is None:
-            print_text(Console(), result, views, show_all)
-            return
         with out_file.open("w", encoding="utf-8") as handle:
-            print_text(Console(file=handle, width=140, color_system=None), result, views, show_all)
-        return
+            console = Console(file=handle, width=140, color_system=None)
+            print_text(console, result, views, show_all, trigger)
+
+
+def _write(out_file: Path | None, chunks: Iterable[str]) -> None:
+    """Stream the output: events are written as they are read, never all held at once."""
     if out_file is None:
-        sys.stdout.write(text)
-    else:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text, encoding="utf-8")
+        sys.stdout.writelines(chunks)
+        return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with out_file.open("w", encoding="utf-8") as handle:
+        handle.writelines(chunks)
+
+
+def _json_document(summary: dict[str, Any], views: Iterable[EventView]) -> Iterator[str]:
+    """{"summary": ..., "events": [...]}, one event at a time."""
+    yield '{\n  "summary": ' + json.dumps(summary) + ',\n  "events": ['
+    for i, view in enumerate(views):
+        yield ("," if i else "") + "\n    " + json.dumps(event_json(view))
+    yield "\n  ]\n}\n"
 
 
 def event_json(view: EventView) -> dict[str, Any]:
@@ -263,17 +269,23 @@ def _repeats(result: Replay) -> str:
 
 
 def print_text(
-    console: Console, result: Replay, views: list[EventView], show_all: bool = False
+    console: Console,
+    result: Replay,
+    views: Callable[[], Iterable[EventView]],
+    show_all: bool = False,
+    trigger: str | None = None,
 ) -> None:
-    shown = views if show_all or len(views) <= TEXT_LIMIT else [v for v in views if v.passed]
-    for view in shown:
-        console.print(event_table(view))
-        console.print()
-    if len(shown) < len(views):
-        console.print(
-            f"[dim]{len(views) - len(shown)} events without a PASS not shown (--all shows them)[/]"
-        )
     summary = counts(result.store)
+    every = show_all or count_events(result.store, trigger) <= TEXT_LIMIT
+    hidden = 0
+    for view in views():
+        if every or view.passed:
+            console.print(event_table(view))
+            console.print()
+        else:
+            hidden += 1
+    if hidden:
+        console.print(f"[dim]{hidden} events without a PASS not shown (--all shows them)[/]")
     decided = summary["decisions"]
     console.print(
         f"[bold]{result.processed}[/] notices{_repeats(result)}, {summary['events']} events, "

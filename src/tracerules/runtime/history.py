@@ -99,6 +99,21 @@ def attach(store: Store, decisions: list[Decision]) -> None:
         )
 
 
+def count_events(store: Store, trigger: str | None = None) -> int:
+    if trigger is None:
+        return int(store.scalar("SELECT count(*) FROM events") or 0)
+    return int(store.scalar("SELECT count(*) FROM events WHERE trigger=?", (trigger,)) or 0)
+
+
+def iter_events(store: Store, trigger: str | None = None, page: int = 200) -> Iterator[EventView]:
+    """Every event, oldest first, read a page at a time: memory follows the page, not the
+    archive."""
+    offset = 0
+    while batch := events(store, trigger=trigger, limit=page, offset=offset):
+        yield from batch
+        offset += len(batch)
+
+
 def events(
     store: Store,
     trigger: str | None = None,

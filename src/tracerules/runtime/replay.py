@@ -65,26 +65,47 @@ def replay(
         products=products_dir is not None,
     )
     result = Replay(store, tmp=tmp)
-    with store.batch():
-        for i, notice in enumerate(notices, 1):
-            subscribed = notice.topic in rules.by_topic
-            stored = store.add_notice(notice, "new" if subscribed else "unsubscribed")
-            if stored.status == "duplicate" or not stored.new:
-                result.count("duplicate")
-            elif stored.status == "unsubscribed":
-                result.count("unsubscribed")
-            if i % BATCH == 0:
-                store.commit_batch()
-        store.commit_batch()
-        for i, notice_id in enumerate(_pending(store, since, until), 1):
-            notice = engine.stored_notice(notice_id)
-            processed = engine.evaluate(notice, notice_id)
-            result.count(processed.status)
-            if on_notice is not None:
-                on_notice(notice, processed)
-            if i % BATCH == 0:
-                store.commit_batch()
+    try:
+        with store.batch():
+            _store_all(rules, store, notices, result)
+            _evaluate_pending(engine, store, since, until, result, on_notice)
+    except BaseException:
+        result.close()  # a source that fails half-way leaves no store or folder behind
+        raise
     return result
+
+
+def _store_all(rules: RuleSet, store: Store, notices: Iterable[Notice], result: Replay) -> None:
+    """Every notice stored first, as it comes, so that evaluation can go in time order."""
+    for i, notice in enumerate(notices, 1):
+        subscribed = notice.topic in rules.by_topic
+        stored = store.add_notice(notice, "new" if subscribed else "unsubscribed")
+        if stored.status == "duplicate" or not stored.new:
+            result.count("duplicate")
+        elif stored.status == "unsubscribed":
+            result.count("unsubscribed")
+        if i % BATCH == 0:
+            store.commit_batch()
+    store.commit_batch()
+
+
+def _evaluate_pending(
+    engine: Engine,
+    store: Store,
+    since: float | None,
+    until: float | None,
+    result: Replay,
+    on_notice: Callable[[Notice, Processed], None] | None,
+) -> None:
+    """The stored notices evaluated in notice-time order, read back one at a time."""
+    for i, notice_id in enumerate(_pending(store, since, until), 1):
+        notice = engine.stored_notice(notice_id)
+        processed = engine.evaluate(notice, notice_id)
+        result.count(processed.status)
+        if on_notice is not None:
+            on_notice(notice, processed)
+        if i % BATCH == 0:
+            store.commit_batch()
 
 
 def _pending(store: Store, since: float | None, until: float | None) -> list[int]:
