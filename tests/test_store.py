@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 import subprocess
@@ -68,3 +69,22 @@ def test_the_sqlite3_tool_reads_the_schema(engine: Engine) -> None:
     )
     assert "CREATE TABLE decisions" in out.stdout
     assert "PASS" in out.stdout
+
+
+def test_offsets_dedupe_redeliveries_but_not_other_bytes_at_a_reused_offset(
+    store: Store,
+) -> None:
+    first, second = sequence("fermi_gbm_json")[:2]
+    stored = store.add_notice(first)
+    assert stored.new and stored.status == "new"
+    again = store.add_notice(first)  # the same message delivered twice
+    assert (again.id, again.new) == (stored.id, False)
+    # A recreated topic numbers from 0 again: other bytes at the stored coordinates.
+    reused = dataclasses.replace(second, partition=first.partition, offset=first.offset)
+    kept = store.add_notice(reused)
+    assert kept.new and kept.id != stored.id and kept.status == "new"
+    row = store.db.execute('SELECT "offset", name FROM notices WHERE id=?', (kept.id,)).fetchone()
+    assert row["offset"] == -1 and row["name"].endswith("(offset reused)")
+    # Delivered again, it is recognised by its payload, and acts once.
+    redelivered = store.add_notice(reused)
+    assert (redelivered.status, redelivered.duplicate_of) == ("duplicate", kept.id)

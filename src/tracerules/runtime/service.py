@@ -10,7 +10,6 @@ SIGINT finish the current notice, commit and exit 0; SIGHUP asks for a reload.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import logging
 import signal
@@ -150,28 +149,13 @@ class Service:
                 source.done(notice)
                 return
         started = time.perf_counter()
-        processed = self._process(self._unless_reused(notice))
+        processed = self._process(notice)
         if processed is None:  # stopping while the store fails: not committed, redelivered
             return
         self._log_notice(notice, processed, started)
         if any(a.status == "pending" for d in processed.decisions for a in d.actions):
             self.workers.wake()
         source.done(notice)
-
-    def _unless_reused(self, notice: Notice) -> Notice:
-        """Other bytes stored at the same Kafka coordinates mean the offset was reused (the
-        topic was recreated, or this store met another cluster): keep the new notice without
-        an offset, so offset deduplication does not mistake it for the old one."""
-        row = self.store.db.execute(
-            'SELECT sha256 FROM notices WHERE topic=? AND partition=? AND "offset"=? '
-            'AND "offset" >= 0',  # the condition lets SQLite use the partial unique index
-            (notice.topic, notice.partition, notice.offset),
-        ).fetchone()
-        if row is None or row[0] == notice.digest:
-            return notice
-        where = f"{notice.topic}[{notice.partition}]@{notice.offset}"
-        self.log.warning("offset reused", extra={"fields": {"at": where}})
-        return dataclasses.replace(notice, offset=-1, name=f"{where} (offset reused)")
 
     def _process(self, notice: Notice) -> Processed | None:
         """The engine's work, retried while the store fails; a crash becomes a dead letter."""

@@ -7,6 +7,8 @@ is versioned; `MIGRATIONS[i]` takes a store from version i to i+1.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import sqlite3
 import threading
 import time
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from tracerules.runtime.notices import Notice
+
+LOG = logging.getLogger("tracerules.store")
 
 SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -163,6 +167,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
+def _without_offset(notice: Notice) -> Notice:
+    where = f"{notice.topic}[{notice.partition}]@{notice.offset}"
+    LOG.warning("offset reused", extra={"fields": {"at": where}})
+    return dataclasses.replace(notice, offset=-1, name=f"{where} (offset reused)")
+
+
 @dataclass(frozen=True)
 class StoredNotice:
     id: int
@@ -264,7 +274,9 @@ class Store:
         """Store a notice durably, or find it: same topic+partition+offset, or same payload.
 
         The common case is one INSERT: the unique indexes detect a redelivery (same offset)
-        or a re-send (same payload), and only then is anything looked up.
+        or a re-send (same payload), and only then is anything looked up. Other bytes at a
+        stored offset mean the offset was reused (a recreated topic, another cluster): the
+        new notice is kept without an offset, so that it is not taken for the old one.
         """
         with self.transaction() as db:
             try:
@@ -273,6 +285,8 @@ class Store:
                 found = self._find(db, notice)
                 if isinstance(found, StoredNotice):
                     return found
+                if found is None:
+                    return self.add_notice(_without_offset(notice), status)
                 notice_id = self._insert(db, notice, "duplicate", found)
                 status = "duplicate"
             self._count(notice)
@@ -310,14 +324,17 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
-    def _find(self, db: sqlite3.Connection, notice: Notice) -> StoredNotice | int:
-        """The stored copy at the same offset, else the id of the same payload's original."""
+    def _find(self, db: sqlite3.Connection, notice: Notice) -> StoredNotice | int | None:
+        """The stored copy at the same offset; None if other bytes hold that offset; else the
+        id of the same payload's original."""
         if notice.offset >= 0:
             row = db.execute(
-                "SELECT id, status, duplicate_of FROM notices WHERE topic=? AND partition=? "
-                'AND "offset"=? AND "offset" >= 0',  # the condition lets SQLite use the index
+                "SELECT id, status, duplicate_of, sha256 FROM notices WHERE topic=? AND "
+                'partition=? AND "offset"=? AND "offset" >= 0',  # lets SQLite use the index
                 (notice.topic, notice.partition, notice.offset),
             ).fetchone()
+            if row is not None and row["sha256"] != notice.digest:
+                return None
             if row is not None:
                 return StoredNotice(row["id"], False, row["status"], row["duplicate_of"])
         return self._original(db, notice)
