@@ -6,6 +6,7 @@ Text output is a table per event with a coloured light per factor (inherited one
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -109,11 +110,8 @@ def run_dry_run(
     except SourceError as error:
         err.print(f"[red]error:[/] {error}")
         return 2
+    views = functools.partial(iter_events, result.store, trigger=trigger)
     try:
-
-        def views() -> Iterator[EventView]:
-            return iter_events(result.store, trigger=trigger)
-
         emit(result, rules, views, output, out_file, sources, show_all, trigger)
         if report is not None:
             emit(result, rules, views, "html", report, sources)

@@ -27,7 +27,6 @@ from tracerules.cli.operator import (
     open_store,
     print_json,
     rule_folders,
-    store_path,
 )
 from tracerules.report import browse
 from tracerules.rules.compile import RuleSet
@@ -102,7 +101,7 @@ def run_show(
 ) -> int:
     try:
         store = open_store(store_option)
-        folders = rule_folders(rule_paths, store_path(store_option))
+        folders = rule_folders(rule_paths, store)
         rules = load_rules(folders) if folders else None
     except UsageError as err:
         return fail(str(err))

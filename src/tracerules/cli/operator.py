@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -55,20 +54,13 @@ def open_store(option: Path | None) -> Store:
     return Store(path)
 
 
-def rule_folders(given: Sequence[Path] | None, store: Path) -> list[Path]:
+def rule_folders(given: Sequence[Path] | None, store: Store) -> list[Path]:
     """`--rules`, else the folders of the rule files that made the store's decisions (the
     rules as they are now, where they were), else ./rules if it exists, else none."""
     if given:
         return list(given)
-    try:
-        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-        try:
-            rows = db.execute("SELECT DISTINCT rule_file FROM decisions").fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        rows = []
-    folders = sorted({Path(r[0]).parent for r in rows if r[0] and Path(r[0]).is_file()})
+    recorded = store.query("SELECT DISTINCT rule_file FROM decisions WHERE rule_file IS NOT NULL")
+    folders = sorted({Path(r[0]).parent for r in recorded if Path(r[0]).is_file()})
     return folders or [p for p in [Path("rules")] if p.is_dir()]
 
 

@@ -30,7 +30,6 @@ from tracerules.cli.operator import (
     open_store,
     print_json,
     rule_folders,
-    store_path,
 )
 from tracerules.runtime.decisions import Decision
 from tracerules.runtime.engine import Engine
@@ -82,7 +81,7 @@ def run_retrigger(
 ) -> int:
     try:
         store = open_store(store_option)
-        folders = rule_folders(rule_paths, store_path(store_option))
+        folders = rule_folders(rule_paths, store)
         rules = load_rules(folders or [Path("rules")])
     except UsageError as err:
         return fail(str(err))

@@ -14,6 +14,7 @@ def run_serve(
 ) -> int:
     import uvicorn
 
+    from tracerules.web.access import ReadOnlyStore
     from tracerules.web.app import create_app
     from tracerules.web.auth import TOKEN_ENV, is_loopback
 
@@ -23,7 +24,12 @@ def run_serve(
     path = store_path(store_option)
     if not path.is_file():
         return fail(str(UsageError(f"no store at {path}: pass --store or set $TRACERULES_STORE")))
-    app = create_app(path, rule_folders(rule_paths, path), token=token, refresh=refresh)
+    reader = ReadOnlyStore(path)
+    try:
+        folders = rule_folders(rule_paths, reader)
+    finally:
+        reader.close()
+    app = create_app(path, folders, token=token, refresh=refresh)
     where = f"http://{host}:{port}/"
     print(f"tracerules dashboard on {where} over {path}" + (" (token required)" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
