@@ -239,3 +239,13 @@ def test_constants_fold_at_load() -> None:
     compiled = compile_expression("2 h + 30 min", NAMES)
     assert compiled.is_const and compiled.const == 9000.0 and compiled.type is Type.DURATION
     assert not compile_expression("snr + 1", NAMES).is_const
+
+
+def test_context_functions_are_shown_beside_the_vote_and_computed_once() -> None:
+    compiled = compile_expression("age(t) < 1 h and now() > t", NAMES, condition=True)
+    assert [text for text, _ in compiled.shown] == ["now()"]  # age(t) reads a field: not shown
+    ctx = Context({"t": 1000.0}, 2000.0)
+    assert compiled.fn(ctx) is Vote.PASS
+    ctx.now = 5000.0  # the figure shown is the one the vote used, not computed again
+    [(_, now)] = compiled.shown
+    assert now(ctx) == 2000.0

@@ -58,6 +58,11 @@ def _const(value: Any, type_: Type) -> Compiled:
     return Compiled(lambda ctx: value, type_, const=value)
 
 
+def _once(fn: Fn, key: str) -> Fn:
+    """`fn` computed once per evaluation context (a figure shown beside its vote)."""
+    return lambda ctx: ctx.once(key, lambda: fn(ctx))
+
+
 def _merge(parts: list[Compiled]) -> dict[str, Any]:
     shown = {text: fn for p in parts for text, fn in p.shown}
     return {
@@ -475,6 +480,7 @@ class Compiler:
         fn = self._call_fn(spec, args)
         shown = meta["shown"]
         if spec.needs_context and all(a.is_const for a in args):
+            fn = _once(fn, f"={ast.unparse(node)}")  # the vote and its detail ask once
             shown = (*shown, (ast.unparse(node), fn))
         built = Compiled(
             fn, result, meta["names"], functions=meta["functions"] | {spec.name}, shown=shown

@@ -44,3 +44,9 @@ class Context:
                 value = Missing(f"{name} could not be read: {err}")
         self._extras[name] = value
         return value
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` the first time `key` is asked for in this context, then its result."""
+        if key not in self._extras:
+            self._extras[key] = compute()
+        return self._extras[key]
