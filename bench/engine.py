@@ -18,7 +18,6 @@ import gc
 import json
 import resource
 import statistics
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from lxml import etree
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.engine import Engine
 from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import notice_from_bytes
+from tracerules.runtime.sources import iter_notices
 from tracerules.runtime.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,12 +35,7 @@ ARCHIVE = ROOT.parent / "shared" / "corpus" / "archives" / "gcn-voevents-2023-11
 
 
 def read_archive(path: Path) -> list[Notice]:
-    notices = []
-    with tarfile.open(path, "r|*") as archive:
-        for member in archive:
-            handle = archive.extractfile(member) if member.isfile() else None
-            if handle is not None:
-                notices.append(notice_from_bytes(handle.read(), name=member.name, source="archive"))
+    notices = list(iter_notices([path]))
     notices.sort(key=lambda n: n.received)
     # Number them as Kafka would, so dedup by offset and by payload both apply.
     return [

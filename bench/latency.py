@@ -34,7 +34,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterable
@@ -49,7 +48,7 @@ from confluent_kafka import Producer  # noqa: E402
 
 from tests.kafka_broker import TansuBroker, create_topic  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
-from tracerules.runtime.sources import guess_topic  # noqa: E402
+from tracerules.runtime.sources import guess_topic, iter_notices  # noqa: E402
 
 ARCHIVE = Path("/work/shared/corpus/archives/gcn-voevents-2023-11.tar.bz2")
 if not ARCHIVE.exists():
@@ -62,14 +61,7 @@ Item = tuple[str, bytes]  # (topic, payload)
 
 def read_archive(path: Path) -> list[Item]:
     """Every notice of the archive, streamed out of the tar.bz2, with its topic."""
-    out = []
-    with tarfile.open(path, "r|bz2") as tar:
-        for member in tar:
-            handle = tar.extractfile(member) if member.isfile() else None
-            if handle is not None:
-                payload = handle.read()
-                out.append((guess_topic(payload) or "gcn.classic.voevent.UNKNOWN", payload))
-    return out
+    return [(n.topic, n.payload) for n in iter_notices([path])]
 
 
 def bench_rules(folder: Path, archive_topics: Iterable[str], examples_only: bool) -> Path:
