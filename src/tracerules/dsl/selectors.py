@@ -70,7 +70,7 @@ def compile_jsonpath(text: str) -> Selector:
     if steps is not None:
         return _walk(steps, text)
     from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
-    from jsonpath_ng.ext import parse as parse_jsonpath
+    from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
     try:
         path = parse_jsonpath(text)
