@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from tests.service_harness import NOTICES, SERVICE_RULES, wait_until
 from tracerules.cli.main import app
+from tracerules.dsl.values import Missing
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime import logs
@@ -161,10 +162,41 @@ def test_stream_health_thresholds(age: float | None, state: str) -> None:
 
 def test_a_heartbeat_is_dated_by_its_alert_datetime() -> None:
     payload = b'{"$schema": "x", "alert_datetime": "2024-07-25T15:50:35.792451Z"}'
-    beat = Notice("gcn.heartbeat", payload, created=1.0, received=2.0)
+    beat = Notice("gcn.heartbeat", payload, created=1721922636.0, received=1721922637.0)
     assert heartbeat_time(beat) == pytest.approx(1721922635.792451)
-    assert heartbeat_time(Notice("gcn.heartbeat", b"not json", created=1.0, received=2.0)) == 1.0
-    assert heartbeat_time(Notice("gcn.heartbeat", b"{}", received=2.0)) == 2.0
+
+
+PUBLISHED = 1721922636.0
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "must be a JSON object"),
+        (b"[1]", "not list"),
+        (b"{}", "alert_datetime: expected a time"),
+        (b'{"alert_datetime": ' + b"9" * 400 + b"}", "too large"),
+        (b'{"alert_datetime": "' + b"9" * 400 + b'"}', "not an ISO 8601 time"),
+        (b'{"alert_datetime": Infinity}', "not a finite number"),
+        (b'{"alert_datetime": NaN}', "not a finite number"),
+        (b'{"alert_datetime": 1e999}', "not a finite number"),
+        (b'{"alert_datetime": "2099-01-01T00:00:00Z"}', "after it was published"),
+        (b'{"alert_datetime": "1970-01-01T00:00:00Z"}', "before it was published"),
+        (b"[" * 100_000 + b"]" * 100_000, "too deeply nested"),
+    ],
+)
+def test_an_implausible_heartbeat_has_a_reason_and_never_raises(
+    payload: bytes, reason: str
+) -> None:
+    beat = Notice("gcn.heartbeat", payload, created=PUBLISHED, received=PUBLISHED + 1)
+    made = heartbeat_time(beat)
+    assert isinstance(made, Missing) and reason in made.reason
+
+
+@pytest.mark.parametrize("last", [float("inf"), float("nan"), 2_000_000_000.0])
+def test_stream_health_ignores_a_heartbeat_time_that_cannot_be(last: float) -> None:
+    health = stream_health(last, 1_700_000_000.0)
+    assert health.state == "FAILURE" and "not plausible" in health.reason
 
 
 # -- actions: workers and crash recovery ------------------------------------------------------
@@ -353,7 +385,9 @@ def test_status_without_a_service(tmp_path: Path) -> None:
 def test_status_shows_topics_dead_letters_and_decisions(planned: Store) -> None:
     recorder = Recorder(planned)
     recorder.started(group="g", kafka="h:1", start="latest", store=planned.path)
-    recorder.heartbeat(Notice("gcn.heartbeat", b"{}", received=time.time()))
+    now = time.time()
+    beat = json.dumps({"alert_datetime": now}).encode()
+    assert recorder.heartbeat(Notice("gcn.heartbeat", beat, received=now)) is None
     recorder.kafka(True, {"h:1/1": "UP"})
     data = snapshot(planned)
     assert data["service"]["running"] and data["stream"]["health"] == "OK"

@@ -26,17 +26,28 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _finite(value: int | float, raw: Any) -> Any:
+    """A finite float, or a Missing: NaN, infinities and integers beyond a double's range
+    would poison every comparison and every JSON body downstream."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return Missing(f"{_show(raw)} is too large for a number")
+    return number if math.isfinite(number) else Missing(f"{_show(raw)} is not a finite number")
+
+
 def to_float(value: Any) -> Any:
     if isinstance(value, bool):
         return Missing(f"expected a number, got the boolean {value}")
     if isinstance(value, int | float):
-        return float(value)
+        return _finite(value, value)
     if isinstance(value, str):
         text = value.strip()
         try:
-            return float(int(text, 16)) if text[:2].lower() == "0x" else float(text)
+            number = int(text, 16) if text[:2].lower() == "0x" else float(text)
         except (ValueError, OverflowError):
             return Missing(f"{_show(value)} is not a number")
+        return _finite(number, value)
     return Missing(f"expected a number, got {_show(value)}")
 
 
@@ -47,6 +58,8 @@ def to_int(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return Missing(f"{value} is not a finite number")
         return int(value) if value.is_integer() else Missing(f"{value} is not a whole number")
     if isinstance(value, str):
         text = value.strip()
@@ -54,7 +67,7 @@ def to_int(value: Any) -> Any:
             if text[:2].lower() in ("0x", "-0x"):
                 return int(text, 16)
             return int(text)
-        except ValueError:
+        except ValueError:  # also beyond int's 4,300-digit limit: then not a finite float
             number = to_float(text)
             if isinstance(number, float) and number.is_integer():
                 return int(number)
@@ -66,6 +79,8 @@ def to_bool(value: Any) -> Any:
     """true/false/yes/no/0/1 (any case), or a number where 0 is false."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, float) and math.isnan(value):
+        return Missing("NaN is not a boolean")
     if isinstance(value, int | float):
         return value != 0
     if isinstance(value, str):
@@ -86,6 +101,8 @@ def to_string(value: Any) -> Any:
         return value.strip()
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return Missing(f"{value} is not a finite number")
     if isinstance(value, int | float):
         return (
             repr(value)
@@ -98,29 +115,29 @@ def to_string(value: Any) -> Any:
 def to_time(value: Any) -> Any:
     """ISO 8601 to POSIX seconds; a time without a zone is UTC."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _finite(value, value)
     if not isinstance(value, str):
         return Missing(f"expected a time, got {_show(value)}")
     text = value.strip()
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
         return Missing(f"{_show(value)} is not an ISO 8601 time")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def to_duration(value: Any) -> Any:
     """Seconds from a number, or from text such as '90 min' or '2 h'."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _finite(value, value)
     if isinstance(value, str):
         match = _DURATION_RE.match(value.lower())
         if match:
             number, unit = float(match.group(1)), match.group(2) or "s"
             if unit in SECONDS_PER_UNIT:
-                return number * SECONDS_PER_UNIT[unit]
+                return _finite(number * SECONDS_PER_UNIT[unit], value)
         return Missing(f"{_show(value)} is not a duration")
     return Missing(f"expected a duration, got {_show(value)}")
 
@@ -130,7 +147,7 @@ def to_angle(value: Any) -> Any:
     if isinstance(value, str):
         match = _DURATION_RE.match(value.lower())
         if match and match.group(2) in DEGREES_PER_UNIT:
-            return float(match.group(1)) * DEGREES_PER_UNIT[match.group(2)]
+            return _finite(float(match.group(1)) * DEGREES_PER_UNIT[match.group(2)], value)
     number = to_float(value)
     if isinstance(number, float) and not math.isfinite(number):
         return Missing(f"{_show(value)} is not a finite angle")

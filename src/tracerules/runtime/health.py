@@ -9,6 +9,7 @@ beyond, and FAILURE when none was ever seen.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from typing import Any, Final
 
 from tracerules import __version__
 from tracerules.dsl.convert import to_time
+from tracerules.dsl.values import Missing
 from tracerules.runtime.history import counts
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.store import Store
@@ -26,6 +28,12 @@ HEARTBEAT_TOPIC: Final = "gcn.heartbeat"
 OK_BELOW_S: Final = 5.0
 DELAYED_BELOW_S: Final = 60.0
 SERVICE_STALE_S: Final = 10.0  # a running service records a beat every second
+# A heartbeat dated more than this after it was published (or received) claims the future:
+# it would hold stream health at OK for ever. Clocks on the GCN side are NTP-synchronised.
+AHEAD_LIMIT_S: Final = 60.0
+# GCN publishes one heartbeat a second and keeps them for days; one made over a week before
+# it was published is not a heartbeat of this stream.
+BEHIND_LIMIT_S: Final = 7 * 86400.0
 
 
 def iso(when: float | None) -> str | None:
@@ -46,6 +54,8 @@ def stream_health(last_heartbeat: float | None, now: float) -> StreamHealth:
     """OK under 5 s since the last heartbeat, DELAYED under 60 s, FAILURE beyond or never."""
     if last_heartbeat is None:
         return StreamHealth("FAILURE", None, "no heartbeat was ever seen")
+    if not math.isfinite(last_heartbeat) or last_heartbeat > now + AHEAD_LIMIT_S:
+        return StreamHealth("FAILURE", None, "the last heartbeat's time is not plausible")
     age = max(0.0, now - last_heartbeat)
     if age < OK_BELOW_S:
         return StreamHealth("OK", age, f"last heartbeat {age:.1f} s ago")
@@ -54,17 +64,31 @@ def stream_health(last_heartbeat: float | None, now: float) -> StreamHealth:
     return StreamHealth("FAILURE", age, f"last heartbeat {age:.0f} s ago (over 60 s)")
 
 
-def heartbeat_time(notice: Notice) -> float:
-    """When a heartbeat was made: its `alert_datetime`, else the broker's or our timestamp."""
+def heartbeat_time(notice: Notice) -> float | Missing:
+    """When a heartbeat was made, from its `alert_datetime`; a Missing with the reason when
+    the payload has none that is plausible (never an exception: the consumer must go on)."""
     try:
         doc = json.loads(notice.payload)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        made = to_time(doc.get("alert_datetime"))
-        if isinstance(made, float):
-            return made
-    return notice.created if notice.created is not None else notice.received
+    except (ValueError, RecursionError):
+        return Missing("a heartbeat must be a JSON object (malformed or too deeply nested)")
+    if not isinstance(doc, dict):
+        return Missing(f"a heartbeat must be a JSON object, not {type(doc).__name__}")
+    made = to_time(doc.get("alert_datetime"))
+    if isinstance(made, Missing):
+        return Missing(f"alert_datetime: {made.reason}")
+    return plausible(made, notice)
+
+
+def plausible(made: float, notice: Notice) -> float | Missing:
+    """`made` if it could date a heartbeat published at the notice's time, else the reason."""
+    published = notice.time
+    if not math.isfinite(made):
+        return Missing("alert_datetime is not a finite time")
+    if made > published + AHEAD_LIMIT_S:
+        return Missing(f"alert_datetime is {made - published:.0f} s after it was published")
+    if made < published - BEHIND_LIMIT_S:
+        return Missing(f"alert_datetime is {published - made:.0f} s before it was published")
+    return made
 
 
 class Recorder:
@@ -127,12 +151,15 @@ class Recorder:
             (topic, message, time.time()),
         )
 
-    def heartbeat(self, notice: Notice) -> None:
+    def heartbeat(self, notice: Notice) -> str | None:
+        """Count a heartbeat and date the stream by it; the reason when it is not usable."""
         made = heartbeat_time(notice)
+        if isinstance(made, Missing):
+            return made.reason
         old = self._values.get("heartbeat") or read_state(self.store, "heartbeat")
         count = int(old.get("count", 0)) + 1
         with self.store.transaction() as db:
-            if made >= float(old.get("time") or 0.0):
+            if made >= _finite(old.get("time")):
                 self.put("heartbeat", time=made, received=notice.received, count=count)
             else:  # an old heartbeat, read again: it says nothing about the stream now
                 self.put("heartbeat", count=count)
@@ -142,6 +169,7 @@ class Recorder:
                 "last_seen=max(coalesce(last_seen, 0), excluded.last_seen)",
                 (notice.topic, len(notice.payload), notice.received),
             )
+        return None
 
     def offsets(self, group: str, rows: Sequence[Any]) -> None:
         """The group's lag per partition; none (between assignments) keeps the last known."""
@@ -157,6 +185,13 @@ class Recorder:
                     for r in rows
                 ],
             )
+
+
+def _finite(value: Any) -> float:
+    """A stored time, or 0 when it is not a finite number (a store older than this check)."""
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return 0.0
 
 
 def read_state(store: Store, key: str) -> dict[str, Any]:

@@ -97,6 +97,8 @@ def parse_json(payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise NoticeError(f"malformed JSON: {err}") from None
     except RecursionError:
         raise NoticeError("JSON nested too deeply") from None
+    except ValueError as err:  # an integer over Python's 4,300-digit limit, and the like
+        raise NoticeError(f"unusable JSON: {str(err)[:200]}") from None
     if not isinstance(doc, dict):
         raise NoticeError(f"a JSON notice must be an object, not {type(doc).__name__}")
     return doc

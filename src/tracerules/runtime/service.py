@@ -143,38 +143,57 @@ class Service:
         return self._exit_code
 
     def _handle(self, source: ServiceSource, notice: Notice) -> None:
-        if notice.topic == HEARTBEAT_TOPIC and self.recorder is not None:
-            self.recorder.heartbeat(notice)
-            if HEARTBEAT_TOPIC not in self.engine.rules.by_topic:  # not a notice to evaluate
-                source.done(notice)
-                return
+        """The one path of every message, heartbeats included: whatever the payload, it ends
+        evaluated or as a dead letter with its reason, and its offset is committed."""
         started = time.perf_counter()
-        processed = self._process(notice)
+        processed = self._durably(notice, lambda: self._take(notice))
         if processed is None:  # stopping while the store fails: not committed, redelivered
             return
-        self._log_notice(notice, processed, started)
+        if processed.status != "heartbeat":
+            self._log_notice(notice, processed, started)
         if any(a.status == "pending" for d in processed.decisions for a in d.actions):
             self.workers.wake()
         source.done(notice)
 
-    def _process(self, notice: Notice) -> Processed | None:
-        """The engine's work, retried while the store fails; a crash becomes a dead letter."""
+    def _take(self, notice: Notice) -> Processed:
+        if notice.topic == HEARTBEAT_TOPIC and self.recorder is not None:
+            unusable = self.recorder.heartbeat(notice)
+            if unusable is not None:
+                return self._dead(notice, f"heartbeat refused: {unusable}")
+            if HEARTBEAT_TOPIC not in self.engine.rules.by_topic:  # not a notice to evaluate
+                return Processed(-1, "heartbeat")
+        return self.engine.process(notice)
+
+    def _durably(self, notice: Notice, work: Callable[[], Processed]) -> Processed | None:
+        """`work`, retried while the store fails; any other failure becomes a dead letter."""
         delay = 0.5
         while True:
             try:
-                return self.engine.process(notice)
+                return self._or_dead_letter(notice, work)
             except sqlite3.Error as err:
                 self.log.error("store error; retrying", extra={"fields": _where(notice, err)})
                 if self._stop.wait(delay):
                     self._exit_code = 1
                     return None
                 delay = min(delay * 2, 30.0)
-            except Exception as err:  # a payload the engine could not cope with: keep it
-                reason = "evaluation crashed: " + _error_text(err)
-                self.log.error("notice crashed the engine", extra={"fields": _where(notice, err)})
-                stored = self.store.add_notice(notice)
-                self.store.dead_letter(stored.id, notice.topic, reason)
-                return Processed(stored.id, "dead", reason=reason)
+            except Exception as err:  # not even a dead letter could be written: say so, go on
+                self.log.error("notice dropped", extra={"fields": _where(notice, err)})
+                return Processed(-1, "dead", reason="dropped: " + _error_text(err))
+
+    def _or_dead_letter(self, notice: Notice, work: Callable[[], Processed]) -> Processed:
+        try:
+            return work()
+        except sqlite3.Error:
+            raise
+        except Exception as err:  # a payload the engine could not cope with: keep it
+            self.log.error("notice crashed the engine", extra={"fields": _where(notice, err)})
+            return self._dead(notice, "evaluation crashed: " + _error_text(err))
+
+    def _dead(self, notice: Notice, reason: str) -> Processed:
+        stored = self.store.add_notice(notice, "dead")
+        if stored.status in ("new", "dead"):  # not one already evaluated, nor a re-send
+            self.store.dead_letter(stored.id, notice.topic, reason)
+        return Processed(stored.id, "dead", reason=reason)
 
     def _housekeeping(self, source: ServiceSource) -> None:
         now = time.monotonic()
