@@ -11,7 +11,6 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,13 @@ from tracerules.runtime.history import EventView, count_events, counts, iter_eve
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.replay import Replay, replay
 from tracerules.runtime.sources import SourceError, iter_notices
+from tracerules.timetext import utc_text
 
 LIGHT = {Vote.PASS: "green", Vote.MAYBE: "yellow", Vote.FAIL: "red", Vote.UNKNOWN: "grey50"}
 
 
 def iso(t: float | None) -> str:
-    if t is None:
-        return "-"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_text(t)
 
 
 def load_rules(paths: list[Path], console: Console) -> RuleSet | None:

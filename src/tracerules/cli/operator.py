@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +21,7 @@ from tracerules.dsl.values import Missing, Vote
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.decisions import Factor
 from tracerules.runtime.store import Store
+from tracerules.timetext import utc_text
 
 STORE_ENV: Final = "TRACERULES_STORE"
 DEFAULT_STORE: Final = "tracerules.sqlite"
@@ -89,9 +89,7 @@ def parse_time(text: str | None, option: str) -> float | None:
 
 
 def iso(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_text(seconds)
 
 
 def light(factor: Factor) -> Text:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from tracerules.cli.run import StoreOpt
+from tracerules.timetext import utc_text
 
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_NO_STORE = 0, 1, 2
 
@@ -49,7 +49,7 @@ def status(
 def _when(value: Any) -> str:
     if value is None:
         return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(float(value)))
+    return utc_text(value, "%Y-%m-%d %H:%M:%SZ")
 
 
 def _size(count: Any) -> str:

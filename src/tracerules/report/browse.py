@@ -146,7 +146,7 @@ def pretty_payload(payload: bytes) -> str:
             text = etree.tostring(doc, encoding="unicode", pretty_print=True)
         else:
             text = payload.decode("utf-8", "replace")
-    except (NoticeError, ValueError, TypeError):
+    except (NoticeError, ValueError, TypeError, RecursionError):  # shown as it is
         text = payload.decode("utf-8", "replace")
     if len(text) > PAYLOAD_CHARS:
         text = text[:PAYLOAD_CHARS] + f"\n... ({len(text) - PAYLOAD_CHARS:,} more characters)"

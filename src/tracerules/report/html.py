@@ -19,6 +19,7 @@ from tracerules.report import lights, model
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.decisions import tally
 from tracerules.runtime.store import Store
+from tracerules.timetext import utc_text
 
 TOPIC_PREFIXES = ("gcn.classic.voevent.", "gcn.notices.")
 OPEN_PASSED_UP_TO = 200  # small reports open the events that passed; big ones start closed
@@ -26,9 +27,9 @@ OPEN_PASSED_UP_TO = 200  # small reports open the events that passed; big ones s
 
 def utc(seconds: float | None, precise: bool = False) -> str:
     """POSIX seconds as UTC ISO 8601 (`2023-12-10T12:34:56Z`), or an em dash."""
-    if seconds is None:
-        return "\u2014"
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    text = utc_text(seconds, "%Y-%m-%dT%H:%M:%S", missing="\u2014")
+    if seconds is None or not text[:1].isdigit():
+        return text
     if precise:
         text += f"{seconds % 1:.3f}"[1:]
     return text + "Z"

@@ -31,6 +31,7 @@ from tracerules.runtime.evaluate import Reading, earliest, fold, read
 from tracerules.runtime.events import EventBook, EventState
 from tracerules.runtime.notices import Notice, NoticeError, parse_payload
 from tracerules.runtime.store import Store, StoredNotice
+from tracerules.timetext import utc_text
 
 
 @dataclass
@@ -271,9 +272,7 @@ class Engine:
             "conclusion": decision.conclusion.value,
             "event_id": decision.event_id,
             "ext": trigger.format,
-            "date": time.strftime("%Y%m%d", time.gmtime(event_time))
-            if isinstance(event_time, float)
-            else "-",
+            "date": utc_text(event_time, "%Y%m%d") if isinstance(event_time, float) else "-",
         }
 
     # -- people ------------------------------------------------------------------------------

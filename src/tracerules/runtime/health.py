@@ -23,6 +23,7 @@ from tracerules.dsl.values import Missing
 from tracerules.runtime.history import counts
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.store import Store
+from tracerules.timetext import utc_text
 
 HEARTBEAT_TOPIC: Final = "gcn.heartbeat"
 OK_BELOW_S: Final = 5.0
@@ -39,7 +40,9 @@ BEHIND_LIMIT_S: Final = 7 * 86400.0
 def iso(when: float | None) -> str | None:
     if when is None:
         return None
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    stamp = utc_text(when, "%Y-%m-%dT%H:%M:%S")
+    if not stamp[:1].isdigit():
+        return stamp
     return f"{stamp}.{int(when % 1 * 1000):03d}Z"
 
 

@@ -380,7 +380,7 @@ def infer_topic(payload: bytes) -> str | None:
     if body.startswith(b"{"):
         try:
             obj: object = json.loads(body)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; 10^5 levels
             return None
         return topic_for_json(obj) if isinstance(obj, dict) else None
     return None
