@@ -31,6 +31,9 @@ def validate(
         OutputFormat.text
     ),
     disable: Annotated[list[str] | None, typer.Option(help="lint identifiers to skip")] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="accept rules without any trigger")
+    ] = False,
 ) -> None:
     """Check rule files: YAML, schema, expressions, selectors, topics; then lints.
 
@@ -38,7 +41,8 @@ def validate(
     """
     from tracerules.cli.validate import run_validate
 
-    raise typer.Exit(run_validate(paths or [Path("rules")], output.value, set(disable or [])))
+    rules = paths or [Path("rules")]
+    raise typer.Exit(run_validate(rules, output.value, set(disable or []), allow_empty))
 
 
 @app.command()

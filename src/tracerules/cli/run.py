@@ -87,6 +87,10 @@ def run(
         bool, typer.Option("--watch/--no-watch", help="reload when rule files change")
     ] = True,
     log_level: LogLevelOpt = "info",
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="run (and reload) rules that hold no trigger"),
+    ] = False,
 ) -> None:
     """Listen to GCN Kafka and act on the rules: the long-running service.
 
@@ -111,6 +115,7 @@ def run(
         watch=watch,
         log_level=log_level,
         echo=False,
+        allow_empty=allow_empty,
     )
     raise typer.Exit(code)
 
@@ -127,12 +132,14 @@ def serve(
     watch: bool,
     log_level: str,
     echo: bool,
+    allow_empty: bool = False,
 ) -> int:
     """Load settings and rules, then run the service (or a relisten); the exit status."""
     from confluent_kafka import KafkaException
 
     from tracerules.errors import RuleError, SourceCache, render_human
     from tracerules.rules.compile import load_ruleset
+    from tracerules.rules.guard import empty_set
     from tracerules.runtime import logs
     from tracerules.runtime.kafka import KafkaSource
     from tracerules.runtime.kafka_settings import KafkaSetupError, load_settings
@@ -155,6 +162,9 @@ def serve(
         return 2
     try:
         rules = load_ruleset(rules_paths)
+        empty = empty_set(len(rules.triggers), rules_paths)
+        if empty is not None and not (allow_empty or echo):
+            raise RuleError([empty])
     except RuleError as err:
         for diag in err.diagnostics:
             print(render_human(diag, SourceCache()), file=sys.stderr)
@@ -180,6 +190,7 @@ def serve(
         watch_interval=1.0 if watch else None,
         echo=echo,
         secrets=kafka_settings.secrets(),
+        allow_empty=allow_empty,
     )
     service = Service(
         options,

@@ -8,14 +8,20 @@ from pathlib import Path
 
 from tracerules.errors import render_github, render_human, render_json
 from tracerules.rules.compile import compile_loaded
+from tracerules.rules.guard import empty_set
 from tracerules.rules.loader import load_paths
 
 EXIT_CLEAN, EXIT_ERRORS, EXIT_USAGE, EXIT_LINTS = 0, 1, 2, 3
 
 
-def run_validate(paths: Sequence[Path], output: str, disabled: set[str]) -> int:
+def run_validate(
+    paths: Sequence[Path], output: str, disabled: set[str], allow_empty: bool = False
+) -> int:
     result = load_paths(paths)
     ruleset, diagnostics = compile_loaded(result)
+    empty = empty_set(len(ruleset.triggers), paths) if ruleset is not None else None
+    if empty is not None and not allow_empty:
+        ruleset, diagnostics = None, [*diagnostics, empty]
     diagnostics = [d for d in diagnostics if d.lint not in disabled]
     diagnostics.sort(key=lambda d: (d.span.path, d.span.line, d.span.col))
     errors = sum(1 for d in diagnostics if d.is_error)

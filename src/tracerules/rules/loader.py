@@ -26,6 +26,7 @@ from ruamel.yaml.scalarstring import (
 )
 
 from tracerules.errors import Diagnostic, SourceCache, Span
+from tracerules.rules import guard
 from tracerules.rules.models import RuleFileSpec, TriggerSpec
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -124,7 +125,7 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
                 Diagnostic(
                     "E105",
                     f"no such file or folder: {raw}",
-                    Span(str(raw), 0, 0),
+                    Span(str(raw), 1, 1),
                     hint="check the path",
                 )
             )
@@ -341,14 +342,16 @@ def _inline_secrets(node: Any, loc: Loc, loaded: LoadedFile) -> Iterator[Diagnos
 def read_yaml(path: Path, diagnostics: list[Diagnostic], sources: SourceCache) -> LoadedFile | None:
     """A YAML file read once (libyaml); unreadable or broken files become diagnostics."""
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        diagnostics.append(Diagnostic("E105", f"cannot read the file: {err}", Span(name, 0, 0)))
+    text = guard.read_screened(path, diagnostics)  # bounds first: no parser sees a bomb
+    if text is None:
         return None
     sources.add(name, text)
     try:
         data = _yaml("safe").load(text)
+        oversized = guard.expansion(name, text, data)
+        if oversized is not None:
+            diagnostics.append(oversized)
+            return None
     except MarkedYAMLError:
         # Re-read with the round-trip parser, whose messages and marks the diagnostics use.
         try:
@@ -426,7 +429,7 @@ def load_paths(paths: Sequence[str | Path]) -> LoadResult:
             )
         )
     for path in files:
-        loaded = load_file(path, result)
+        loaded = guard.never_raising(load_file, path, result)
         if loaded is not None:
             result.files.append(loaded)
     return result

@@ -63,6 +63,7 @@ class ServiceOptions:
     watch_interval: float | None = 1.0  # None: reload on SIGHUP only
     echo: bool = False  # relisten: no heartbeat or health records, stop when caught up
     secrets: list[str] = field(default_factory=list)  # Kafka secrets, for log redaction
+    allow_empty: bool = False  # accept a rule set without a trigger (at start and on reload)
 
 
 class Service:
@@ -83,7 +84,9 @@ class Service:
         self.workers = ActionWorkers(
             str(options.store), lambda: self.engine.rules, options.out_dir, options.workers
         )
-        self.watcher = RuleWatcher(options.rules_paths, options.watch_interval)
+        self.watcher = RuleWatcher(
+            options.rules_paths, options.watch_interval, allow_empty=options.allow_empty
+        )
         self._source_factory = source
         self._secrets = self._find_secrets()  # per rule set: the logs ask for every line
         self._stop = threading.Event()

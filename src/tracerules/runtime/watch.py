@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -16,10 +18,12 @@ from pathlib import Path
 
 from tracerules.errors import Diagnostic, RuleError, Span
 from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.rules.guard import empty_set
 from tracerules.rules.loader import discover
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 SETTLE_S = 0.2  # an editor may write a file in several steps: wait until it stops changing
+CHECK_TIMEOUT_S = 30.0  # the guard answers any file in well under 2 s
 
 
 def fingerprint(paths: Sequence[Path]) -> Fingerprint:
@@ -39,10 +43,15 @@ class RuleWatcher:
     """Loads the rules again when a file changes (if `interval` is set) or on `request()`."""
 
     def __init__(
-        self, paths: Sequence[Path], interval: float | None = 1.0, log: logging.Logger | None = None
+        self,
+        paths: Sequence[Path],
+        interval: float | None = 1.0,
+        log: logging.Logger | None = None,
+        allow_empty: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.interval = interval
+        self.allow_empty = allow_empty
         self.log = log or logging.getLogger("tracerules.rules")
         self._seen = fingerprint(self.paths)
         self._asked = threading.Event()
@@ -89,10 +98,34 @@ class RuleWatcher:
             if self._seen == before:
                 break
         try:
-            return load_ruleset(self.paths)
+            refused = checked_apart(self.paths, self.allow_empty)
+            if refused is not None:
+                return refused
+            rules = load_ruleset(self.paths)
+            empty = empty_set(len(rules.triggers), self.paths)
+            return RuleError([empty]) if empty and not self.allow_empty else rules
         except RuleError as err:
             return err
         except Exception as err:  # a bug in loading must not stop the service: keep the old set
             self.log.exception("rules reload crashed")
-            where = Span(", ".join(str(p) for p in self.paths), 0, 0)
+            where = Span(", ".join(str(p) for p in self.paths), 1, 1)
             return RuleError([Diagnostic("E000", f"reload failed: {err!r}", where)])
+
+
+def checked_apart(paths: Sequence[Path], allow_empty: bool) -> RuleError | None:
+    """Validate the rules in a child process first: a parser that crashes the process or never
+    returns then costs a refused reload, not the service (the guard should stop both; this is
+    the net under it). None when the child found them valid."""
+    command = [sys.executable, "-m", "tracerules.cli", "validate", "--format", "json"]
+    command += ["--allow-empty"] if allow_empty else []
+    where = Span(", ".join(str(p) for p in paths), 1, 1)
+    try:
+        done = subprocess.run(
+            [*command, *map(str, paths)], capture_output=True, timeout=CHECK_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return RuleError([Diagnostic("E000", f"validation took over {CHECK_TIMEOUT_S} s", where)])
+    if done.returncode < 0:
+        crash = f"validation crashed (signal {-done.returncode})"
+        return RuleError([Diagnostic("E000", crash, where)])
+    return None  # valid, or errors that the in-process load reports with their spans
