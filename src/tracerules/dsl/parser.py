@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -120,13 +121,49 @@ def _tok_pos(tok: Token) -> ast.Pos:
     return ast.Pos(tok.line or 1, tok.column or 1, len(tok))
 
 
+MAX_NUMBER_CHARS = 100  # a literal longer than this is no measurement, and int() refuses 4,300
+MAX_NESTING = 100  # brackets deep; the compiler recurses once per level
+
+
 def _parse_number(tok: Token) -> int | float:
     text = str(tok)
-    if text.lower().startswith("0x"):
-        return int(text, 16)
-    if re.fullmatch(r"\d+", text):
-        return int(text)
-    return float(text)
+    value: int | float
+    if len(text) <= MAX_NUMBER_CHARS:
+        if text.lower().startswith("0x"):
+            value = int(text, 16)
+        elif re.fullmatch(r"\d+", text):
+            value = int(text)
+        else:
+            value = float(text)
+        if abs(value) <= sys.float_info.max:  # also compared and scaled as a float
+            return value
+    raise DslError(
+        "E206",
+        "this number is too large",
+        tok.line or 1,
+        tok.column or 1,
+        len(text),
+        hint=f"numbers must be finite and under {sys.float_info.max:.1e}",
+    )
+
+
+def _too_deep(text: str) -> DslError | None:
+    depth, line, col = 0, 1, 0
+    for char in text:
+        col += 1
+        if char == "\n":
+            line, col = line + 1, 0
+        depth += (char in "([") - (char in ")]")
+        if depth > MAX_NESTING:
+            return DslError(
+                "E206",
+                f"brackets nested deeper than {MAX_NESTING} levels",
+                line,
+                col,
+                1,
+                hint="split the expression into named conditions",
+            )
+    return None
 
 
 class _ToAst(Transformer[Token, ast.Expr]):
@@ -278,6 +315,9 @@ def _syntax_error(text: str, err: UnexpectedInput) -> DslError:
 
 def parse(text: str) -> ast.Expr:
     """Parse one expression; raise DslError positioned within `text`."""
+    deep = _too_deep(text)
+    if deep is not None:
+        raise deep
     try:
         result: Any = _lark().parse(text)  # the transformer inside the parser gives an AST
     except UnexpectedInput as err:

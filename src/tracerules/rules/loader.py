@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
     FoldedScalarString,
@@ -65,7 +65,10 @@ class LoadedFile:
     @property
     def rt(self) -> Any:
         if self._rt is None:
-            self._rt = _yaml("rt").load(self.text)
+            try:
+                self._rt = _yaml("rt").load(self.text)
+            except YAMLError:  # libyaml took what the pure parser refuses: positions at 1:1
+                self._rt = CommentedMap()
         return self._rt
 
 
@@ -352,14 +355,15 @@ def read_yaml(path: Path, diagnostics: list[Diagnostic], sources: SourceCache) -
         if oversized is not None:
             diagnostics.append(oversized)
             return None
-    except MarkedYAMLError:
+    except MarkedYAMLError as fast:
         # Re-read with the round-trip parser, whose messages and marks the diagnostics use.
         try:
             _yaml("rt").load(text)
         except MarkedYAMLError as err:
             diagnostics.append(_yaml_error(err, name))
             return None
-        raise
+        diagnostics.append(_yaml_error(fast, name))  # only libyaml refuses it: its word
+        return None
     return LoadedFile(name, text, data)
 
 
