@@ -175,6 +175,7 @@ class Outcome:
     crashed: str | None = None  # the signal or timeout that ended the child
     errors: int = 0
     lineless: list[str] | None = None  # errors without a line
+    codes: list[str] | None = None  # the first errors, as "E108@3:74"
 
 
 def validate_file(path: Path) -> dict[str, Any]:
@@ -190,6 +191,7 @@ def validate_file(path: Path) -> dict[str, Any]:
         errors = [d for d in diagnostics if d.is_error]
         out["errors"] = len(errors)
         out["lineless"] = [f"{d.code} {d.message[:80]}" for d in errors if d.span.line < 1]
+        out["codes"] = [f"{d.code}@{d.span.line}:{d.span.col}" for d in errors[:5]]
     except BaseException as err:  # counting what escapes is the point
         out["uncaught"] = traceback.format_exception_only(type(err), err)[-1].strip()[:200]
     out["seconds"] = time.perf_counter() - started
