@@ -144,9 +144,9 @@ def test_deleting_every_trigger_file_keeps_the_old_rules(rules_folder: Path) -> 
 
 
 @pytest.fixture
-def service(tmp_path: Path, kafka_broker: kb.KafkaBroker, rules_folder: Path) -> Iterator[
-    ServiceProcess
-]:
+def service(
+    tmp_path: Path, kafka_broker: kb.KafkaBroker, rules_folder: Path
+) -> Iterator[ServiceProcess]:
     process = ServiceProcess(tmp_path, service_topics(kafka_broker.bootstrap), rules_folder)
     yield process
     process.close()

@@ -13,7 +13,6 @@ variable ``TRACERULES_KAFKA_BOOTSTRAP``. ``config`` passes other librdkafka sett
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, ClassVar, Literal
 
@@ -22,7 +21,13 @@ from pydantic import Field
 from tracerules.dsl.templates import resolve_env
 from tracerules.products.provenance import Provenance
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
-from tracerules.products.templating import render_text, render_tree, resolve_tree, tree_templates
+from tracerules.products.templating import (
+    render_text,
+    render_tree,
+    resolve_tree,
+    strict_json,
+    tree_templates,
+)
 
 BOOTSTRAP_ENV = "TRACERULES_KAFKA_BOOTSTRAP"
 
@@ -82,7 +87,7 @@ def run(config: KafkaConfig, request: ActionRequest) -> ActionOutcome:
     settings.setdefault("linger.ms", 0)
     settings.setdefault("message.timeout.ms", int(config.timeout * 900))  # under our limit
     tree = summary(request) if config.message is None else render_tree(config.message, values)
-    body = json.dumps(tree).encode()  # never resolved: a message is stored downstream
+    body = strict_json(tree).encode()  # never resolved: a message is stored downstream
     receipts: list[tuple[KafkaError | None, Message]] = []
     producer = Producer(settings)
     producer.produce(

@@ -7,7 +7,6 @@ schedulers that watch a folder; the `webhook` type sends it to an observatory's 
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -18,6 +17,7 @@ from tracerules.dsl.templates import compile_template
 from tracerules.dsl.values import Missing
 from tracerules.products.io import atomic_write, safe_relative
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
+from tracerules.products.templating import strict_json
 
 
 def _parsed(value: Any, convert: Any, what: str) -> float:
@@ -81,7 +81,7 @@ def run(config: ObservationConfig, request: ActionRequest) -> ActionOutcome:
             "notice": request.values.get("notice_id"),
         },
     }
-    atomic_write(request.out_dir / relative, json.dumps(body, indent=2).encode() + b"\n")
+    atomic_write(request.out_dir / relative, strict_json(body, indent=2).encode() + b"\n")
     return ActionOutcome(
         True,
         [f"requested an observation at {config.observatory}: {relative}"],

@@ -19,7 +19,6 @@ recorded on its own action; the other actions and the service carry on.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from tracerules.dsl.templates import resolve_env
 from tracerules.products.io import atomic_write, safe_relative
 from tracerules.products.process import inner_timeout, run_process
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
-from tracerules.products.templating import render_text
+from tracerules.products.templating import render_text, strict_json
 
 NOTICE_FACTS = ("topic", "partition", "offset", "notice_id", "ext")
 DECISION_FACTS = ("decision", "conclusion", "trigger", "event_id", "event_time")
@@ -84,7 +83,7 @@ class PluginContext:
     def to_json(self) -> bytes:
         data = asdict(self)
         del data["log"]
-        return json.dumps(data, default=str).encode()
+        return strict_json(data, default=str).encode()
 
 
 def _context(config: PluginConfig, request: ActionRequest, folder: Path) -> PluginContext:

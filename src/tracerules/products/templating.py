@@ -9,6 +9,8 @@ logged or stored never holds a secret.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -69,3 +71,19 @@ def render_text(text: str, values: Mapping[str, Any]) -> str:
     """
     known = {*values.keys(), *(name for name, _ in template_names(text))}
     return compile_template(text, known)(values)
+
+
+def strict_json(tree: Any, **options: Any) -> str:
+    """JSON that every strict parser reads: a notice's NaN or Infinity (Python writes them as
+    bare NaN and Infinity, which is not JSON) becomes null, like any other missing number."""
+    return json.dumps(_finite(tree), allow_nan=False, **options)
+
+
+def _finite(tree: Any) -> Any:
+    if isinstance(tree, float):
+        return tree if math.isfinite(tree) else None
+    if isinstance(tree, Mapping):
+        return {k: _finite(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [_finite(v) for v in tree]
+    return tree

@@ -30,7 +30,13 @@ from tracerules.dsl.templates import resolve_env, secrets_in
 from tracerules.products.observation import ObservatoryMixin
 from tracerules.products.provenance import Provenance
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
-from tracerules.products.templating import render_text, render_tree, resolve_tree, tree_templates
+from tracerules.products.templating import (
+    render_text,
+    render_tree,
+    resolve_tree,
+    strict_json,
+    tree_templates,
+)
 
 USER_AGENT = "tracerules-webhook"
 _BODY_LOG = 300  # characters of a response body kept in the log
@@ -115,7 +121,7 @@ def _prepare(config: WebhookConfig, request: ActionRequest) -> _Prepared:
         body = tree.encode()
         headers.setdefault("Content-Type", "text/plain; charset=utf-8")
     elif tree is not None:
-        body = json.dumps(tree).encode()
+        body = strict_json(tree).encode()
         headers.setdefault("Content-Type", "application/json")
     return _Prepared(shown_url, real_url, body, headers)
 

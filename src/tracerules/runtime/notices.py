@@ -18,6 +18,7 @@ from lxml import etree
 from tracerules.dsl.selectors import XmlDoc
 
 DEFAULT_MAX_BYTES: Final = 8 * 1024 * 1024  # LVK alerts carry 1-2 MB sky maps; 4x headroom
+STORED_PREFIX: Final = 64 * 1024  # what the store keeps of a payload over the limit
 
 # libxml2 expands internal entities inside attribute values even with resolve_entities off,
 # so any document type declaration is refused outright (no real GCN notice has one).
@@ -115,6 +116,10 @@ def parse_payload(payload: bytes, fmt: str, max_bytes: int = DEFAULT_MAX_BYTES) 
 
 def _check_size(payload: bytes, max_bytes: int) -> None:
     if len(payload) > max_bytes:
-        raise NoticeError(f"payload of {len(payload)} bytes is over the {max_bytes}-byte limit")
+        digest = hashlib.sha256(payload).hexdigest()
+        raise NoticeError(
+            f"payload of {len(payload)} bytes is over the {max_bytes}-byte limit; the store "
+            f"keeps its first {STORED_PREFIX} bytes, its size and its sha256 {digest}"
+        )
     if not payload.strip():
         raise NoticeError("empty payload")

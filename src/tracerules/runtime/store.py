@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from tracerules.runtime.notices import Notice
+from tracerules.runtime.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
 
 LOG = logging.getLogger("tracerules.store")
 
@@ -165,6 +165,12 @@ ALTER TABLE actions ADD COLUMN owner TEXT
 # Each entry upgrades the schema by one version; the list only ever grows.
 MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def stored_payload(payload: bytes) -> bytes:
+    """What the store keeps of a payload: all of it, or the first STORED_PREFIX bytes of one
+    over the parse limit (refused for evaluation anyway); its size and sha256 are kept whole."""
+    return payload if len(payload) <= DEFAULT_MAX_BYTES else payload[:STORED_PREFIX]
 
 
 def _without_offset(notice: Notice) -> Notice:
@@ -315,9 +321,9 @@ class Store:
                 notice.received,
                 notice.source,
                 notice.name,
-                len(notice.payload),
+                len(notice.payload),  # the size and hash of the whole payload, always
                 notice.digest,
-                notice.payload,
+                stored_payload(notice.payload),
                 status,
                 duplicate_of,
             ),
