@@ -92,6 +92,7 @@ def test_events_list_and_show_answer_on_extreme_values(extreme_store: Path) -> N
     assert "MS181101ab" in listed.output and "not a time: inf" in listed.output
     as_json = runner.invoke(app, ["events", "list", "--store", str(extreme_store), "-f", "json"])
     assert as_json.exit_code == 0, as_json.output
+    assert "Infinity" not in as_json.output and json.loads(as_json.output)
     shown = runner.invoke(
         app, ["events", "show", "lvk-alert", "MS181101ab", "--store", str(extreme_store)]
     )

@@ -6,7 +6,6 @@ and print a rich table, or the same data as JSON with `--format json`.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from rich.text import Text
 
 from tracerules.dsl.convert import to_time
 from tracerules.dsl.values import Missing, Vote
+from tracerules.products.templating import strict_json
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.decisions import Factor
 from tracerules.runtime.store import Store
@@ -115,7 +115,8 @@ def factor_json(factor: Factor) -> dict[str, Any]:
 
 
 def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+    # strict: an infinite time an older tracerules stored prints as null, not as Infinity
+    print(strict_json(data, indent=2, default=str))
 
 
 def console() -> Console:

@@ -6,10 +6,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracerules.errors import render_github, render_human, render_json
-from tracerules.rules.compile import compile_loaded
+from tracerules.errors import Diagnostic, Span, render_github, render_human, render_json
+from tracerules.rules.compile import RuleSet, compile_loaded
 from tracerules.rules.guard import empty_set
-from tracerules.rules.loader import load_paths
+from tracerules.rules.loader import LoadResult, load_paths
 
 EXIT_CLEAN, EXIT_ERRORS, EXIT_USAGE, EXIT_LINTS = 0, 1, 2, 3
 
@@ -18,7 +18,7 @@ def run_validate(
     paths: Sequence[Path], output: str, disabled: set[str], allow_empty: bool = False
 ) -> int:
     result = load_paths(paths)
-    ruleset, diagnostics = compile_loaded(result)
+    ruleset, diagnostics = _compiled(result, paths)
     empty = empty_set(len(ruleset.triggers), paths) if ruleset is not None else None
     if empty is not None and not allow_empty:
         ruleset, diagnostics = None, [*diagnostics, empty]
@@ -48,3 +48,15 @@ def run_validate(
 
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _compiled(result: LoadResult, paths: Sequence[Path]) -> tuple[RuleSet | None, list[Diagnostic]]:
+    """compile_loaded, with anything it lets escape turned into a diagnostic: validate answers
+    every file with diagnostics, never with a traceback."""
+    try:
+        return compile_loaded(result)
+    except Exception as err:
+        where = Span(", ".join(str(p) for p in paths), 1, 1)
+        problem = f"the rules could not be checked: {type(err).__name__}: {str(err)[:200]}"
+        hint = "please report this as a tracerules bug, with the rule files"
+        return None, [*result.diagnostics, Diagnostic("E100", problem, where, hint)]
