@@ -40,8 +40,8 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
         "E108@",
     ),
     "sequences nested 30,000 deep": (SEED_TEXT + b"\nx:\n" + b"- " * 30_000 + b"y\n", "E108@"),
-    "block nested 800 deep": (
-        SEED_TEXT + b"\n" + b"".join(b" " * i + b"k:\n" for i in range(800)),
+    "block nested 500 deep": (
+        SEED_TEXT + b"\n" + b"".join(b" " * i + b"k:\n" for i in range(500)),
         "E108@",
     ),
     "alias bomb of 4 kB": (bomb().encode() + SEED_TEXT, "E109@2:"),
@@ -54,7 +54,7 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
         SEED_TEXT.replace(b"error < 10 arcmin", b"(" * 5000 + b"error < 10 arcmin" + b")" * 5000),
         "E206@",
     ),
-    "over 1 MB": (SEED_TEXT + b"\n# " + b"x" * 1_100_000 + b"\n", "E107@1:1"),
+    "over 256 kB": (SEED_TEXT + b"\n# " + b"x" * 300_000 + b"\n", "E107@1:1"),
 }
 
 

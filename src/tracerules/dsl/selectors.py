@@ -24,9 +24,10 @@ VOEVENT_NS: Final = "http://www.ivoa.net/xml/VOEvent/v2.0"
 DEFAULT_NAMESPACES: Final[dict[str, str]] = {"voe": VOEVENT_NS}
 
 # `$`, then `.name`, `['name']`, `["name"]` or `[3]` steps: most real selectors. These are
-# read with plain dict and list indexing; anything else goes through jsonpath-ng.
+# read with plain dict and list indexing; anything else goes through jsonpath-ng (an index
+# of thousands of digits too, which it reports as E501 instead of int() raising).
 _SIMPLE_STEP = re.compile(
-    r"""\.(?P<name>[A-Za-z_$][\w$-]*)|\[(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<idx>-?\d+))\]"""
+    r"""\.(?P<name>[A-Za-z_$][\w$-]*)|\[(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<idx>-?\d{1,18}))\]"""
 )
 
 

@@ -20,7 +20,9 @@ from tracerules.errors import Diagnostic, Span
 
 T = TypeVar("T")
 
-MAX_BYTES: Final = 1024 * 1024  # the largest real rule sets are some 20 kB per file
+# The largest real rule files are some 20 kB; the pure-Python parser that positions errors
+# takes about half a second on 256 kB.
+MAX_BYTES: Final = 256 * 1024
 MAX_DEPTH: Final = 64  # real rule files nest under 12 levels
 MAX_ALIASES: Final = 256  # anchors are for sharing a few blocks, not thousands
 MAX_NODES: Final = 200_000  # every node, with each alias counted as the copy it stands for
