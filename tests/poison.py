@@ -26,7 +26,7 @@ def _json_breakers(n: int, rng: random.Random) -> list[bytes]:
         b'{"n": %d, "bad": "\xff\xfe\x80"}' % n,  # invalid UTF-8
         b"[%d, 1, 2]" % n,  # not an object
         b'"%d"' % n,
-        b" " * (n % 7 + 1),  # blank
+        b" " * (n + 1),  # blank (each a different length)
         b"\x00\x01\x02%d" % n + bytes(rng.randrange(256) for _ in range(64)),
         b"<?xml version='1.0'?><voe n='%d'/>" % n,  # XML on a JSON topic
         b'{"n": %d, "a": 1' % n + b", " * 3 + b"}",
@@ -46,7 +46,7 @@ def _xml_breakers(n: int, rng: random.Random) -> list[bytes]:
         b'<?xml version="1.0"?><!DOCTYPE x SYSTEM "file:///etc/passwd"><x n="%d"/>' % n,
         b'{"n": %d}' % n,  # JSON on an XML topic
         b"<x n='%d'>\xff\xfe</x>" % n,  # invalid UTF-8
-        b" " * (n % 7 + 1),
+        b"\n" * (n + 1),  # blank (each a different length)
         b"\x00\x01%d" % n + bytes(rng.randrange(256) for _ in range(64)),
         b"<x n='%d'><y></x></y>" % n,  # crossed tags
         b"<x n='%d' a='1' a='2'/>" % n,  # duplicate attribute
