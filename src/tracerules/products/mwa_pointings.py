@@ -49,11 +49,7 @@ class Pointing:
 @functools.cache
 def sweet_spots() -> SweetSpots:
     """The bundled table (see data/PROVENANCE.md), read once."""
-    rows = [
-        line.split("|")
-        for line in TABLE.read_text().splitlines()[2:]
-        if line.count("|") >= 3
-    ]
+    rows = [line.split("|") for line in TABLE.read_text().splitlines()[2:] if line.count("|") >= 3]
     number = np.array([int(r[0]) for r in rows], dtype=np.int64)
     az = np.array([float(r[1]) for r in rows])
     el = np.array([float(r[2]) for r in rows])

@@ -58,12 +58,15 @@ class ObservationPlan:
 @dataclass(frozen=True)
 class PlanningContext:
     """What planning an observation may read: the trigger's values, the evaluation clock,
-    the notice's lazily built extras (the sky map) and the rule set's sites."""
+    the notice's lazily built extras (the sky map), the rule set's sites and what the trigger
+    already planned for the event."""
 
     values: Mapping[str, Any]
     now: float
     extra: Callable[[str], Any] = lambda name: None
     sites: Mapping[str, Any] = field(default_factory=dict)
+    # The plans of this trigger's earlier observation actions for the same event, oldest first.
+    earlier: Callable[[], list[dict[str, Any]]] = list
 
     def number(self, name: str) -> float | None:
         value = self.values.get(name)

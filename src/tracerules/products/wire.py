@@ -9,6 +9,7 @@ answer was slow would be worse than reporting the failure.
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.parse
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ class WireRequest:
     url: str
     query: Mapping[str, str] = field(default_factory=dict)
     fields: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # may hold ${env:NAME} too
+    basic_auth: tuple[str, str] | None = None  # (user, password), each text or ${env:NAME}
 
     def full_url(self) -> str:
         if not self.query:
@@ -45,6 +48,10 @@ class WireRequest:
             "method": self.method,
             "url": redact(self.full_url()),
             "body": {key: redact(value) for key, value in self.fields.items()},
+            **(
+                {"headers": {k: redact(v) for k, v in self.headers.items()}} if self.headers else {}
+            ),
+            **({"basic_auth": ":".join(map(redact, self.basic_auth))} if self.basic_auth else {}),
         }
 
     def wire_body(self) -> bytes | None:
@@ -69,6 +76,10 @@ def send(request: WireRequest, timeout: float) -> _Answer:
     body = request.wire_body()
     url = request.wire_url()
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    headers.update({key: resolve_env(value) for key, value in request.headers.items()})
+    if request.basic_auth is not None:
+        pair = ":".join(resolve_env(part) for part in request.basic_auth)
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
     if body is not None:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     return _send(request.method, url, body, headers, timeout)
@@ -88,9 +99,7 @@ def json_answer(answer: _Answer) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
-def write_requests(
-    target: Path, requests: list[WireRequest], extra: Mapping[str, Any]
-) -> None:
+def write_requests(target: Path, requests: list[WireRequest], extra: Mapping[str, Any]) -> None:
     """The requests as a JSON product (secrets redacted), for dry runs and the record."""
     document = {**extra, "requests": [r.shown() for r in requests]}
     atomic_write(target, json.dumps(document, indent=2).encode() + b"\n")

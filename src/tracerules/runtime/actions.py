@@ -9,6 +9,7 @@ never run one action; logs have secrets redacted before they are stored.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import threading
@@ -102,6 +103,18 @@ def _arbitrated(
     return status, f"arbitration: {outcome.value}: {reason}", planned
 
 
+def _earlier_plans(store: Store, trigger: str, event_id: str, before: int) -> list[dict[str, Any]]:
+    """Plans of the trigger's earlier observation actions for the event that were not refused
+    or refused by arbitration (planned, running or done), oldest first."""
+    rows = store.db.execute(
+        "SELECT request FROM actions WHERE trigger=? AND event_id=? AND id<? "
+        "AND status IN ('pending', 'running', 'done') ORDER BY id",
+        (trigger, event_id, before),
+    ).fetchall()
+    plans = (json.loads(r["request"] or "{}").get("_plan") for r in rows)
+    return [p for p in plans if isinstance(p, dict)]
+
+
 def plan(
     store: Store,
     trigger: CompiledTrigger,
@@ -151,7 +164,13 @@ def plan(
         record = ActionRecord(
             action_id, position, action.kind.name, action.config.label(), status, key
         )
-        ctx = PlanningContext(values, now, extra or (lambda name: None), sites or {})
+        ctx = PlanningContext(
+            values,
+            now,
+            extra or (lambda name: None),
+            sites or {},
+            functools.partial(_earlier_plans, store, trigger.id, decision.event_id, action_id),
+        )
         obs = _observation(action, trigger, decision.event_id, ctx) if status == "pending" else None
         if obs is not None:
             record.status, record.log, planned = _arbitrated(store.db, *obs, action_id, now)

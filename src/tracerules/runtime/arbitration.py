@@ -14,8 +14,8 @@ observation's pointings are those its action planned (`actions.request`, key `_p
 
 from __future__ import annotations
 
-import sqlite3
 import json
+import sqlite3
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
