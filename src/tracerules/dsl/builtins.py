@@ -34,6 +34,8 @@ class Builtin:
     handles_missing: bool = False  # receives Missing arguments instead of propagating them
     needs_context: bool = False  # receives the evaluation Context first
     regex_arg: int | None = None  # this argument must be a literal regex, compiled at load
+    site_arg: int | None = None  # this argument must name a declared site, resolved at load
+    figure: bool = False  # shown beside the vote with its unit, even when it reads fields
     same_types: bool = False  # every argument must have the first one's type (min, max)
 
     @property
