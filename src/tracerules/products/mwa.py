@@ -102,7 +102,7 @@ class MwaConfig(ActionConfig, ObservatoryMixin):
 
     @field_validator("min_separation", mode="before")
     @classmethod
-    def _angle(cls, value: Any) -> float:
+    def _separation(cls, value: Any) -> float:
         angle = to_angle(value)
         if isinstance(angle, Missing) or not 0.0 < angle < 90.0:
             raise ValueError(f"{value!r} is not an angle between 0 and 90 deg")
@@ -120,6 +120,10 @@ class MwaConfig(ActionConfig, ObservatoryMixin):
         if self.mode == "gw" and len(self.subarrays) != len(SUBARRAYS):
             raise ValueError(f"gw mode points {len(SUBARRAYS)} subarrays: give four")
         return self
+
+    def used_field_refs(self) -> tuple[str, ...]:
+        """gw mode points at sweet spots from the sky map: it reads no ra/dec fields."""
+        return ("test",) if self.mode == "gw" else self.field_refs
 
     def observing_seconds(self) -> float:
         return float(self.nobs * len(self.freqspecs) * self.exptime)

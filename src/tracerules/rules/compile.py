@@ -527,7 +527,10 @@ class TriggerCompiler:
                     err, kind.config, self.loaded, self.base + loc
                 )
                 continue
-            for ref in getattr(config, "field_refs", ()):
+            # A config may use only some of its field references (the MWA's gw mode reads
+            # the sky map, not ra/dec): `used_field_refs()` says which.
+            used = getattr(config, "used_field_refs", None)
+            for ref in used() if callable(used) else getattr(config, "field_refs", ()):
                 name = getattr(config, ref)
                 if name is not None and name not in self.names:
                     self.error(
