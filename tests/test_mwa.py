@@ -207,7 +207,8 @@ def test_a_target_below_the_limit_is_refused_before_any_request(
     assert row["status"] == "refused"
     assert (
         "21.88 deg elevation" in row["log"] and "below the 30 deg limit of site 'mwa'" in row["log"]
-    )
+    assert "21.88 deg elevation" in row["log"]
+    assert "below the 30 deg limit of site 'mwa'" in row["log"]
     assert mwa.received == []
     assert engine.store.query("SELECT * FROM observations") == []
 
