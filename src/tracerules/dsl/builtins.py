@@ -49,7 +49,8 @@ class Builtin:
     def signature(self) -> str:
         parts = []
         for i, param in enumerate(self.params):
-            text = param.value + ("..." if self.variadic and i == len(self.params) - 1 else "")
+            name = "site" if i == self.site_arg else param.value
+            text = name + ("..." if self.variadic and i == len(self.params) - 1 else "")
             parts.append(f"[{text}]" if i >= self.min_args else text)
         returns = self.returns.value if isinstance(self.returns, Type) else self.returns
         return f"{self.name}({', '.join(parts)}) -> {returns}"

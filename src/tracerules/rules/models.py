@@ -143,6 +143,16 @@ class RuleFileSpec(Strict):
     triggers: list[dict[str, Any]] = Field(default_factory=list)
 
 
+def _functions() -> list[dict[str, str]]:
+    """The expression language's built-ins (as `tracerules functions` lists them), for editors."""
+    from tracerules.dsl.builtins import BUILTINS
+
+    return [
+        {"name": b.name, "signature": b.signature(), "category": b.category, "doc": b.doc}
+        for b in sorted(BUILTINS.values(), key=lambda b: (b.category, b.name))
+    ]
+
+
 def json_schema() -> dict[str, Any]:
     """A JSON Schema of rule files, with triggers and action types spelled out."""
     from tracerules.products.registry import action_types
@@ -163,6 +173,7 @@ def json_schema() -> dict[str, Any]:
     cond["description"] = "name: expression, or name: {when: expression, description: ...}"
     defs["TriggerSpec"] = trigger
     schema["properties"]["triggers"]["items"] = {"$ref": "#/$defs/TriggerSpec"}
+    schema["x-functions"] = _functions()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tracerules rule file"
     return schema
