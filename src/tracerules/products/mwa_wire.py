@@ -76,7 +76,9 @@ def _target(
     ra, dec = ctx.number(config.ra), ctx.number(config.dec)
     if ra is None or dec is None:
         return (), f"no position: fields '{config.ra}' and '{config.dec}' must be angles"
-    alt = _altitude(ra, dec, site, ctx.now)
+    from tracerules.products.observability import altaz
+
+    alt, _ = altaz(ra, dec, site, ctx.now)
     if alt <= site.elevation_limit:
         why = (
             f"(ra, dec) = ({ra:.4f}, {dec:.4f}) deg is at {alt:.2f} deg elevation, below the "
@@ -84,19 +86,6 @@ def _target(
         )
         return (), why
     return ((ra, dec),), None
-
-
-def _altitude(ra: float, dec: float, site: Any, when: float) -> float:
-    # TEMPORARY until the sites branch's observability module is merged.
-    import erfa
-    import numpy as np
-
-    _, zd, *_ = erfa.atco13(
-        np.radians(ra), np.radians(dec), 0.0, 0.0, 0.0, 0.0, 2440587.5, when / 86400.0, 0.0,
-        np.radians(site.longitude), np.radians(site.latitude), site.height,
-        0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-    )  # fmt: skip
-    return float(90.0 - np.degrees(zd))
 
 
 def _gw_pointings(
