@@ -19,7 +19,10 @@ import pytest
 
 from tests.conftest import DATA, NOTICES
 from tests.observatory_standins import MWA_KEY, Scripted, StandIn, mwa_answer, serve
+from tracerules.products.mwa_pointings import gw_pointings
+from tracerules.products.skymap import skymap_from_alert
 from tracerules.rules.compile import load_ruleset
+from tracerules.runtime.arbitration import repoint_distance
 from tracerules.runtime.engine import Engine
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.sources import notice_from_bytes, notice_from_file
@@ -348,3 +351,79 @@ def test_a_missing_key_variable_sends_nothing(tmp_path: Path, mwa: StandIn) -> N
     [row] = actions(engine)
     assert row["status"] == "failed" and "TR_MWA_KEY" in row["log"]
     assert mwa.received == []
+
+
+def test_repoint_distance_is_the_largest_distance_to_the_nearest_current_pointing() -> None:
+    current = ((10.0, -30.0), (40.0, -30.0))
+    assert repoint_distance(((10.0, -30.0),), current) == pytest.approx(0.0)
+    assert repoint_distance(((40.0, -29.0), (10.0, -30.0)), current) == pytest.approx(1.0)
+    assert repoint_distance(((10.0, -30.0), (10.0, -10.0)), current) == pytest.approx(20.0)
+
+
+GW_THEN_TARGET = """\
+  - id: mwa-gw
+    topics: [igwn.gwalert]
+    event_id: superevent_id
+    event_time: time_made
+    expiry: 1 d
+    priority: 10
+    fields: &alert
+      superevent_id: {{jsonpath: "$.superevent_id", as: string}}
+      time_made: {{jsonpath: "$.time_created", as: time}}
+      alert_type: {{jsonpath: "$.alert_type", as: string}}
+    conditions:
+      first_alert: alert_type == "PRELIMINARY"
+    actions:
+      - type: mwa
+        mode: gw
+        url: {url}
+        project_id: G0094
+        secure_key: ${{env:TR_MWA_KEY}}
+        ra_unit: degrees
+        nobs: 4
+        exptime: 600
+        repoint: 1 deg
+  - id: mwa-target
+    topics: [igwn.gwalert]
+    event_id: superevent_id
+    event_time: time_made
+    expiry: 1 d
+    priority: 10
+    fields:
+      <<: *alert
+      ra: {{expr: "{ra}", as: angle}}
+      dec: {{expr: "{dec}", as: angle}}
+    conditions:
+      update: alert_type == "UPDATE"
+    actions:
+      - type: mwa
+        mode: correlator
+        url: {url}
+        project_id: G0094
+        secure_key: ${{env:TR_MWA_KEY}}
+        ra_unit: degrees
+        repoint: 1 deg
+"""
+
+
+def test_a_target_on_any_running_gw_pointing_clashes(tmp_path: Path, mwa: StandIn) -> None:
+    """The running GW observation has four pointings: a request at its third is not new,
+    although it is far more than the threshold from the first."""
+    first = gw_notice()
+    skymap = skymap_from_alert(json.loads(first.payload))
+    assert skymap is not None
+    mwa_site = (-26.703319444, 116.670813889, 377.8, 30.0)
+    spots = gw_pointings(skymap.uniq, skymap.probdensity, first.received, *mwa_site)
+    third = spots[2]
+    assert repoint_distance(((third.ra, third.dec),), ((spots[0].ra, spots[0].dec),)) > 10
+    body = GW_THEN_TARGET.format(url=mwa.url, ra=f"{third.ra:.6f}", dec=f"{third.dec:.6f}")
+    engine = engine_for(tmp_path, body)
+    engine.process(first)
+    alert = json.loads(first.payload)
+    alert["alert_type"] = "UPDATE"
+    update = notice_from_bytes(json.dumps(alert).encode(), offset=7)
+    engine.process(dataclasses.replace(update, received=first.received + 60))
+    gw, target = actions(engine)
+    assert gw["status"] == "done" and target["status"] == "clash"
+    assert "0.000 deg from mwa-gw/MS260605l" in target["log"]
+    assert [r.path for r in mwa.received] == ["/triggerbuffer", "/triggervcs"]
