@@ -62,7 +62,7 @@ class WireRequest:
 
     def wire_url(self) -> str:
         if not self.query:
-            return self.url
+            return resolve_env(self.url)
         resolved = {key: resolve_env(value) for key, value in self.query.items()}
         return resolve_env(self.url) + "?" + urllib.parse.urlencode(resolved)
 
