@@ -131,8 +131,10 @@ def main() -> None:
     parser.add_argument("--no-unrestricted", action="store_true", help="skip `trace-t low`")
     args = parser.parse_args()
     site = load_ruleset([ROOT / "rules"]).sites["mwa"]
-    print(f"site mwa: lat {site.latitude:.5f} lon {site.longitude:.5f} "
-          f"limit {site.elevation_limit:g} deg; {len(sweet_spots().el)} sweet spots")
+    print(
+        f"site mwa: lat {site.latitude:.5f} lon {site.longitude:.5f} "
+        f"limit {site.elevation_limit:g} deg; {len(sweet_spots().el)} sweet spots"
+    )
     header = f"{'sky map':34} {'time (UTC)':17} {'pointings':20} {'min sep':>8} {'min el':>7}"
     print(header + f" {'same as TRACE-T':>16} {'trace-t low':>11}")
     ours_s: list[float] = []
@@ -142,8 +144,15 @@ def main() -> None:
         for hours in args.hours:
             when = when0 + hours * 3600
             t0 = time.perf_counter()
-            points = gw_pointings(uniq, density, when, site.latitude, site.longitude,
-                                  site.height, site.elevation_limit)
+            points = gw_pointings(
+                uniq,
+                density,
+                when,
+                site.latitude,
+                site.longitude,
+                site.height,
+                site.elevation_limit,
+            )
             ours_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             expected = reference(uniq, density, when, site, limit_only=True)
@@ -160,19 +169,27 @@ def main() -> None:
             above += min_el > site.elevation_limit
             stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M")
             verdict = "yes" if spots == expected else f"NO {expected}"
-            print(f"{name:34} {stamp:17} {str(spots):20} {min_sep:8.2f} {min_el:7.2f}"
-                  f" {verdict:>16} {low:>11}", flush=True)
+            print(
+                f"{name:34} {stamp:17} {spots!s:20} {min_sep:8.2f} {min_el:7.2f}"
+                f" {verdict:>16} {low:>11}",
+                flush=True,
+            )
     for _ in range(args.repeat - 1):  # more timings on the first map, for a stable median
         name, uniq, density, when0 = sky_maps()[0]
         t0 = time.perf_counter()
-        gw_pointings(uniq, density, when0, site.latitude, site.longitude, site.height,
-                     site.elevation_limit)
+        gw_pointings(
+            uniq, density, when0, site.latitude, site.longitude, site.height, site.elevation_limit
+        )
         ours_s.append(time.perf_counter() - t0)
-    print(f"\n{cases} cases: {apart} with four pointings > 10 deg apart, {above} all above "
-          f"{site.elevation_limit:g} deg, {same} the same four as TRACE-T's algorithm")
+    print(
+        f"\n{cases} cases: {apart} with four pointings > 10 deg apart, {above} all above "
+        f"{site.elevation_limit:g} deg, {same} the same four as TRACE-T's algorithm"
+    )
     ours, ref = statistics.median(ours_s), statistics.median(ref_s)
-    print(f"median time: tracerules gw_pointings {ours * 1e3:.1f} ms, astropy reference "
-          f"{ref * 1e3:.0f} ms (ratio {ref / ours:.0f}x)")
+    print(
+        f"median time: tracerules gw_pointings {ours * 1e3:.1f} ms, astropy reference "
+        f"{ref * 1e3:.0f} ms (ratio {ref / ours:.0f}x)"
+    )
 
 
 if __name__ == "__main__":
