@@ -427,3 +427,14 @@ def test_a_target_on_any_running_gw_pointing_clashes(tmp_path: Path, mwa: StandI
     assert gw["status"] == "done" and target["status"] == "clash"
     assert "0.000 deg from mwa-gw/MS260605l" in target["log"]
     assert [r.path for r in mwa.received] == ["/triggerbuffer", "/triggervcs"]
+
+
+def test_gw_without_a_sky_map_is_refused_before_any_request(tmp_path: Path, mwa: StandIn) -> None:
+    body = GW_TRIGGER.format(id="mwa-gw", priority=10, url=mwa.url, repoint="1 deg", nobs=1)
+    engine = engine_for(tmp_path, body)
+    retraction = notice_from_file(DATA / "skymaps" / "igwn_gwalert_retraction.json")
+    engine.process(retraction)
+    [row] = actions(engine)
+    assert row["status"] == "refused"
+    assert "no GW pointings" in row["log"]
+    assert mwa.received == []

@@ -28,11 +28,14 @@ GPS_TAI = 19.0  # TAI - GPS, seconds
 def gps_seconds(unix: float) -> int:
     """GPS seconds of a POSIX time (leap seconds from erfa's table: offline)."""
     import time
+    import warnings
 
     import erfa
 
     t = time.gmtime(unix)
-    tai_utc = erfa.dat(t.tm_year, t.tm_mon, t.tm_mday, 0.0)
+    with warnings.catch_warnings():  # past the leap-second table: its last value holds
+        warnings.simplefilter("ignore", erfa.ErfaWarning)
+        tai_utc = erfa.dat(t.tm_year, t.tm_mon, t.tm_mday, 0.0)
     return int(unix - GPS_EPOCH_UNIX + tai_utc - GPS_TAI)
 
 
