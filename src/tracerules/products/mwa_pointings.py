@@ -6,7 +6,7 @@ it is more than 10° from every sweet spot already accepted; stop at four. Here 
 spots above the site's elevation limit are candidates, so every pointing is observable.
 
 The sweet spots are fixed in (az, el); they are turned into ICRS (ra, dec) once per call with
-erfa's ``atoc13`` (no refraction, UT1 taken as UTC, no polar motion: offline, and within
+erfa's ``atoc13`` steps (no refraction, UT1 taken as UTC, no polar motion: offline, and within
 0.01° of astropy's AltAz). The nearest sweet spot is then found in ICRS: a rotation keeps
 separations, so this is the same choice as TRACE-T's separation in AltAz, without turning
 every pixel into AltAz. Pure numpy, no I/O besides reading the bundled table once.
@@ -69,10 +69,12 @@ def observed_to_icrs(
         # "dubious year": a date past the bundled leap-second table. An unannounced leap
         # second would move the sweet spots by 0.004 deg: harmless here.
         warnings.simplefilter("ignore", erfa.ErfaWarning)
-        ra, dec = erfa.atoc13(
-            "A", az_r, zd_r, UNIX_JD, when / 86400.0, 0.0,
+        # atoc13 split in its parts, so the site-and-time setup is done once, not per spot.
+        astrom, _ = erfa.apco13(
+            UNIX_JD, when / 86400.0, 0.0,
             np.radians(lon), np.radians(lat), height, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
         )  # fmt: skip
+        ra, dec = erfa.aticq(*erfa.atoiq("A", az_r, zd_r, astrom), astrom)
     return np.mod(np.degrees(ra), 360.0), np.degrees(dec)
 
 
@@ -92,12 +94,12 @@ def choose(
     """Indices of the chosen sweet spots, in the order TRACE-T's algorithm accepts them."""
     density = np.asarray(probdensity, dtype=np.float64)
     order = np.argsort(-density, kind="stable")  # highest density first, ties in map order
-    pix_ra, pix_dec = uniq_centres(np.asarray(uniq)[order])
+    ranked = np.asarray(uniq)[order]
     spots = _unit(spot_ra, spot_dec)
     too_close = spots @ spots.T >= np.cos(np.radians(min_separation))
     chosen: list[int] = []
     for start in range(0, len(order), _CHUNK):
-        pixels = _unit(pix_ra[start : start + _CHUNK], pix_dec[start : start + _CHUNK])
+        pixels = _unit(*uniq_centres(ranked[start : start + _CHUNK]))  # only those needed
         nearest = np.argmax(pixels @ spots.T, axis=1)
         # Only a sweet spot's first appearance can be accepted; later ones change nothing.
         _, first = np.unique(nearest, return_index=True)
