@@ -438,3 +438,13 @@ def test_gw_without_a_sky_map_is_refused_before_any_request(tmp_path: Path, mwa:
     assert row["status"] == "refused"
     assert "no GW pointings" in row["log"]
     assert mwa.received == []
+
+
+def test_a_pretend_config_is_arbitrated_as_a_test(tmp_path: Path, mwa: StandIn) -> None:
+    pretend = bat(mwa.url, id="mwa-bat-pretend").replace(
+        "        test: is_test\n", "        test: is_test\n        pretend: true\n"
+    )
+    engine = engine_for(tmp_path, bat(mwa.url) + pretend)
+    engine.process(notice_from_file(VISIBLE_BAT))
+    assert [r["status"] for r in actions(engine)] == ["done", "done"]
+    assert sorted(r.body["pretend"] for r in mwa.received) == ["False", "True"]

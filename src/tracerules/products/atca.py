@@ -154,16 +154,18 @@ class AtcaConfig(ActionConfig, ObservatoryMixin):
             raise ValueError("give http_user and http_password together, or neither")
         return self
 
+    def is_test(self, values: Mapping[str, Any]) -> bool:
+        """A test request never holds the real telescope: it is arbitrated as a test."""
+        return self.test_mode or super().is_test(values)
+
     def schedule_seconds(self) -> float:
         return sum(b.exposure + self.calibrator_scan for b in self.bands)
 
     def plan_observation(self, ctx: PlanningContext) -> ObservationPlan:
         base = super().plan_observation(ctx)
         refused = None if base.pointings else f"no position in '{self.ra}' and '{self.dec}'"
-        test = self.test_mode or self.is_test(ctx.values)
-        return ObservationPlan(
-            base.pointings, self.schedule_seconds(), "atca", refused, {"test": test}
-        )
+        details = {"test": self.is_test(ctx.values)}
+        return ObservationPlan(base.pointings, self.schedule_seconds(), "atca", refused, details)
 
 
 def sexagesimal(value: float, hours: bool) -> str:

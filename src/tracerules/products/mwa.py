@@ -24,6 +24,7 @@ An answer that is not JSON, or says ``success: false``, is a failure with the se
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -120,6 +121,10 @@ class MwaConfig(ActionConfig, ObservatoryMixin):
         if self.mode == "gw" and len(self.subarrays) != len(SUBARRAYS):
             raise ValueError(f"gw mode points {len(SUBARRAYS)} subarrays: give four")
         return self
+
+    def is_test(self, values: Mapping[str, Any]) -> bool:
+        """A pretend request never holds the real telescope: it is arbitrated as a test."""
+        return self.pretend or super().is_test(values)
 
     def used_field_refs(self) -> tuple[str, ...]:
         """gw mode points at sweet spots from the sky map: it reads no ra/dec fields."""

@@ -49,7 +49,7 @@ def plan(config: MwaConfig, ctx: PlanningContext) -> ObservationPlan:
     duration = config.observing_seconds() + calibrator
     details: dict[str, Any] = {
         "mode": config.mode,
-        "pretend": config.pretend or config.is_test(ctx.values),
+        "pretend": config.is_test(ctx.values),
         "start_gps": gps_seconds(ctx.now),
         "group_id": _group_id(ctx),
     }
