@@ -231,8 +231,8 @@ def hour_angle(ra_deg: ArrayLike, dec_deg: ArrayLike, site: Site, t: ArrayLike) 
 def airmass(alt_deg: ArrayLike) -> Any:
     """Plane-parallel airmass sec(z) above the horizon; infinite at or below it."""
     alt = np.asarray(alt_deg, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        mass = np.where(alt > 0.0, 1.0 / np.sin(np.radians(np.maximum(alt, 1e-300))), np.inf)
+    with np.errstate(divide="ignore", over="ignore"):
+        mass = np.where(alt > 0.0, 1.0 / np.sin(np.radians(np.abs(alt))), np.inf)
     return _out(mass)
 
 
