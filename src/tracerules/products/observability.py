@@ -248,7 +248,7 @@ def sin_elevations(vectors: FloatArray, site: Site, t: float) -> FloatArray:
     first order in the dot product itself, so a sky map of 10^5 pixels costs two mat-vecs.
     """
     times, frame = _times(t)
-    sin_lat, cos_lat, lon = _site_trig(site)
+    sin_lat, cos_lat, lon = site.terms
     theta = float(_sidereal(times, frame)) + lon
     zenith = np.array([cos_lat * math.cos(theta), cos_lat * math.sin(theta), sin_lat])
     zenith_icrs = frame.rbpn.T @ zenith
@@ -389,12 +389,6 @@ def _floats_at_hour(hour: float) -> _Floats:
     )
 
 
-@lru_cache(maxsize=64)
-def _site_trig(site: Site) -> tuple[float, float, float]:
-    lat = math.radians(site.latitude)
-    return math.sin(lat), math.cos(lat), math.radians(site.longitude)
-
-
 def _sidereal_scalar(t: float, eo: float) -> float:
     """erfa.era00 with UT1 = UTC, minus the equation of the origins."""
     days = math.floor(t / 86400.0)
@@ -414,7 +408,7 @@ def _horizon_scalar(
     (a, b, c), (d, e, g), (h, i, j) = f.rbpn
     wx, wy, wz = a * x + b * y + c * z, d * x + e * y + g * z, h * x + i * y + j * z
     norm = math.sqrt(wx * wx + wy * wy + wz * wz)
-    sin_lat, cos_lat, lon = _site_trig(site)
+    sin_lat, cos_lat, lon = site.terms
     theta = _sidereal_scalar(t, f.eo) + lon
     ct, st = math.cos(theta), math.sin(theta)
     cd_ch, cd_sh, sd = (ct * wx + st * wy) / norm, (st * wx - ct * wy) / norm, wz / norm

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from tracerules.dsl.builtins import Builtin, register
@@ -24,12 +25,14 @@ if TYPE_CHECKING:
 __all__ = ["OBSERVABILITY_BUILTINS", "pixels_of"]
 
 
+@cache  # imported on first use; then one dictionary look-up per call
 def _sky() -> Any:
     from tracerules.products import observability
 
     return observability
 
 
+@cache
 def _windows() -> Any:
     from tracerules.products import visibility
 
@@ -43,7 +46,7 @@ def _dec(dec: float) -> float:
 
 
 def _alt(ctx: Context, ra: float, dec: float, site: Site) -> float:
-    return float(_sky().altaz(float(ra), _dec(dec), site, ctx.now)[0])
+    return float(_sky().altaz(float(ra), float(dec), site, ctx.now)[0])  # checks dec itself
 
 
 def _az(ctx: Context, ra: float, dec: float, site: Site) -> float:
