@@ -49,6 +49,14 @@ def altaz(ra: Any, dec: Any, site: Site, t: Any) -> tuple[Any, Any]:
         return seen.alt.deg, seen.az.deg
 
 
+def radec(alt: Any, az: Any, site: Site, t: Any) -> tuple[Any, Any]:
+    with quiet():
+        seen = SkyCoord(
+            alt=np.asarray(alt) * u.deg, az=np.asarray(az) * u.deg, frame=frame(site, t)
+        ).icrs
+        return seen.ra.deg, seen.dec.deg
+
+
 def body_altaz(body: str, site: Site, t: Any) -> tuple[Any, Any]:
     with quiet():
         place = frame(site, t)

@@ -64,6 +64,20 @@ def test_the_sky_repeats_after_a_sidereal_day(ra: float, dec: float, site: Site,
     assert later == pytest.approx(now, abs=0.01)  # a day of precession and aberration
 
 
+@given(st.floats(-89.9, 89.9), st.floats(0.0, 360.0, exclude_max=True), sites, times)
+def test_horizon_directions_go_back_to_the_sky_and_return(
+    alt: float, az: float, site: Site, t: float
+) -> None:
+    ra, dec = sky.radec_of_altaz(alt, az, site, t)
+    assert 0.0 <= ra < 360.0 and -90.0 <= dec <= 90.0
+    again_alt, again_az = sky.altaz(ra, dec, site, t)
+    assert again_alt == pytest.approx(alt, abs=1e-6)
+    # Azimuths agree as directions (the distance along the horizon shrinks near the zenith).
+    assert math.cos(math.radians(alt)) * abs(
+        (again_az - az + 180.0) % 360.0 - 180.0
+    ) == pytest.approx(0.0, abs=1e-6)
+
+
 @settings(max_examples=25)
 @given(sites, times, st.integers(0, 2**32 - 1))
 def test_many_positions_at_once_match_one_by_one(site: Site, t: float, seed: int) -> None:
@@ -120,6 +134,11 @@ def test_positions_match_astropy_on_random_samples() -> None:
         assert astropy_sky.separation(*sun, *ref_sun).max() < 0.02
         moon, ref_moon = sky.moon_altaz(site, t), astropy_sky.body_altaz("moon", site, t)
         assert astropy_sky.separation(*moon, *ref_moon).max() < 0.02
+    # And back: horizon directions (the MWA's beamformer positions, say) to the sky.
+    alt, az = rng.uniform(20, 90, n), rng.uniform(0, 360, n)
+    ra, dec = sky.radec_of_altaz(alt, az, MWA, t)
+    ref_ra, ref_dec = astropy_sky.radec(alt, az, MWA, t)
+    assert astropy_sky.separation(dec, ra, ref_dec, ref_ra).max() < 0.01
     illumination = sky.moon_illumination(t)
     assert np.abs(illumination - astropy_sky.moon_illumination(t)).max() < 0.002
     assert illumination.min() < 0.05 and illumination.max() > 0.95
