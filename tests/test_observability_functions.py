@@ -5,19 +5,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from functools import cache
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests import astropy_sky
 from tests.conftest import NOTICES
 from tracerules.cli.main import app
+from tracerules.dsl.compiler import compile_expression
+from tracerules.dsl.context import Context
+from tracerules.dsl.values import Missing, Type
+from tracerules.products import registry
 from tracerules.products import visibility as vis
 from tracerules.products.observability_functions import OBSERVABILITY_BUILTINS
+from tracerules.products.registry import ActionConfig
+from tracerules.products.sites import Site
 from tracerules.products.skymap import skymap_from_alert
-from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.rules.compile import RuleSet, compile_loaded, load_ruleset
+from tracerules.rules.loader import load_paths
 from tracerules.runtime.decisions import Factor
 from tracerules.runtime.engine import Engine
 from tracerules.runtime.notices import Notice
@@ -28,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BAT = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"
 LVK = NOTICES / "lvk_json" / "igwn_gwalert_preliminary.json"
 NAMES = {b.name for b in OBSERVABILITY_BUILTINS}
+LA_SILLA = Site("lasilla", -29.2567, -70.7346, 2400.0, 20.0, sun_limit=-12.0)
 
 SWIFT_RULE = """
 schema_version: 1
@@ -211,3 +223,102 @@ def test_map_functions_reuse_one_set_of_pixels_per_map(tmp_path: Path) -> None:
     assert figures is not None
     assert pixels_of(figures) is pixels_of(figures)
     assert np.isclose(pixels_of(figures).prob.sum(), 1.0)
+
+
+# -- actions that name a site -----------------------------------------------------------------
+
+
+class _SiteProbeConfig(ActionConfig):
+    type: Literal["site-probe"]
+    site: str
+    site_refs: ClassVar[tuple[str, ...]] = ("site",)
+
+
+def _never(config: Any, request: Any) -> Any:
+    raise AssertionError("not run in these tests")
+
+
+ACTION_RULE = """
+schema_version: 1
+triggers:
+  - id: probe
+    topics: [gcn.classic.voevent.SWIFT_BAT_GRB_POS_ACK]
+    event_id: trig_id
+    event_time: burst_time
+    fields:
+      trig_id: {xpath: "//Param[@name='TrigID']/@value", as: int}
+      burst_time: {xpath: "//ISOTime", as: time}
+    actions:
+      - {type: site-probe, site: atca}
+      - type: site-probe
+        site: mwaa
+"""
+
+
+def test_an_action_naming_an_unknown_site_is_an_error_at_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.get("notice")  # the built-in types first, then ours beside them
+    probe = registry.ActionType("site-probe", _SiteProbeConfig, _never, "test only")
+    monkeypatch.setitem(registry._TYPES, "site-probe", probe)
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    shutil.copy(ROOT / "rules" / "topics.yaml", folder)
+    shutil.copy(ROOT / "rules" / "sites.yaml", folder)
+    (folder / "probe.yaml").write_text(ACTION_RULE)
+    ruleset, diagnostics = compile_loaded(load_paths([folder]))
+    assert ruleset is None
+    errors = [(d.code, d.span.line, d.span.col, d.hint) for d in diagnostics if d.is_error]
+    assert errors == [("E606", 14, 15, "did you mean 'mwa'?")]
+    (folder / "probe.yaml").write_text(ACTION_RULE.replace("mwaa", "mwa"))
+    ruleset = load_ruleset([folder])
+    actions = ruleset.triggers[0].actions
+    assert [dict(a.sites) for a in actions] == [
+        {"atca": ruleset.sites["atca"]},
+        {"mwa": ruleset.sites["mwa"]},
+    ]
+
+
+# -- the window functions agree with each other ---------------------------------------------
+
+WINDOW_NAMES = {"ra": Type.ANGLE, "dec": Type.ANGLE}
+
+
+@cache
+def _starter_sites() -> dict[str, Site]:
+    return dict(load_ruleset([ROOT / "rules"]).sites)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.floats(0.0, 360.0, exclude_max=True),
+    st.floats(-90.0, 90.0),
+    st.sampled_from(["mwa", "atca", "lasilla"]),
+    st.floats(1420070400.0, 1924992000.0),
+    st.sampled_from(["30 min", "2 h", "12 h", "2 d"]),
+)
+def test_the_window_functions_agree(
+    ra: float, dec: float, site: str, t: float, window: str
+) -> None:
+    sites = {**_starter_sites(), "lasilla": LA_SILLA}
+    limit = sites[site].elevation_limit
+
+    def value(text: str) -> Any:
+        compiled = compile_expression(text, WINDOW_NAMES, sites=sites)
+        return compiled.fn(Context({"ra": ra, "dec": dec}, t))
+
+    within = value(f"visible_within(ra, dec, '{site}', {window})")
+    rises = value(f"rises_within(ra, dec, '{site}', {window})")
+    now_up = value(f"alt(ra, dec, '{site}')") >= limit and (
+        site != "lasilla" or value(f"sun_alt('{site}')") < -12.0
+    )
+    assert within == (now_up or rises) or abs(value(f"alt(ra, dec, '{site}')") - limit) < 1e-3
+    assert not (rises and now_up)
+    first = value(f"next_visible(ra, dec, '{site}')")
+    seconds = value(f"seconds(duration('{window}'))")
+    if isinstance(first, Missing):
+        assert not within
+    else:
+        assert first >= t
+        assert within == (first <= t + seconds)
+        assert value(f"next_visible(ra, dec, '{site}') == now()") == (first == t)
