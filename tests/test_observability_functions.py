@@ -322,3 +322,11 @@ def test_the_window_functions_agree(
         assert first >= t
         assert within == (first <= t + seconds)
         assert value(f"next_visible(ra, dec, '{site}') == now()") == (first == t)
+
+
+def test_a_declination_off_the_sphere_is_a_missing_value_with_the_reason() -> None:
+    for text in ("alt(ra, dec, 'mwa')", "hour_angle(ra, dec, 'atca')", "moon_sep(ra, dec)"):
+        compiled = compile_expression(text, WINDOW_NAMES, sites=_starter_sites())
+        value = compiled.fn(Context({"ra": 10.0, "dec": 95.0}, 1.7e9))
+        assert isinstance(value, Missing), text
+        assert "declination 95 is outside [-90, 90]" in value.reason
