@@ -29,9 +29,7 @@ the exact Earth rotation angle. The same time always gives the same answer.
 
 from __future__ import annotations
 
-import calendar
 import math
-from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -39,6 +37,8 @@ import erfa
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tracerules.products.earth_frame import EarthFrame, earth_frame, sidereal
+from tracerules.products.observability_scalar import altaz_scalar, sun_altaz_scalar
 from tracerules.products.sites import Site
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "moon_illumination",
     "moon_radec",
     "moon_separation",
+    "radec_of_altaz",
     "sin_elevations",
     "sun_altaz",
     "sun_radec",
@@ -61,89 +62,6 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
-
-_POSIX_EPOCH_JD = 2440587.5
-_FRAME_SECONDS = 3600.0
-_C_AU_PER_S = erfa.DC / 86400.0
-
-
-def _leap_table() -> tuple[FloatArray, FloatArray]:
-    """POSIX start times and TAI - UTC of every leap-second era since 1972 (pyerfa's table)."""
-    table = [row for row in erfa.leap_seconds.get() if int(row["year"]) >= 1972]
-    starts = [calendar.timegm((int(r["year"]), int(r["month"]), 1, 0, 0, 0)) for r in table]
-    return np.asarray(starts, dtype=np.float64), np.asarray(
-        [float(r["tai_utc"]) for r in table], dtype=np.float64
-    )
-
-
-_LEAP_STARTS, _TAI_UTC = _leap_table()
-
-
-def _jd(t: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Two-part Julian date of POSIX times: whole days and the fraction, for precision."""
-    days = np.floor(t / 86400.0)
-    return _POSIX_EPOCH_JD + days, (t - days * 86400.0) / 86400.0
-
-
-def _tt_minus_utc(t: FloatArray) -> FloatArray:
-    era = np.searchsorted(_LEAP_STARTS, t, side="right") - 1
-    return np.where(era >= 0, _TAI_UTC[np.maximum(era, 0)], 10.0) + 32.184
-
-
-@dataclass(frozen=True, slots=True)
-class EarthFrame:
-    """The slowly varying sky at a reference time ``t0`` (the start of a UTC hour).
-
-    Every field has the shape of the times it was made for (plus 3 or 3x3 for vectors and
-    matrices). Positions are GCRS-oriented; the Sun in au, the Moon in au, rates per second.
-    """
-
-    t0: FloatArray
-    rbpn: FloatArray  # GCRS -> true equator and equinox of date
-    eo: FloatArray  # equation of the origins (rad): apparent sidereal angle = ERA - eo
-    beta: FloatArray  # the Earth's barycentric velocity over c, for annual aberration
-    sun: FloatArray
-    sun_rate: FloatArray
-    moon: FloatArray
-    moon_rate: FloatArray
-
-    def take(self, index: Any) -> EarthFrame:
-        return EarthFrame(*(getattr(self, f.name)[index] for f in fields(self)))
-
-
-def _compute_frames(t0: FloatArray) -> EarthFrame:
-    d1, d2 = _jd(t0)
-    tt2 = d2 + _tt_minus_utc(t0) / 86400.0
-    rbpn = erfa.pnm00b(d1, tt2)
-    eo = erfa.eors(rbpn, erfa.s00b(d1, tt2))
-    helio, bary = erfa.epv00(d1, tt2)
-    moon = erfa.moon98(d1, tt2)
-    return EarthFrame(
-        t0,
-        rbpn,
-        eo,
-        bary["v"] / erfa.DC,
-        -helio["p"],
-        -helio["v"] / 86400.0,
-        moon["p"],
-        moon["v"] / 86400.0,
-    )
-
-
-@lru_cache(maxsize=256)
-def _frame_at_hour(hour: float) -> EarthFrame:
-    return _compute_frames(np.asarray(hour * _FRAME_SECONDS))
-
-
-def earth_frame(t: ArrayLike) -> EarthFrame:
-    """The frames of the UTC hours holding each time (one erfa call for all of them)."""
-    times = np.asarray(t, dtype=np.float64)
-    hours = np.floor(times / _FRAME_SECONDS)
-    if times.ndim == 0:
-        return _frame_at_hour(float(hours))
-    unique, inverse = np.unique(hours, return_inverse=True)
-    return _compute_frames(unique * _FRAME_SECONDS).take(inverse.reshape(times.shape))
-
 
 # -- geometry -----------------------------------------------------------------------------------
 
@@ -172,20 +90,13 @@ def _of_date(v: FloatArray, frame: EarthFrame) -> FloatArray:
     return rotated
 
 
-def _sidereal(t: FloatArray, frame: EarthFrame) -> FloatArray:
-    """Greenwich apparent sidereal angle (rad) with UT1 = UTC."""
-    d1, d2 = _jd(t)
-    angle: FloatArray = erfa.era00(d1, d2) - frame.eo
-    return angle
-
-
 def _hour_angle_dec(
     w: FloatArray, site: Site, t: FloatArray, frame: EarthFrame
 ) -> tuple[FloatArray, FloatArray]:
     """Local apparent hour angle and declination (rad) of directions of date ``w``."""
     ra = np.arctan2(w[..., 1], w[..., 0])
     dec = np.arcsin(np.clip(w[..., 2] / np.linalg.norm(w, axis=-1), -1.0, 1.0))
-    return _sidereal(t, frame) + math.radians(site.longitude) - ra, dec
+    return sidereal(t, frame) + math.radians(site.longitude) - ra, dec
 
 
 def _horizon(
@@ -213,7 +124,7 @@ def altaz(ra_deg: ArrayLike, dec_deg: ArrayLike, site: Site, t: ArrayLike) -> tu
     """Geometric elevation and azimuth (degrees, azimuth from north through east)."""
     scalars = (float, int)
     if isinstance(ra_deg, scalars) and isinstance(dec_deg, scalars) and isinstance(t, scalars):
-        return _altaz_scalar(float(ra_deg), float(dec_deg), site, float(t))
+        return altaz_scalar(float(ra_deg), float(dec_deg), site, float(t))
     times, frame = _times(t)
     w = _of_date(_aberrated(_unit(ra_deg, dec_deg), frame.beta), frame)
     alt, az = _horizon(w, site, times, frame)
@@ -228,11 +139,26 @@ def hour_angle(ra_deg: ArrayLike, dec_deg: ArrayLike, site: Site, t: ArrayLike) 
     return _out((np.degrees(ha) + 180.0) % 360.0 - 180.0)
 
 
+def radec_of_altaz(
+    alt_deg: ArrayLike, az_deg: ArrayLike, site: Site, t: ArrayLike
+) -> tuple[Any, Any]:
+    """ICRS RA and Dec (degrees) of horizon directions: the inverse of :func:`altaz`, e.g. to
+    point at fixed beamformer positions (elevation, azimuth) of a telescope."""
+    times, frame = _times(t)
+    ha, dec = erfa.ae2hd(np.radians(az_deg), np.radians(alt_deg), math.radians(site.latitude))
+    ra = sidereal(times, frame) + math.radians(site.longitude) - ha
+    of_date = erfa.s2c(ra, dec)
+    apparent = np.einsum("...ji,...j->...i", frame.rbpn, of_date)  # back to GCRS axes
+    beta = frame.beta
+    dot = np.sum(apparent * beta, axis=-1, keepdims=True)
+    return _radec(_normalised(apparent - beta + dot * apparent))  # aberration undone
+
+
 def airmass(alt_deg: ArrayLike) -> Any:
     """Plane-parallel airmass sec(z) above the horizon; infinite at or below it."""
     alt = np.asarray(alt_deg, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        mass = np.where(alt > 0.0, 1.0 / np.sin(np.radians(np.maximum(alt, 1e-300))), np.inf)
+    with np.errstate(divide="ignore", over="ignore"):
+        mass = np.where(alt > 0.0, 1.0 / np.sin(np.radians(np.abs(alt))), np.inf)
     return _out(mass)
 
 
@@ -248,8 +174,8 @@ def sin_elevations(vectors: FloatArray, site: Site, t: float) -> FloatArray:
     first order in the dot product itself, so a sky map of 10^5 pixels costs two mat-vecs.
     """
     times, frame = _times(t)
-    sin_lat, cos_lat, lon = _site_trig(site)
-    theta = float(_sidereal(times, frame)) + lon
+    sin_lat, cos_lat, lon = site.terms
+    theta = float(sidereal(times, frame)) + lon
     zenith = np.array([cos_lat * math.cos(theta), cos_lat * math.sin(theta), sin_lat])
     zenith_icrs = frame.rbpn.T @ zenith
     beta = frame.beta
@@ -268,7 +194,7 @@ def apparent_radec(ra_deg: ArrayLike, dec_deg: ArrayLike, t: float) -> tuple[Any
 def local_sidereal_angle(site: Site, t: ArrayLike) -> Any:
     """Local apparent sidereal time as an angle in degrees [0, 360)."""
     times, frame = _times(t)
-    return _out((np.degrees(_sidereal(times, frame)) + site.longitude) % 360.0)
+    return _out((np.degrees(sidereal(times, frame)) + site.longitude) % 360.0)
 
 
 # -- the Sun and the Moon -------------------------------------------------------------------------
@@ -298,7 +224,7 @@ def sun_radec(t: ArrayLike) -> tuple[Any, Any]:
 def sun_altaz(site: Site, t: ArrayLike) -> tuple[Any, Any]:
     """Geometric elevation and azimuth of the Sun at a site (parallax, 9", left out)."""
     if isinstance(t, float | int):
-        return _sun_altaz_scalar(site, float(t))
+        return sun_altaz_scalar(site, float(t))
     times, frame = _times(t)
     w = _of_date(_aberrated(_normalised(_sun(times, frame)), frame.beta), frame)
     alt, az = _horizon(w, site, times, frame)
@@ -326,7 +252,7 @@ def moon_altaz(site: Site, t: ArrayLike) -> tuple[Any, Any]:
     moon = _of_date(_moon(times, frame), frame)
     x, y, z = _site_xyz_au(site)
     # The site in the true equator of date: its terrestrial vector turned by the sidereal angle.
-    angle = _sidereal(times, frame) + np.zeros(moon.shape[:-1])
+    angle = sidereal(times, frame) + np.zeros(moon.shape[:-1])
     cos, sin = np.cos(angle), np.sin(angle)
     here = np.stack([x * cos - y * sin, x * sin + y * cos, np.full_like(angle, z)], axis=-1)
     alt, az = _horizon(moon - here, site, times, frame)
@@ -354,86 +280,3 @@ def moon_separation(ra_deg: ArrayLike, dec_deg: ArrayLike, t: ArrayLike) -> Any:
     moon = _normalised(_moon(times, frame))
     cross = np.linalg.norm(np.cross(target, moon), axis=-1)
     return _out(np.degrees(np.arctan2(cross, np.sum(target * moon, axis=-1))))
-
-
-# -- scalars ------------------------------------------------------------------------------------
-# A condition asks for one position at one time: numpy's per-call overhead (a few us per
-# ufunc) would dominate, so scalars take the same steps in plain floats. The frame still comes
-# from erfa (cached per hour); tests check that both paths agree to 1e-9 deg.
-
-
-@dataclass(frozen=True, slots=True)
-class _Floats:
-    t0: float
-    rbpn: tuple[tuple[float, float, float], ...]
-    eo: float
-    beta: tuple[float, float, float]
-    sun: tuple[float, float, float]
-    sun_rate: tuple[float, float, float]
-
-
-def _vec(a: FloatArray) -> tuple[float, float, float]:
-    return float(a[0]), float(a[1]), float(a[2])
-
-
-@lru_cache(maxsize=256)
-def _floats_at_hour(hour: float) -> _Floats:
-    f = _frame_at_hour(hour)
-    return _Floats(
-        float(f.t0),
-        tuple(_vec(row) for row in f.rbpn),
-        float(f.eo),
-        _vec(f.beta),
-        _vec(f.sun),
-        _vec(f.sun_rate),
-    )
-
-
-@lru_cache(maxsize=64)
-def _site_trig(site: Site) -> tuple[float, float, float]:
-    lat = math.radians(site.latitude)
-    return math.sin(lat), math.cos(lat), math.radians(site.longitude)
-
-
-def _sidereal_scalar(t: float, eo: float) -> float:
-    """erfa.era00 with UT1 = UTC, minus the equation of the origins."""
-    days = math.floor(t / 86400.0)
-    fraction = (t - days * 86400.0) / 86400.0
-    since_j2000 = fraction + (_POSIX_EPOCH_JD + days - 2451545.0)
-    turns = fraction + 0.5 + 0.7790572732640 + 0.00273781191135448 * since_j2000
-    return 2.0 * math.pi * (turns % 1.0) - eo
-
-
-def _horizon_scalar(
-    v: tuple[float, float, float], site: Site, t: float, f: _Floats
-) -> tuple[float, float]:
-    """Aberrate, turn to the equator of date, then to the horizon (erfa.hd2ae's formulae)."""
-    bx, by, bz = f.beta
-    dot = v[0] * bx + v[1] * by + v[2] * bz
-    x, y, z = v[0] + bx - dot * v[0], v[1] + by - dot * v[1], v[2] + bz - dot * v[2]
-    (a, b, c), (d, e, g), (h, i, j) = f.rbpn
-    wx, wy, wz = a * x + b * y + c * z, d * x + e * y + g * z, h * x + i * y + j * z
-    norm = math.sqrt(wx * wx + wy * wy + wz * wz)
-    sin_lat, cos_lat, lon = _site_trig(site)
-    theta = _sidereal_scalar(t, f.eo) + lon
-    ct, st = math.cos(theta), math.sin(theta)
-    cd_ch, cd_sh, sd = (ct * wx + st * wy) / norm, (st * wx - ct * wy) / norm, wz / norm
-    north, east, up = -cd_ch * sin_lat + sd * cos_lat, -cd_sh, cd_ch * cos_lat + sd * sin_lat
-    az = math.atan2(east, north) if north or east else 0.0
-    return math.degrees(math.atan2(up, math.hypot(north, east))), math.degrees(az) % 360.0
-
-
-def _altaz_scalar(ra: float, dec: float, site: Site, t: float) -> tuple[float, float]:
-    if not -90.0 <= dec <= 90.0:
-        raise ValueError(f"declination {dec:g} is outside [-90, 90]")
-    a, d = math.radians(ra), math.radians(dec)
-    v = (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
-    return _horizon_scalar(v, site, t, _floats_at_hour(math.floor(t / _FRAME_SECONDS)))
-
-
-def _sun_altaz_scalar(site: Site, t: float) -> tuple[float, float]:
-    f = _floats_at_hour(math.floor(t / _FRAME_SECONDS))
-    dt = t - f.t0
-    x, y, z = (p + r * dt for p, r in zip(f.sun, f.sun_rate, strict=True))
-    norm = math.sqrt(x * x + y * y + z * z)
-    return _horizon_scalar((x / norm, y / norm, z / norm), site, t, f)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from tracerules.dsl.builtins import Builtin, register
@@ -24,12 +25,14 @@ if TYPE_CHECKING:
 __all__ = ["OBSERVABILITY_BUILTINS", "pixels_of"]
 
 
+@cache  # imported on first use; then one dictionary look-up per call
 def _sky() -> Any:
     from tracerules.products import observability
 
     return observability
 
 
+@cache
 def _windows() -> Any:
     from tracerules.products import visibility
 
@@ -42,12 +45,21 @@ def _dec(dec: float) -> float:
     return float(dec)
 
 
+@cache
+def _altaz_scalar() -> Callable[[float, float, Site, float], tuple[float, float]]:
+    from tracerules.products.observability_scalar import altaz_scalar
+
+    return altaz_scalar
+
+
 def _alt(ctx: Context, ra: float, dec: float, site: Site) -> float:
-    return float(_sky().altaz(float(ra), _dec(dec), site, ctx.now)[0])
+    # The hot path: one position at one time, straight to the plain-float maths (which
+    # checks the declination itself).
+    return _altaz_scalar()(float(ra), float(dec), site, float(ctx.now))[0]
 
 
 def _az(ctx: Context, ra: float, dec: float, site: Site) -> float:
-    return float(_sky().altaz(float(ra), _dec(dec), site, ctx.now)[1])
+    return _altaz_scalar()(float(ra), float(dec), site, float(ctx.now))[1]
 
 
 def _airmass(ctx: Context, ra: float, dec: float, site: Site) -> float:

@@ -7,8 +7,9 @@ numpy: validating rules never pays for the maths in :mod:`tracerules.products.ob
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Site", "parse_angle"]
 
@@ -56,6 +57,8 @@ class Site:
     elevation_limit: float  # degrees
     sun_limit: float | None = None  # degrees; None: observes by day too
     description: str | None = None
+    # sin and cos of the latitude and the longitude in radians, for the hot path.
+    terms: tuple[float, float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not -90.0 <= self.latitude <= 90.0:
@@ -66,6 +69,9 @@ class Site:
             raise ValueError(f"elevation limit {self.elevation_limit:g} is outside [-90, 90]")
         if self.sun_limit is not None and not -90.0 <= self.sun_limit <= 90.0:
             raise ValueError(f"Sun limit {self.sun_limit:g} is outside [-90, 90]")
+        lat = math.radians(self.latitude)
+        terms = (math.sin(lat), math.cos(lat), math.radians(self.longitude))
+        object.__setattr__(self, "terms", terms)  # frozen: set once, here
 
     def __str__(self) -> str:
         return self.name

@@ -203,9 +203,8 @@ def _probability_by_angle(pixels: Pixels, site: Site, start: float) -> FloatArra
     low = (np.asarray(ra_t)[arc] - half - origin) % 360.0
     first = np.ceil(low / step).astype(np.int64)
     last = np.floor((low + 2.0 * half) / step).astype(np.int64)
-    edges = np.zeros(2 * _GRID + 2)
-    np.add.at(edges, first, prob[arc])
-    np.add.at(edges, last + 1, -prob[arc])
+    size = 2 * _GRID + 2
+    edges = np.bincount(first, prob[arc], size) - np.bincount(last + 1, prob[arc], size)
     running = np.cumsum(edges)
     # An arc may run past 360 deg: fold the second turn back onto the first.
     return running[:_GRID] + running[_GRID : 2 * _GRID] + always

@@ -105,6 +105,7 @@ class CompiledAction:
     kind: ActionType
     config: ActionConfig
     where: Where
+    sites: Mapping[str, Site] = field(default_factory=dict)  # the sites its site_refs name
 
     @property
     def span(self) -> Span:
@@ -540,28 +541,33 @@ class TriggerCompiler:
                         f"declare '{name}' under fields:",
                         len(name),
                     )
-            self._check_site_refs(config, loc)
+            named = self._site_refs(config, loc)
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
                 try:
                     compile_template(text, known | set(getattr(config, "template_names", ())))
                 except DslError as err:
                     self.dsl_error(err, tloc)
-            out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc)))
+            out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc), named))
         return tuple(out)
 
-    def _check_site_refs(self, config: ActionConfig, loc: Loc) -> None:
-        """An action's `site_refs` options (e.g. `site: mwa`) must name declared sites."""
-        sites = self.sites or {}
-        for ref in getattr(config, "site_refs", ()):
+    def _site_refs(self, config: ActionConfig, loc: Loc) -> dict[str, Site]:
+        """The sites an action's `site_refs` options name (e.g. `site: mwa`), which must be
+        declared; an unknown one is an error at its place."""
+        sites, named = self.sites or {}, {}
+        for ref in config.site_refs:
             name = getattr(config, ref)
-            if name is None or name in sites:
+            if name is None:
+                continue
+            if name in sites:
+                named[str(name)] = sites[name]
                 continue
             if self.sites is None:
                 hint = "no sites were loaded: validate the whole rules folder (sites.yaml)"
             else:
                 hint = _close(str(name), sites) or "known sites: " + ", ".join(sorted(sites))
             self.error("E606", f"unknown site '{name}'", (*loc, ref), hint, len(str(name)))
+        return named
 
     def compile(self, revision: str) -> CompiledTrigger | None:
         fmt = self.topic_format()

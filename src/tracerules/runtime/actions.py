@@ -168,7 +168,7 @@ def plan(
             values,
             now,
             extra or (lambda name: None),
-            sites or {},
+            action.sites or sites or {},  # the sites the action names, resolved at load
             functools.partial(_earlier_plans, store, trigger.id, decision.event_id, action_id),
         )
         obs = _observation(action, trigger, decision.event_id, ctx) if status == "pending" else None
