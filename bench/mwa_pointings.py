@@ -144,15 +144,7 @@ def main() -> None:
         for hours in args.hours:
             when = when0 + hours * 3600
             t0 = time.perf_counter()
-            points = gw_pointings(
-                uniq,
-                density,
-                when,
-                site.latitude,
-                site.longitude,
-                site.height,
-                site.elevation_limit,
-            )
+            points = gw_pointings(uniq, density, when, site)
             ours_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             expected = reference(uniq, density, when, site, limit_only=True)
@@ -177,9 +169,7 @@ def main() -> None:
     for _ in range(args.repeat - 1):  # more timings on the first map, for a stable median
         name, uniq, density, when0 = sky_maps()[0]
         t0 = time.perf_counter()
-        gw_pointings(
-            uniq, density, when0, site.latitude, site.longitude, site.height, site.elevation_limit
-        )
+        gw_pointings(uniq, density, when0, site)
         ours_s.append(time.perf_counter() - t0)
     print(
         f"\n{cases} cases: {apart} with four pointings > 10 deg apart, {above} all above "

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import DATA, NOTICES
 from tests.observatory_standins import MWA_KEY, Scripted, StandIn, mwa_answer, serve
 from tracerules.products.mwa_pointings import gw_pointings
+from tracerules.products.sites import Site
 from tracerules.products.skymap import skymap_from_alert
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.arbitration import repoint_distance
@@ -412,8 +413,8 @@ def test_a_target_on_any_running_gw_pointing_clashes(tmp_path: Path, mwa: StandI
     first = gw_notice()
     skymap = skymap_from_alert(json.loads(first.payload))
     assert skymap is not None
-    mwa_site = (-26.703319444, 116.670813889, 377.8, 30.0)
-    spots = gw_pointings(skymap.uniq, skymap.probdensity, first.received, *mwa_site)
+    mwa_site = Site("mwa", -26.703319444, 116.670813889, 377.8, 30.0)
+    spots = gw_pointings(skymap.uniq, skymap.probdensity, first.received, mwa_site)
     third = spots[2]
     assert repoint_distance(((third.ra, third.dec),), ((spots[0].ra, spots[0].dec),)) > 10
     body = GW_THEN_TARGET.format(url=mwa.url, ra=f"{third.ra:.6f}", dec=f"{third.dec:.6f}")

@@ -14,16 +14,13 @@ from hypothesis import strategies as st
 
 from tests.conftest import DATA
 from tracerules.products.healpix import angular_separation, uniq_centres
-from tracerules.products.mwa_pointings import (
-    choose,
-    gw_pointings,
-    observed_to_icrs,
-    sweet_spots,
-)
+from tracerules.products.mwa_pointings import choose, gw_pointings, sweet_spots
+from tracerules.products.observability import radec_of_altaz
+from tracerules.products.sites import Site
 from tracerules.products.skymap import read_skymap
 
-MWA = (-26.703319444, 116.670813889, 377.8)
 LIMIT = 30.0
+MWA = Site("mwa", -26.703319444, 116.670813889, 377.8, LIMIT)
 T2015, T2030 = 1420070400.0, 1893456000.0
 
 
@@ -65,7 +62,7 @@ def test_pointings_are_apart_above_the_limit_and_match_brute_force(
     seed: int, when: float, order: int
 ) -> None:
     uniq, density = random_map(seed, order)
-    points = gw_pointings(uniq, density, when, *MWA, LIMIT)
+    points = gw_pointings(uniq, density, when, MWA)
     assert 1 <= len(points) <= 4
     for i, a in enumerate(points):
         assert a.el > LIMIT
@@ -73,7 +70,7 @@ def test_pointings_are_apart_above_the_limit_and_match_brute_force(
             assert angular_separation(a.ra, a.dec, b.ra, b.dec) > 10.0
     table = sweet_spots()
     usable = table.el > LIMIT
-    ra, dec = observed_to_icrs(table.az[usable], table.el[usable], when, *MWA)
+    ra, dec = radec_of_altaz(table.el[usable], table.az[usable], MWA, when)
     assert [p.spot for p in points] == [
         int(table.number[usable][i]) for i in brute_force(uniq, density, ra, dec)
     ]
@@ -83,17 +80,17 @@ def test_sweet_spots_in_icrs_are_where_the_table_says() -> None:
     """Zenith (N=0) at the MWA is at dec = the site's latitude, ra = local sidereal time."""
     table = sweet_spots()
     assert len(table.el) == 197 and table.number[0] == 0 and table.el[0] == 90.0
-    ra, dec = observed_to_icrs(table.az[:1], table.el[:1], 1.7e9, *MWA)
-    assert abs(dec[0] - MWA[0]) < 0.3  # precession since J2000 moves it a little
+    ra, dec = radec_of_altaz(table.el[:1], table.az[:1], MWA, 1.7e9)
+    assert abs(dec[0] - MWA.latitude) < 0.3  # precession since J2000 moves it a little
     # Two spots 45 deg apart in azimuth at equal elevation stay equally far from the zenith.
-    ra2, dec2 = observed_to_icrs(table.az[5:7], table.el[5:7], 1.7e9, *MWA)
+    ra2, dec2 = radec_of_altaz(table.el[5:7], table.az[5:7], MWA, 1.7e9)
     d = angular_separation(ra[0], dec[0], ra2, dec2)
     assert np.allclose(d, 90 - table.el[5], atol=0.02)
 
 
 def test_a_compact_map_gives_four_spots_around_its_peak() -> None:
     skymap = read_skymap(DATA / "skymaps" / "bayestar.multiorder.fits")
-    points = gw_pointings(skymap.uniq, skymap.probdensity, 1541110966.0, *MWA, LIMIT)
+    points = gw_pointings(skymap.uniq, skymap.probdensity, 1541110966.0, MWA)
     assert [p.spot for p in points] == [152, 151, 139, 153]
 
 

@@ -5,17 +5,16 @@ density, highest first; for each, the nearest sweet spot at the current time; ac
 it is more than 10° from every sweet spot already accepted; stop at four. Here only the sweet
 spots above the site's elevation limit are candidates, so every pointing is observable.
 
-The sweet spots are fixed in (az, el); they are turned into ICRS (ra, dec) once per call with
-erfa's ``atoc13`` steps (no refraction, UT1 taken as UTC, no polar motion: offline, and within
-0.01° of astropy's AltAz). The nearest sweet spot is then found in ICRS: a rotation keeps
-separations, so this is the same choice as TRACE-T's separation in AltAz, without turning
-every pixel into AltAz. Pure numpy, no I/O besides reading the bundled table once.
+The sweet spots are fixed in (az, el); they are turned into ICRS (ra, dec) once per call
+(:func:`tracerules.products.observability.radec_of_altaz`: offline, no refraction). The
+nearest sweet spot is then found in ICRS: a rotation keeps separations, so this is the same
+choice as TRACE-T's separation in AltAz, without turning every pixel into AltAz. Pure numpy,
+no I/O besides reading the bundled table once.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +22,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tracerules.products.healpix import uniq_centres
+from tracerules.products.observability import radec_of_altaz
+from tracerules.products.sites import Site
 
 FloatArray = NDArray[np.float64]
 
 TABLE = Path(__file__).parent / "data" / "MWASweetSpots.txt"
-UNIX_JD = 2440587.5  # Julian date of 1970-01-01T00:00:00 UTC
 _CHUNK = 4096  # pixels compared with the sweet spots at once
 
 
@@ -55,27 +55,6 @@ def sweet_spots() -> SweetSpots:
     az = np.array([float(r[1]) for r in rows])
     el = np.array([float(r[2]) for r in rows])
     return SweetSpots(number, az, el)
-
-
-def observed_to_icrs(
-    az: ArrayLike, el: ArrayLike, when: float, lat: float, lon: float, height: float
-) -> tuple[FloatArray, FloatArray]:
-    """ICRS (ra, dec) in degrees of (az, el) at a site and a POSIX time, refraction off."""
-    import erfa
-
-    az_r = np.radians(np.asarray(az, dtype=np.float64))
-    zd_r = np.radians(90.0 - np.asarray(el, dtype=np.float64))
-    with warnings.catch_warnings():
-        # "dubious year": a date past the bundled leap-second table. An unannounced leap
-        # second would move the sweet spots by 0.004 deg: harmless here.
-        warnings.simplefilter("ignore", erfa.ErfaWarning)
-        # atoc13 split in its parts, so the site-and-time setup is done once, not per spot.
-        astrom, _ = erfa.apco13(
-            UNIX_JD, when / 86400.0, 0.0,
-            np.radians(lon), np.radians(lat), height, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-        )  # fmt: skip
-        ra, dec = erfa.aticq(*erfa.atoiq("A", az_r, zd_r, astrom), astrom)
-    return np.mod(np.degrees(ra), 360.0), np.degrees(dec)
 
 
 def _unit(ra: FloatArray, dec: FloatArray) -> FloatArray:
@@ -115,18 +94,15 @@ def gw_pointings(
     uniq: ArrayLike,
     probdensity: ArrayLike,
     when: float,
-    lat: float,
-    lon: float,
-    height: float,
-    elevation_limit: float,
+    site: Site,
     count: int = 4,
     min_separation: float = 10.0,
 ) -> list[Pointing]:
     """The GW pointings for a sky map at a site and time (fewer than `count` if the map is
     too compact for them to be `min_separation` apart)."""
     table = sweet_spots()
-    usable = table.el > elevation_limit
-    ra, dec = observed_to_icrs(table.az[usable], table.el[usable], when, lat, lon, height)
+    usable = table.el > site.elevation_limit
+    ra, dec = radec_of_altaz(table.el[usable], table.az[usable], site, when)
     picks = choose(uniq, probdensity, ra, dec, count, min_separation)
     number, az, el = table.number[usable], table.az[usable], table.el[usable]
     return [

@@ -106,10 +106,7 @@ def _gw_pointings(
         skymap.uniq,
         skymap.probdensity,
         ctx.now,
-        site.latitude,
-        site.longitude,
-        site.height,
-        site.elevation_limit,
+        site,
         len(config.subarrays),
         config.min_separation,
     )
