@@ -449,3 +449,18 @@ def test_a_pretend_config_is_arbitrated_as_a_test(tmp_path: Path, mwa: StandIn) 
     engine.process(notice_from_file(VISIBLE_BAT))
     assert [r["status"] for r in actions(engine)] == ["done", "done"]
     assert sorted(r.body["pretend"] for r in mwa.received) == ["False", "True"]
+
+
+def test_an_unreadable_sky_map_refuses_the_request_not_the_decision(
+    tmp_path: Path, mwa: StandIn
+) -> None:
+    body = GW_TRIGGER.format(id="mwa-gw", priority=10, url=mwa.url, repoint="1 deg", nobs=1)
+    engine = engine_for(tmp_path, body)
+    alert = json.loads(GW_ALERT.read_text())
+    alert["event"]["skymap"] = alert["event"]["skymap"][:5000]  # a truncated FITS file
+    processed = engine.process(notice_from_bytes(json.dumps(alert).encode()))
+    [decision] = processed.decisions
+    assert decision.conclusion.value == "PASS"
+    [row] = actions(engine)
+    assert row["status"] == "refused" and "no GW pointings" in row["log"]
+    assert mwa.received == []

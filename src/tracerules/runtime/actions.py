@@ -73,7 +73,11 @@ def _observation(
     config = action.config
     if not isinstance(config, ObservatoryMixin) or not config.observatory:
         return None
-    planned = config.plan_observation(ctx)
+    try:
+        planned = config.plan_observation(ctx)
+    except Exception as err:  # a broken sky map refuses this request, never the decision
+        tail = traceback.format_exception_only(type(err), err)[-1].strip()
+        planned = ObservationPlan((), config.duration, refused=f"planning failed: {tail}")
     request = Request(
         config.observatory,
         config.is_test(ctx.values),
