@@ -106,13 +106,17 @@ def notices(
         fmt = params.get("format") or None
         if fmt not in (None, "json", "xml"):
             raise BadFilterError("format is json or xml")
+        status = params.get("status") or None
+        if status not in (None, *browse.STATUSES):
+            raise BadFilterError(f"status is one of {', '.join(browse.STATUSES)}")
         since = _time(params.get("since"), "since")
         until = _time(params.get("until"), "until")
     except BadFilterError as err:
-        error, fmt, since, until = str(err), None, None, None
+        error, fmt, status, since, until = str(err), None, None, None, None
     f = browse.NoticeFilter(
         params.get("topic") or None, fmt, since, until, params.get("event_id") or None
     )
+    f.status = status
     f.limit = NOTICES_PER_PAGE
     f.offset = (max(1, page) - 1) * NOTICES_PER_PAGE
     result = browse.notices(store, f, rules)
@@ -121,6 +125,7 @@ def notices(
         "params": params,
         "query": urlencode([(k, v) for k, v in sorted(params.items()) if v]),
         "error": error,
+        "statuses": browse.STATUSES,
         "paging": pages(result.total, NOTICES_PER_PAGE, page),
     }
 
