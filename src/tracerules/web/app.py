@@ -25,6 +25,7 @@ from tracerules.report.model import Summary
 from tracerules.web import pages
 from tracerules.web.access import Rules, StorePool, TtlCache
 from tracerules.web.auth import Guard
+from tracerules.web.current import ConditionsMemo
 from tracerules.web.products import PREFIX, Products
 from tracerules.web.status import status
 
@@ -48,6 +49,7 @@ class Dashboard:
         self.env = make_environment("tracerules.web")
         self.env.globals["product_href"] = self.products.href
         self.cache = TtlCache(SUMMARY_TTL_S)
+        self.conditions = ConditionsMemo()
 
     def render(
         self, request: Request, template: str, context: dict[str, Any], code: int = 200
@@ -89,7 +91,7 @@ class Dashboard:
     def trigger(self, request: Request) -> Response:
         trigger_id = request.path_params["trigger"]
         data = pages.trigger(
-            self.stores.get(), self.rules.current(), trigger_id, self.page(request)
+            self.stores.get(), self.rules.current(), trigger_id, self.page(request), self.conditions
         )
         if data is None:
             return self.not_found(request, f"trigger {trigger_id}")
