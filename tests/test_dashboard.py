@@ -26,6 +26,7 @@ from tests.browsing import PageLog, not_blank, screenshot, visit, watch
 from tests.conftest import DATA, NOTICES
 from tracerules.cli.serve import products_folder, run_serve
 from tracerules.rules.compile import load_ruleset
+from tracerules.runtime.engine import Engine
 from tracerules.runtime.health import recorded_products
 from tracerules.runtime.replay import replay
 from tracerules.runtime.sources import iter_notices, notice_from_bytes
@@ -353,6 +354,41 @@ def test_notices_can_show_only_dead_letters(products_server: Server) -> None:
     assert len(everything.xpath("//table[@id='notices']/tbody/tr[@data-notice]")) > 1
     bad = page(products_server, "/notices?status=lost")
     assert "status is one of" in bad.xpath("string(//div[@class='banner'])")
+
+
+def test_current_conditions_are_replayed_once_per_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sky-map event is replayed when first shown and after a new decision, not per view."""
+    path = tmp_path / "store.sqlite"
+    rules = load_ruleset([WEB_RULES])
+    replay(rules, iter_notices([NOTICES / "lvk_json"]), store_path=path).close()
+    replayed: list[str] = []
+    original = Engine.current_conditions
+
+    def counted(self: Engine, trigger_id: str, event_id: str, now: float | None = None) -> Any:
+        replayed.append(event_id)
+        return original(self, trigger_id, event_id, now)
+
+    monkeypatch.setattr(Engine, "current_conditions", counted)
+    app = Server(create_app(path, [WEB_RULES]))
+    try:
+        first = page(app, "/triggers/lvk-alerts")
+        events = first.xpath("//details/@data-event")
+        assert sorted(replayed) == sorted(events) and len(events) == 3
+        replayed.clear()
+        again = page(app, "/triggers/lvk-alerts")
+        assert replayed == []
+        current = "//tr[@data-current]//span/@data-vote"
+        assert again.xpath(current) == first.xpath(current)
+        db = Store(path)
+        Engine(rules, db, dry_run=True).retrigger("lvk-alerts", "S230528ay", "tester")
+        db.close()
+        replayed.clear()
+        page(app, "/triggers/lvk-alerts")
+        assert replayed == ["S230528ay"]  # the one event with a new decision
+    finally:
+        app.stop()
 
 
 # -- in the browser ----------------------------------------------------------------------------

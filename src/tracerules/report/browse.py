@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tracerules.rules.compile import RuleSet
+from tracerules.runtime.history import statuses
 from tracerules.runtime.store import Store
 
 PAYLOAD_CHARS: Final = 200_000  # pretty payloads beyond this are cut (sky maps are ~1 MB)
 LONG_STRING: Final = 240  # JSON strings longer than this (base64 sky maps) are shortened
-STATUSES: Final = ("new", "evaluated", "unsubscribed", "dead", "duplicate")
 
 
 @dataclass
@@ -84,13 +84,15 @@ def notices(store: Store, f: NoticeFilter, rules: RuleSet | None = None) -> Noti
     total = int(store.scalar(f"SELECT count(*) FROM notices n WHERE {where}", tuple(params)))
     rows = store.query(
         'SELECT n.id, n.topic, n.partition, n."offset", n.created, n.received, n.source, '
-        "n.name, n.size, n.status, d.reason AS dead_reason FROM notices n "
+        "n.name, n.size, d.reason AS dead_reason FROM notices n "
         "LEFT JOIN dead_letters d ON d.notice_id = n.id "
         f"WHERE {where} ORDER BY n.received DESC, n.id DESC LIMIT ? OFFSET ?",
         (*params, int(f.limit), int(f.offset)),
     )
     out = [dict(r) for r in rows]
+    status = statuses(store, [(r["id"], r["received"]) for r in out])  # not from the row
     for row in out:
+        row["status"] = status[row["id"]]
         row["format"] = topic_format(row["topic"], rules)
     _attach_events(store, out)
     return NoticePage(out, total, f, topics)

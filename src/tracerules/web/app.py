@@ -91,7 +91,12 @@ class Dashboard:
     def trigger(self, request: Request) -> Response:
         trigger_id = request.path_params["trigger"]
         data = pages.trigger(
-            self.stores.get(), self.rules.current(), trigger_id, self.page(request), self.conditions
+            self.stores.get(),
+            self.rules.current(),
+            trigger_id,
+            self.page(request),
+            self.conditions,
+            self.summary().triggers,  # counts at most SUMMARY_TTL_S old, as on the overview
         )
         if data is None:
             return self.not_found(request, f"trigger {trigger_id}")

@@ -45,8 +45,11 @@ def trigger(
     trigger_id: str,
     page: int,
     memo: ConditionsMemo | None = None,
+    infos: list[model.TriggerInfo] | None = None,
 ) -> dict[str, Any] | None:
-    info = next((t for t in model.triggers(store, rules) if t.id == trigger_id), None)
+    """One trigger's page; `infos` are the triggers with their counts, when already known."""
+    known = infos if infos is not None else model.triggers(store, rules)
+    info = next((t for t in known if t.id == trigger_id), None)
     if info is None:
         return None
     paging = pages(info.stats.events, EVENTS_PER_PAGE, page)
@@ -126,8 +129,8 @@ def notices(
         if fmt not in (None, "json", "xml"):
             raise BadFilterError("format is json or xml")
         status = params.get("status") or None
-        if status not in (None, *browse.STATUSES):
-            raise BadFilterError(f"status is one of {', '.join(browse.STATUSES)}")
+        if status not in (None, *history.NOTICE_STATUSES):
+            raise BadFilterError(f"status is one of {', '.join(history.NOTICE_STATUSES)}")
         since = _time(params.get("since"), "since")
         until = _time(params.get("until"), "until")
     except BadFilterError as err:
@@ -144,7 +147,7 @@ def notices(
         "params": params,
         "query": urlencode([(k, v) for k, v in sorted(params.items()) if v]),
         "error": error,
-        "statuses": browse.STATUSES,
+        "statuses": history.NOTICE_STATUSES,
         "paging": pages(result.total, NOTICES_PER_PAGE, page),
     }
 
