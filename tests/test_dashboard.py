@@ -352,6 +352,8 @@ def test_notices_can_show_only_dead_letters(products_server: Server) -> None:
     assert rows[0].xpath("td[5]//div[contains(@class, 'reason')]")  # and why
     everything = page(products_server, "/notices")
     assert len(everything.xpath("//table[@id='notices']/tbody/tr[@data-notice]")) > 1
+    overview = page(products_server, "/")
+    assert overview.xpath("//div[@data-count='dead_letters']//a/@href") == ["/notices?status=dead"]
     bad = page(products_server, "/notices?status=lost")
     assert "status is one of" in bad.xpath("string(//div[@class='banner'])")
 

@@ -30,6 +30,14 @@ from tracerules.web.products import PREFIX, Products
 from tracerules.web.status import status
 
 SUMMARY_TTL_S = 5.0
+SKYMAP_TOPIC = "igwn.gwalert"  # its alerts carry sky maps, which current conditions decode
+
+
+def preload_skymaps() -> None:
+    """Import the FITS reader now: half a second the first sky-map page would otherwise pay."""
+    from astropy.io import fits  # noqa: F401
+
+    from tracerules.products import skymap  # noqa: F401
 
 
 class Dashboard:
@@ -142,7 +150,9 @@ def create_app(
     `products` is the folder served read-only under `/products/` and linked from the pages.
     """
     dashboard = Dashboard(store, rules, refresh, products)
-    dashboard.rules.current()  # load the rules and compile the templates now, not on a request
+    loaded = dashboard.rules.current()  # load the rules and compile the templates now
+    if loaded is not None and any(SKYMAP_TOPIC in t.topics for t in loaded.triggers):
+        preload_skymaps()
     for name in dashboard.env.list_templates(extensions=["html"]):
         dashboard.env.get_template(name)
     app = Starlette(routes=dashboard.routes())
