@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from playwright.sync_api import ConsoleMessage, Page, Request, Response
+if TYPE_CHECKING:
+    from playwright.sync_api import ConsoleMessage, Page, Request, Response
 
 ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots, to look at (kept out of git)
 

@@ -15,12 +15,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import uvicorn
 from lxml import html as lxml_html
-from playwright.sync_api import Page
 
 from tests.browsing import PageLog, not_blank, screenshot, visit, watch
 from tests.conftest import DATA, NOTICES
@@ -34,6 +33,9 @@ from tracerules.runtime.store import Store
 from tracerules.web.access import ReadOnlyStore
 from tracerules.web.app import create_app
 from tracerules.web.status import status
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 RULES = DATA / "rules"
 WEB_RULES = DATA / "web_rules"  # an LVK trigger writing gocart's folders, skymap.png included
@@ -133,7 +135,7 @@ def guarded(store_file: Path) -> Iterator[Server]:
     running.stop()
 
 
-def page(server: Server, path: str) -> lxml_html.HtmlElement:
+def get_page(server: Server, path: str) -> lxml_html.HtmlElement:
     code, headers, body = get(server.url + path)
     assert code == 200, body
     assert "default-src 'none'" in headers["content-security-policy"]
@@ -142,7 +144,7 @@ def page(server: Server, path: str) -> lxml_html.HtmlElement:
 
 def test_every_page_loads_with_the_stream_status(server: Server) -> None:
     for path in PAGES.values():
-        doc = page(server, path)
+        doc = get_page(server, path)
         (stream,) = doc.xpath("//div[@id='stream']")
         assert stream.get("data-stream") == "NONE"
         assert "no heartbeat seen" in stream.text_content()
@@ -152,7 +154,7 @@ def test_every_page_loads_with_the_stream_status(server: Server) -> None:
 
 
 def test_trigger_page_lights_match_the_store(server: Server, store_file: Path) -> None:
-    doc = page(server, "/triggers/gbm-json")
+    doc = get_page(server, "/triggers/gbm-json")
     assert "rate_snr" in doc.xpath("string(//pre[@class='rule'])")  # the rule file's text
     (event,) = doc.xpath("//details[@data-event='745121685']")
     rows = event.xpath(".//tr[contains(@class, 'decision')]")
@@ -184,20 +186,20 @@ def test_trigger_page_lights_match_the_store(server: Server, store_file: Path) -
 
 
 def test_notice_filters_and_one_notice(server: Server) -> None:
-    doc = page(server, "/notices?format=xml&event_id=1201696")
+    doc = get_page(server, "/notices?format=xml&event_id=1201696")
     rows = doc.xpath("//table[@id='notices']/tbody/tr[@data-notice]")
     assert rows and all("SWIFT" in r.xpath("string(td[3]/@title)") for r in rows)
-    bad = page(server, "/notices?since=someday")
+    bad = get_page(server, "/notices?since=someday")
     assert "not an ISO 8601 time" in bad.xpath("string(//div[@class='banner'])")
     first = rows[0].get("data-notice")
-    one = page(server, f"/notices/{first}")
+    one = get_page(server, f"/notices/{first}")
     assert "voe:VOEvent" in one.xpath("string(//pre[@id='payload'])")
     assert one.xpath("//table[@id='envelope']//td[contains(., 'gcn.classic.voevent')]")
     assert get(server.url + "/notices/999999")[0] == 404
 
 
 def test_log_and_read_only(server: Server, store_file: Path) -> None:
-    doc = page(server, "/log")
+    doc = get_page(server, "/log")
     rows = doc.xpath("//table[@id='actions']/tbody/tr[@data-action-id]")
     db = Store(store_file)
     assert len(rows) == min(50, db.scalar("SELECT count(*) FROM actions"))
@@ -254,7 +256,7 @@ def test_stream_status_from_the_heartbeat(tmp_path: Path) -> None:
     db.close()
     app = Server(create_app(path, [RULES], refresh=7))
     try:
-        doc = page(app, "/")
+        doc = get_page(app, "/")
         assert doc.xpath("//meta[@http-equiv='refresh']/@content") == ["7"]
         assert doc.xpath("//div[@id='stream']/@data-stream") == ["FAILURE"]
     finally:
@@ -272,7 +274,7 @@ def test_product_files_are_linked_and_served(
     products_server: Server, products_store: tuple[Path, Path]
 ) -> None:
     path, out = products_store
-    doc = page(products_server, "/triggers/lvk-alerts")
+    doc = get_page(products_server, "/triggers/lvk-alerts")
     links = product_links(doc)
     db = Store(path)
     recorded = [f for (files,) in db.query("SELECT files FROM actions") for f in json.loads(files)]
@@ -344,17 +346,17 @@ def test_serve_finds_the_products_folder(
 
 
 def test_notices_can_show_only_dead_letters(products_server: Server) -> None:
-    doc = page(products_server, "/notices?status=dead")
+    doc = get_page(products_server, "/notices?status=dead")
     rows = doc.xpath("//table[@id='notices']/tbody/tr[@data-notice]")
     assert len(rows) == 1
     assert rows[0].xpath("string(td[5]//span[contains(@class, 'chip')])") == "dead"
     assert "broken.json" in rows[0].text_content()
     assert rows[0].xpath("td[5]//div[contains(@class, 'reason')]")  # and why
-    everything = page(products_server, "/notices")
+    everything = get_page(products_server, "/notices")
     assert len(everything.xpath("//table[@id='notices']/tbody/tr[@data-notice]")) > 1
-    overview = page(products_server, "/")
+    overview = get_page(products_server, "/")
     assert overview.xpath("//div[@data-count='dead_letters']//a/@href") == ["/notices?status=dead"]
-    bad = page(products_server, "/notices?status=lost")
+    bad = get_page(products_server, "/notices?status=lost")
     assert "status is one of" in bad.xpath("string(//div[@class='banner'])")
 
 
@@ -375,11 +377,11 @@ def test_current_conditions_are_replayed_once_per_change(
     monkeypatch.setattr(Engine, "current_conditions", counted)
     app = Server(create_app(path, [WEB_RULES]))
     try:
-        first = page(app, "/triggers/lvk-alerts")
+        first = get_page(app, "/triggers/lvk-alerts")
         events = first.xpath("//details/@data-event")
         assert sorted(replayed) == sorted(events) and len(events) == 3
         replayed.clear()
-        again = page(app, "/triggers/lvk-alerts")
+        again = get_page(app, "/triggers/lvk-alerts")
         assert replayed == []
         current = "//tr[@data-current]//span/@data-vote"
         assert again.xpath(current) == first.xpath(current)
@@ -387,7 +389,7 @@ def test_current_conditions_are_replayed_once_per_change(
         Engine(rules, db, dry_run=True).retrigger("lvk-alerts", "S230528ay", "tester")
         db.close()
         replayed.clear()
-        page(app, "/triggers/lvk-alerts")
+        get_page(app, "/triggers/lvk-alerts")
         assert replayed == ["S230528ay"]  # the one event with a new decision
     finally:
         app.stop()

@@ -6,10 +6,10 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from lxml import html as lxml_html
-from playwright.sync_api import Page
 
 from tests.browsing import not_blank, screenshot, visit, watch
 from tests.conftest import DATA, NOTICES
@@ -21,6 +21,9 @@ from tracerules.runtime.decisions import Factor
 from tracerules.runtime.replay import Replay, replay
 from tracerules.runtime.sources import iter_notices, notice_from_bytes
 from tracerules.runtime.store import Store
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 HOSTILE_ID = '<img src="https://example.org/x.png" onerror="alert(1)">'
 
