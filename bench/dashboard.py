@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.test_dashboard.Server
+sys.path.insert(0, str(ROOT))  # for tests.dashboard_server.Server
 
-from tests.test_dashboard import Server  # noqa: E402
+from tests.dashboard_server import Server  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
 from tracerules.runtime.notices import Notice  # noqa: E402
 from tracerules.runtime.replay import replay  # noqa: E402

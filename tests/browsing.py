@@ -56,6 +56,15 @@ def visit(page: Page, log: PageLog, url: str) -> PageLog:
     return log
 
 
+def open_page(page: Page, log: PageLog, url: str, name: str) -> bytes:
+    """Visit, take a full-page screenshot (dashboard-NAME.png), check it and the console."""
+    visit(page, log, url)
+    shot = screenshot(page, f"dashboard-{name}.png", full_page=True)
+    assert log.console_errors == [], name
+    assert not_blank(shot), name
+    return shot
+
+
 def screenshot(page: Page, name: str, full_page: bool = False) -> bytes:
     ARTIFACTS.mkdir(exist_ok=True)
     return page.screenshot(path=ARTIFACTS / name, full_page=full_page)
