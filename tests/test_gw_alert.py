@@ -246,3 +246,24 @@ def test_unknown_template_names_and_bad_nside_are_load_errors(tmp_path: Path) ->
     (diagnostic,) = err.value.diagnostics
     assert diagnostic.code == "E802" and "gw_idd" in diagnostic.message
     assert diagnostic.hint == "did you mean 'gw_id'?"
+
+
+def test_meta_areas_keep_six_significant_figures_and_name_the_distance_convention(
+    tmp_path: Path,
+) -> None:
+    from tracerules.products.gw_meta import significant
+    from tracerules.products.skymap import skymap_from_alert, summarize
+
+    assert significant(0.019712345) == 0.0197123  # 4 decimal places would give 0.0197
+    assert significant(27813.456789) == 27813.5
+    assert significant(0.0) == 0.0
+    outcome = run(GwAlertConfig(type="gw-alert", csv=False, png=False), _request(CBC, tmp_path))
+    assert outcome.ok, outcome.log
+    extra = yaml.safe_load((tmp_path / CBC_FOLDER / "meta.yaml").read_text())["EXTRA"]
+    skymap = skymap_from_alert(json.loads((LVK / CBC).read_bytes()))
+    assert skymap is not None
+    summary = summarize(skymap, ephemeris=False)
+    for key in ("area10", "area50", "area90"):
+        assert extra[key] == pytest.approx(getattr(summary, key), rel=5e-6)
+    assert extra["area10"] < 1.0  # small enough that fixed decimals would cut digits
+    assert "LVK" in extra["distance_convention"] and "DISTMEAN" in extra["distance_convention"]

@@ -76,13 +76,26 @@ def _r(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+#: Significant figures kept for areas: deg2 areas span 0.01 to 40000, so a fixed number of
+#: decimals would either cut small areas (0.0197 -> 0.0197 loses 0.15% at 4 places) or
+#: write noise digits for large ones.
+AREA_FIGURES = 6
+
+
+def significant(value: float, figures: int = AREA_FIGURES) -> float:
+    """``value`` rounded to ``figures`` significant figures (0, inf and NaN as they are)."""
+    if value == 0 or not math.isfinite(value):
+        return float(value)
+    return round(float(value), figures - 1 - math.floor(math.log10(abs(value))))
+
+
 def extra_figures(summary: SkyMapSummary) -> dict[str, Any]:
     """EXTRA: value-added figures, in gocart's keys first. Degrees, deg^2 and Mpc."""
     s = summary
     extra: dict[str, Any] = {
-        "area10": _r(s.area10, 4),
-        "area50": _r(s.area50, 4),
-        "area90": _r(s.area90, 4),
+        "area10": significant(s.area10),
+        "area50": significant(s.area50),
+        "area90": significant(s.area90),
         "central coordinate": {
             "equatorial": f"{s.max_ra:.6f} {s.max_dec:.6f}",
             "galactic": f"{s.max_l:.6f} {s.max_b:.6f}",
@@ -95,6 +108,7 @@ def extra_figures(summary: SkyMapSummary) -> dict[str, Any]:
         },
         "distance_mean": _r(s.distance_mean, 3),
         "distance_std": _r(s.distance_std, 3),
+        "distance_convention": None if s.distance_mean is None else healpix.DISTANCE_CONVENTION,
         "total_probability": _r(s.total_probability, 9),
         "pixels": s.pixel_count,
         "orders": list(s.orders),
