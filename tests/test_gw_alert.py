@@ -267,3 +267,53 @@ def test_meta_areas_keep_six_significant_figures_and_name_the_distance_conventio
         assert extra[key] == pytest.approx(getattr(summary, key), rel=5e-6)
     assert extra["area10"] < 1.0  # small enough that fixed decimals would cut digits
     assert "LVK" in extra["distance_convention"] and "DISTMEAN" in extra["distance_convention"]
+
+
+SKYMAPS = DATA / "skymaps"
+UPDATE_FOLDER = Path("mockevents/MS181101ab/20181101T223625_update")
+
+
+def _skymaps_request(name: str, out: Path) -> ActionRequest:
+    payload = (SKYMAPS / name).read_bytes()
+    return ActionRequest("r", "E1", 7, "key", {"notice_id": 3}, payload, out)
+
+
+@pytest.mark.parametrize("alert_json", [True, False])
+def test_two_alerts_of_one_type_in_one_second_keep_their_own_folders(
+    tmp_path: Path, alert_json: bool
+) -> None:
+    config = GwAlertConfig(type="gw-alert", csv=False, png=False, alert_json=alert_json)
+    update = _skymaps_request("MS181101ab-update.json", tmp_path)
+    ext_update = _skymaps_request("MS181101ab-ext-update.json", tmp_path)
+    for request in (update, ext_update, update, ext_update):  # replays reuse their folder
+        assert run(config, request).ok
+    first, second = tmp_path / UPDATE_FOLDER, tmp_path / f"{UPDATE_FOLDER}_2"
+    assert sorted(p.name for p in first.parent.iterdir()) == [first.name, second.name]
+    for folder, request in ((first, update), (second, ext_update)):
+        meta = yaml.safe_load((folder / "meta.yaml").read_text())
+        assert meta["ALERT"]["time_created"] == "2018-11-01T22:36:25Z"
+        assert (meta["ALERT"].get("external_coinc") is not None) is (request is ext_update)
+        if alert_json:
+            assert (folder / "MS181101ab-update.json").read_bytes() == request.payload
+
+
+def test_the_combined_sky_map_is_written_as_its_own_fits(tmp_path: Path) -> None:
+    from tracerules.products.skymap import read_skymap
+
+    request = _skymaps_request("MS181101ab-ext-update.json", tmp_path)
+    outcome = run(GwAlertConfig(type="gw-alert", csv=False, png=False), request)
+    assert outcome.ok, outcome.log
+    path = tmp_path / UPDATE_FOLDER / "combined-ext.multiorder.fits"
+    assert str(path) in outcome.files
+    alert = json.loads(request.payload)
+    assert path.read_bytes() == base64.b64decode(alert["external_coinc"]["combined_skymap"])
+    combined = read_skymap(path)
+    assert hp.total_probability(combined.uniq, combined.probdensity) == pytest.approx(1, abs=1e-6)
+    gw_map = (tmp_path / UPDATE_FOLDER / "bayestar.multiorder.fits").read_bytes()
+    assert path.read_bytes() != gw_map
+    # Alerts without one have no such file; the file can be switched off.
+    run(GwAlertConfig(type="gw-alert", csv=False, png=False), _request(CBC, tmp_path))
+    assert not (tmp_path / CBC_FOLDER / "combined-ext.multiorder.fits").exists()
+    off = GwAlertConfig(type="gw-alert", csv=False, png=False, combined_skymap=False)
+    run(off, _skymaps_request("MS181101ab-ext-update.json", tmp_path / "off"))
+    assert not (tmp_path / "off" / UPDATE_FOLDER / "combined-ext.multiorder.fits").exists()

@@ -9,6 +9,8 @@ readers both see numbers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import functools
 import io
@@ -60,6 +62,30 @@ def skymap_file_name(header: Mapping[str, Any], raw: bytes) -> str:
     creator = _UNSAFE_NAME.sub("-", str(header.get("CREATOR") or "skymap")).strip("-.").lower()
     suffix = ".multiorder.fits.gz" if raw.startswith(b"\x1f\x8b") else ".multiorder.fits"
     return (creator or "skymap") + suffix
+
+
+#: Folder token when the alert JSON is not written: the sha256 of the payload, hidden.
+CLAIM_MARKER = ".alert-sha256"
+#: GraceDB's name for the RAVEN combined (GW x external) sky map.
+COMBINED_SKYMAP_NAME = "combined-ext.multiorder.fits"
+
+
+def combined_skymap_payload(alert: Mapping[str, Any]) -> str | None:
+    """The base64 ``external_coinc.combined_skymap`` of an alert, or None when it has none."""
+    coinc = alert.get("external_coinc")
+    payload = coinc.get("combined_skymap") if isinstance(coinc, Mapping) else None
+    return payload if isinstance(payload, str) and payload else None
+
+
+def fits_from_base64(payload: str) -> bytes:
+    """The FITS (or gzipped FITS) bytes of a base64 sky map; ValueError for anything else."""
+    try:
+        raw = base64.b64decode("".join(payload.split()), validate=True)
+    except binascii.Error as err:
+        raise ValueError(f"the sky map is not valid base64: {err}") from err
+    if not raw.startswith((b"SIMPLE", b"\x1f\x8b")):
+        raise ValueError("the sky map is not a FITS file")
+    return raw
 
 
 def alert_without_skymaps(alert: Mapping[str, Any]) -> dict[str, Any]:
