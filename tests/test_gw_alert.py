@@ -31,6 +31,8 @@ BURST = "S230528ay-preliminary.json"
 RETRACTION = "igwn_gwalert_retraction.json"
 CBC_FOLDER = Path("mockevents/MS260605l/20260605T120107_preliminary")
 BURST_FOLDER = Path("superevents/S230528ay/20230528T114043_preliminary")
+#: gocart 0.4.9's skymap.csv columns for a CBC map (its convert/ascii.py): plugins read these.
+GOCART_CSV_COLUMNS = ["IPIX", "PROB", "DISTMU", "DISTSIGMA", "RA", "DEC", "GLON", "GLAT"]
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +104,9 @@ def test_cbc_alert_end_to_end(gw_engine: Engine, tmp_path: Path) -> None:
     }
 
     comments, header, table = _csv(folder / "skymap.csv")
-    assert comments[:2] == ["# EVENT:MS260605l", "# NSIDE:32"]
-    assert "rule gw-compact" in comments[2] and f"tracerules {__version__}" in comments[2]
-    assert header == ["IPIX", "PROB", "DISTMEAN", "DISTSTD", "RA", "DEC", "GLON", "GLAT"]
-    assert table.shape == (12 * 32**2, 8)
+    assert comments == ["# EVENT:MS260605l", "# NSIDE:32"]  # gocart's two lines, no more
+    assert header[:8] == GOCART_CSV_COLUMNS and header[8:] == ["DISTMEAN", "DISTSTD"]
+    assert table.shape == (12 * 32**2, 10)
     np.testing.assert_array_equal(table[:, 0], np.arange(12 * 32**2))
     assert table[:, 1].sum() == pytest.approx(1.0, abs=1e-6)
     ra, dec = hp.pixel_centres(32)
@@ -114,11 +115,9 @@ def test_cbc_alert_end_to_end(gw_engine: Engine, tmp_path: Path) -> None:
     gal_l, gal_b = hp.equatorial_to_galactic(ra, dec)
     assert hp.angular_separation(table[:, 6], table[:, 7], gal_l, gal_b).max() < 1e-5
     # Distances merged by probability weight: the flat map's mixture mean is the map's mean.
-    prob, mean = table[:, 1], table[:, 2]
+    prob, mean = table[:, 1], table[:, 8]
     good = np.isfinite(mean)
-    assert np.sum(prob[good] * mean[good]) / prob[good].sum() == pytest.approx(
-        extra["distance_mean"], rel=1e-3
-    )
+    assert np.sum(prob[good] * mean[good]) == pytest.approx(extra["distance_mean"], rel=1e-3)
 
     recorded = json.loads(
         gw_engine.store.scalar("SELECT files FROM actions WHERE id=?", (decision.actions[0].id,))
@@ -317,3 +316,38 @@ def test_the_combined_sky_map_is_written_as_its_own_fits(tmp_path: Path) -> None
     off = GwAlertConfig(type="gw-alert", csv=False, png=False, combined_skymap=False)
     run(off, _skymaps_request("MS181101ab-ext-update.json", tmp_path / "off"))
     assert not (tmp_path / "off" / UPDATE_FOLDER / "combined-ext.multiorder.fits").exists()
+
+
+def test_skymap_csv_reads_like_gocarts(tmp_path: Path) -> None:
+    """gocart writes two comment lines, then IPIX,PROB,DISTMU,DISTSIGMA,RA,DEC,GLON,GLAT with
+    DISTMU ``inf`` where a pixel has no distance: a plugin that skips two lines, reads by
+    name or by position, or tests DISTMU for infinity reads ours the same way."""
+    from tracerules.products.skymap import skymap_from_alert
+
+    config = GwAlertConfig(type="gw-alert", png=False, nside=16)
+    assert run(config, _skymaps_request("MS181101ab-update.json", tmp_path)).ok
+    path = tmp_path / UPDATE_FOLDER / "skymap.csv"
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ["# EVENT:MS181101ab", "# NSIDE:16"]
+    table = np.genfromtxt(path, delimiter=",", skip_header=2, names=True)
+    assert list(table.dtype.names or ())[:8] == GOCART_CSV_COLUMNS
+    skymap = skymap_from_alert(json.loads((SKYMAPS / "MS181101ab-update.json").read_bytes()))
+    assert skymap is not None and skymap.distmu is not None and skymap.distsigma is not None
+    # Every pixel of this map is finer than nside 16: each row's DISTMU/DISTSIGMA is the
+    # probability-weighted mean of its informative children's, inf/1 when it has none.
+    order, ipix = hp.uniq_to_order_ipix(skymap.uniq)
+    assert order.min() >= 4
+    parent = ipix >> (2 * (order - 4))
+    prob = skymap.probdensity * hp.pixel_area(order)
+    good = np.isfinite(skymap.distmu)
+    weight = np.bincount(parent[good], prob[good], minlength=12 * 16**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.bincount(parent[good], (prob * skymap.distmu)[good], minlength=weight.size) / weight
+        sigma = np.bincount(parent[good], (prob * skymap.distsigma)[good], weight.size) / weight
+    known = weight > 0
+    assert (~known).any()  # the map has pixels without distance (DISTMU = inf)
+    np.testing.assert_allclose(table["DISTMU"][known], mu[known], atol=1e-4)
+    np.testing.assert_allclose(table["DISTSIGMA"][known], sigma[known], atol=1e-4)
+    assert np.isposinf(table["DISTMU"][~known]).all()
+    assert (table["DISTSIGMA"][~known] == 1).all()
+    assert np.isnan(table["DISTMEAN"][~known]).all()  # written empty, read as NaN

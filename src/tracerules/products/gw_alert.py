@@ -12,10 +12,11 @@ Per alert, in ``<out>/<superevents|mockevents>/<id>/<YYYYMMDDTHHMMSS>_<alert_typ
 * ``skymap.png``: the all-sky figure.
 
 Two alerts of one type created in the same second would share that folder: the later one
-gets ``<folder>_2`` (see :func:`_claim`). Each part can be switched off. A retraction (``event: null``) gets its JSON and a meta.yaml;
-a Burst map has no distance columns. The decoded map is the one the conditions used when
-they asked for it (see :mod:`skymap_functions`), else it is decoded here. Every file is
-written atomically and stamped with its provenance. Part timings go into the outcome's
+gets ``<folder>_2`` (see :func:`_claim`). Each part can be switched off. A retraction
+(``event: null``) gets its JSON and a meta.yaml; a Burst map has no distance columns. The
+decoded map is the one the conditions used when they asked for it (see
+:mod:`skymap_functions`), else it is decoded here. Every file is written atomically; all but
+the gocart-shaped CSV are stamped with their provenance. Part timings go into the outcome's
 ``detail["seconds"]`` for the benchmark.
 """
 
@@ -213,7 +214,7 @@ def _map_files(
 
         def csv() -> bytes:
             flat = flatten_skymap(figures.skymap, config.nside)
-            return gw_meta.skymap_csv(flat, prov, event_id)
+            return gw_meta.skymap_csv(flat, event_id)
 
         out.write("csv", "skymap.csv", csv)
     if config.png:

@@ -242,25 +242,44 @@ _cached_coordinate_text = functools.lru_cache(maxsize=2)(_coordinate_text)
 _CACHE_NSIDE = 128
 
 
-def skymap_csv(flat: FlatMap, provenance: Provenance, event: str) -> bytes:
-    """One row per NESTED pixel at ``flat.nside``, in gocart's columns and header lines.
+def _distance_columns(flat: FlatMap) -> list[tuple[str, list[str]]]:
+    """(name, per-pixel text) of the distance columns: gocart's two, then the moments."""
+    if flat.dist_mu is None or flat.dist_sigma is None:
+        return []
+    if flat.dist_mean is None or flat.dist_std is None:
+        return []
+    return [
+        ("DISTMU", _column_text(flat.dist_mu, "%.4f")),
+        ("DISTSIGMA", _column_text(flat.dist_sigma, "%.4f")),
+        ("DISTMEAN", [t.replace("nan", "") for t in _column_text(flat.dist_mean, "%.4f")]),
+        ("DISTSTD", [t.replace("nan", "") for t in _column_text(flat.dist_std, "%.4f")]),
+    ]
 
-    IPIX, PROB, DISTMEAN and DISTSTD (per-pixel conditional distance moments in Mpc, empty
-    where a pixel has no distance information; Burst maps have neither column), then RA, DEC,
-    GLON, GLAT of the pixel centre in degrees. gocart wrote the ansatz parameters DISTMU and
-    DISTSIGMA under those names, which are not the mean and std; these columns are.
+
+def skymap_csv(flat: FlatMap, event: str) -> bytes:
+    """One row per NESTED pixel at ``flat.nside``, in gocart's columns and comment lines.
+
+    Exactly gocart's two comment lines (``# EVENT:<id>``, ``# NSIDE:<nside>``) and its
+    columns in its order: IPIX, PROB, DISTMU, DISTSIGMA (the ansatz parameters, ``inf``/1
+    where a pixel has no distance; Burst maps have neither), RA, DEC, GLON, GLAT (pixel
+    centre, degrees). Then, after gocart's columns so positional readers are unaffected,
+    DISTMEAN and DISTSTD: the conditional distance mean and std in Mpc, empty where unknown.
+    The provenance is in meta.yaml beside it: a third comment line would shift the header
+    for readers that skip two lines.
     """
     coordinates = _cached_coordinate_text if flat.nside <= _CACHE_NSIDE else _coordinate_text
     index, position = coordinates(flat.nside)
+    distance = _distance_columns(flat)
     columns = [index, _column_text(flat.prob, "%.6e")]
     names = ["IPIX", "PROB"]
-    if flat.dist_mean is not None and flat.dist_std is not None:
-        for name, values in (("DISTMEAN", flat.dist_mean), ("DISTSTD", flat.dist_std)):
-            text = _column_text(values, "%.4f")
-            columns.append(["" if t == "nan" else t for t in text])
-            names.append(name)
+    for name, text in distance[:2]:
+        columns.append(text)
+        names.append(name)
     columns.append(position)
     names += ["RA", "DEC", "GLON", "GLAT"]
+    for name, text in distance[2:]:
+        columns.append(text)
+        names.append(name)
     rows = map(",".join, zip(*columns, strict=True))
-    head = f"# EVENT:{event}\n# NSIDE:{flat.nside}\n# {provenance.line()}\n{','.join(names)}\n"
+    head = f"# EVENT:{event}\n# NSIDE:{flat.nside}\n{','.join(names)}\n"
     return (head + "\n".join(rows) + "\n").encode()

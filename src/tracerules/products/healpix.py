@@ -389,13 +389,17 @@ class FlatMap(NamedTuple):
 
     ``prob`` is the probability in each pixel (not a density). ``dist_mean``/``dist_std`` are
     the conditional distance mean and std in each pixel (NaN where unknown), or None when the
-    map has no distance columns.
+    map has no distance columns. ``dist_mu``/``dist_sigma`` are the ansatz parameters DISTMU
+    and DISTSIGMA: copied into finer pixels, probability-weighted means over merged ones (an
+    approximation kept for gocart's CSV columns), and LVK's ``inf``/1 where unknown.
     """
 
     nside: int
     prob: FloatArray
     dist_mean: FloatArray | None
     dist_std: FloatArray | None
+    dist_mu: FloatArray | None = None
+    dist_sigma: FloatArray | None = None
 
 
 def _contributions(
@@ -455,4 +459,11 @@ def flatten(
         w_sum = _bincount(dest, w, npix)
         flat_mean = _bincount(dest, w * m, npix) / w_sum
         flat_var = _bincount(dest, w * (v + (m - flat_mean[dest]) ** 2), npix) / w_sum
-    return FlatMap(nside, flat_prob, flat_mean, np.sqrt(flat_var))
+    mu, sigma = (
+        np.where(good, np.asarray(a, dtype=np.float64), 0.0)[src] for a in (distmu, distsigma)
+    )
+    known = w_sum > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flat_mu = np.where(known, _bincount(dest, w * mu, npix) / w_sum, np.inf)
+        flat_sigma = np.where(known, _bincount(dest, w * sigma, npix) / w_sum, 1.0)
+    return FlatMap(nside, flat_prob, flat_mean, np.sqrt(flat_var), flat_mu, flat_sigma)
