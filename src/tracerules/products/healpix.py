@@ -251,10 +251,12 @@ def credible_levels(uniq: ArrayLike, probdensity: ArrayLike) -> FloatArray:
     A pixel belongs to the p credible region of :func:`credible_areas` exactly when its value is
     below p, so contours for plotting and the reported areas agree.
     """
-    prob, _ = _probabilities(uniq, probdensity)
     rank, cum = _sorted_cumulative(uniq, probdensity)
     levels = np.empty_like(cum)
-    levels[rank] = cum - prob[rank] / prob.sum()
+    # The cumulative sum *before* each pixel: exactly 0 for the densest one, and exactly 1 for
+    # pixels of zero density (they come after every other pixel).
+    levels[rank[0]] = 0.0
+    levels[rank[1:]] = cum[:-1]
     return levels
 
 
