@@ -284,7 +284,7 @@ def test_credible_level_is_one_outside_the_support_and_missing_without_a_map() -
     bad = _evaluate("credible_level(10 deg, 95 deg)", _alert("igwn_gwalert_preliminary.json"))
     assert isinstance(bad, Missing)
     with pytest.raises(DslError) as err:
-        compile_expression("credible_level(\"10h\", 20 deg)", {})  # a string is not an angle
+        compile_expression('credible_level("10h", 20 deg)', {})  # a string is not an angle
     assert err.value.code == "E304"
     assert compile_expression("credible_level(1 deg, 2 deg) <= 0.9", {}).type is Type.BOOL
 
