@@ -13,8 +13,7 @@ from astropy_healpix import boundaries_lonlat, uniq_to_level_ipix
 from tests.test_healpix import _load
 from tracerules.products import healpix as hp
 from tracerules.products import sky_geometry as geo
-from tracerules.products import sky_plan
-from tracerules.products import skymap_plot
+from tracerules.products import sky_plan, skymap_plot
 from tracerules.products.skymap import SkyMap
 
 CBC = "igwn_gwalert_preliminary.json"  # a 7.8 deg2 90% region at RA 308
@@ -117,6 +116,6 @@ def test_centre_handles_the_edge_cases() -> None:
     assert sky_plan.choose_centre(uniq, levels, 123.0) == 123.0
     assert sky_plan.zoom_box(uniq, levels) is None
     # A curve across the chosen edge is broken there, and nowhere else.
-    ra, dec = geo.break_wraps([10.0, 20.0, 40.0], [0.0, 1.0, 2.0], centre=210.0)
+    ra, _ = geo.break_wraps([10.0, 20.0, 40.0], [0.0, 1.0, 2.0], centre=210.0)
     assert np.isnan(ra).sum() == 1
     assert sky_plan.nice_step(7.2) == 2.0 and sky_plan.nice_below(4.3) == 2.0
