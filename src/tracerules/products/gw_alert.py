@@ -9,7 +9,7 @@ Per alert, in ``<out>/<superevents|mockevents>/<id>/<YYYYMMDDTHHMMSS>_<alert_typ
   ``external_coinc`` (as GraceDB names it), written as received;
 * ``meta.yaml``: ALERT (minus sky maps), HEADER (FITS keys), EXTRA (figures), PROVENANCE;
 * ``skymap.csv``: the map flattened to ``nside``;
-* ``skymap.png``: the all-sky figure.
+* ``skymap.png``: the all-sky figure, and a zoom on a small 90% region.
 
 Two alerts of one type created in the same second would share that folder: the later one
 gets ``<folder>_2`` (see :func:`_claim`). Each part can be switched off. A retraction
@@ -63,6 +63,7 @@ class GwAlertConfig(ActionConfig):
     nside: int = Field(64, description="resolution of skymap.csv: a power of two up to 512")
     png_width: int = Field(1200, ge=400, le=4000, description="skymap.png width in pixels")
     png_height: int = Field(560, ge=200, le=2000, description="skymap.png height in pixels")
+    zoom: bool = Field(True, description="skymap.png: add a zoom on a small 90% region")
     galactic_plane: bool = Field(True, description="draw the galactic plane")
     sun_moon: bool = Field(True, description="draw the Sun and the Moon with their footprints")
     sun_radius: float = Field(33.0, description="Sun footprint radius (e.g. '33 deg')")
@@ -224,6 +225,7 @@ def _map_files(
             width_px=config.png_width,
             height_px=config.png_height,
             galactic_plane=config.galactic_plane,
+            zoom=config.zoom,
             sun_moon=config.sun_moon,
             sun_radius=config.sun_radius,
             moon_radius=config.moon_radius,
