@@ -199,7 +199,7 @@ def test_png_is_rendered_with_its_provenance(tmp_path: Path, name: str) -> None:
     # Not blank: a good share of the figure is drawn, in many shades.
     assert (pixels.sum(axis=2) < 3 * 250).mean() > 0.25
     packed = (pixels[..., 0].astype(np.int32) << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
-    assert np.unique(packed).size > 500
+    assert np.unique(packed).size > 150  # an indexed PNG of up to 256 colours, most used
 
     def share(colour: str) -> float:
         rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])

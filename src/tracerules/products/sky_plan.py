@@ -180,13 +180,13 @@ def zoom_box(
     dec_lo, dec_hi = float(np.min(dec - radius)), float(np.max(dec + radius))
     box_ra = float(np.mod(centre + (lo + hi) / 2.0, 360.0))
     box_dec = (dec_lo + dec_hi) / 2.0
-    if abs(box_dec) >= 75.0 or hi - lo >= 180.0:
+    if hi - lo >= 180.0:  # about a pole: plate carree cannot show it
         return None
     cos_dec = math.cos(math.radians(box_dec))
     half_w = (hi - lo) / 2.0 * cos_dec * (1.0 + margin)
     half_h = (dec_hi - dec_lo) / 2.0 * (1.0 + margin)
     half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
-    if half_h > MAX_ZOOM_HALF or abs(box_dec) + half_h >= 85.0:
+    if half_h > MAX_ZOOM_HALF or abs(box_dec) + half_h >= 89.0:
         return None
     step = nice_step(2.0 * half_h)
     ra_step = nice_step(2.0 * half_w / cos_dec)
