@@ -341,8 +341,8 @@ def distance_moments(
 
 #: The convention of :func:`marginal_distance`, named in ``meta.yaml`` and the docs.
 DISTANCE_CONVENTION = (
-    "LVK marginal moments (ligo.skymap parameters_to_marginal_moments, as the FITS header's "
-    "DISTMEAN/DISTSTD): pixels without distance count as zero weight, no renormalisation"
+    "LVK marginal moments (ligo.skymap parameters_to_marginal_moments, as in the FITS header "
+    "keys DISTMEAN/DISTSTD): pixels without distance count as zero weight, no renormalisation"
 )
 
 
