@@ -239,6 +239,12 @@ def _graticule_lines(centre: float) -> tuple[Any, Any]:
     return _joined(lines)
 
 
+@functools.lru_cache(maxsize=8)
+def _galactic_plane(centre: float) -> tuple[Any, Any]:
+    wrapped = sky_geometry.break_wraps(*sky_geometry.galactic_plane(), centre)
+    return sky_geometry.mollweide(*wrapped, centre)
+
+
 def _graticule(ax: Any, centre: float) -> None:
     ax.plot(*_graticule_lines(centre), color="#9aa4ad", lw=0.4, alpha=0.8, zorder=2)
     t = np.linspace(0, 2 * np.pi, 721)
@@ -302,8 +308,7 @@ def _draw_sky(
     entries = _contours(ax, x, y, level, opts)
     _graticule(ax, plan.centre)
     if opts.galactic_plane:
-        plane = sky_geometry.galactic_plane()
-        _curve(ax, *plane, plan.centre, color=_GALAXY, lw=1.0, ls="--", zorder=3)
+        ax.plot(*_galactic_plane(plan.centre), color=_GALAXY, lw=1.0, ls="--", zorder=3)
         entries.append(("Galactic plane", ("line", _rgb(_GALAXY), True)))
     if opts.sun_moon:
         entries += _bodies(ax, summary, opts, plan.centre)
