@@ -293,3 +293,17 @@ def sf_skymap(uniq: Any, density: Any) -> Any:
     from tracerules.products.skymap import SkyMap
 
     return SkyMap(uniq, density, None, None, None, {})
+
+
+def test_credible_level_is_listed_for_users_and_editors() -> None:
+    from typer.testing import CliRunner
+
+    from tracerules.cli.main import app
+    from tracerules.rules.models import json_schema
+
+    listed = json.loads(CliRunner().invoke(app, ["functions", "--format", "json"]).stdout)
+    (entry,) = [f for f in listed if f["name"] == "credible_level"]
+    assert entry["signature"] == "credible_level(angle, angle) -> number"
+    assert entry["category"] == "skymap"
+    names = {f["name"] for f in json_schema()["x-functions"]}
+    assert "credible_level" in names
