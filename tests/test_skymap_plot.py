@@ -119,3 +119,32 @@ def test_centre_handles_the_edge_cases() -> None:
     ra, _ = geo.break_wraps([10.0, 20.0, 40.0], [0.0, 1.0, 2.0], centre=210.0)
     assert np.isnan(ra).sum() == 1
     assert sky_plan.nice_step(7.2) == 2.0 and sky_plan.nice_below(4.3) == 2.0
+
+
+def test_renders_are_deterministic_across_maps_and_threads() -> None:
+    """The figure keeps its canvas and line artists between renders (per thread): nothing of
+    one map may linger in the next, and threads must not share a canvas."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tracerules.products.provenance import Provenance
+    from tracerules.products.skymap import summarize
+
+    prov = Provenance("tracerules test", "rule", "E1", 1, 2)
+    maps = [_load(name) for name in (CBC, BURST, WIDE)]
+    # The CBC map with the Sun and Moon (their lines), the others without.
+    summaries = [summarize(maps[0]), *(summarize(m, ephemeris=False) for m in maps[1:])]
+    assert summaries[0].sun_ra is not None
+
+    def render(i: int) -> bytes:
+        return skymap_plot.render_png(maps[i], summaries[i], f"map {i}", [("k", "v")], prov)
+
+    def fresh(i: int) -> bytes:  # a new thread has a new canvas
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(render, i).result()
+
+    alone = [fresh(i) for i in range(3)]
+    assert len(set(alone)) == 3
+    assert [render(i) for i in (0, 1, 2, 1, 0)] == [alone[i] for i in (0, 1, 2, 1, 0)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        again = list(pool.map(render, [0, 1, 2, 0, 1, 2]))
+    assert again == alone + alone

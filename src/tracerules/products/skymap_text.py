@@ -10,6 +10,7 @@ at the top left.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 INK, MUTED, FAINT = (20, 24, 28), (101, 123, 131), (88, 110, 117)
+_FREETYPE = threading.RLock()
 
 
 @functools.lru_cache(maxsize=8)
@@ -37,12 +39,13 @@ def _stencil(text: str, size: int, bold: bool, anchor: str) -> tuple[Any, tuple[
     figure (labels, grid values, the legend) are the same in every figure."""
     from PIL import Image, ImageDraw
 
-    face = font(size, bold)
-    left, top, right, bottom = face.getbbox(text, anchor=anchor)
-    if right <= left or bottom <= top:
-        return None, (0, 0)
-    mask = Image.new("L", (right - left, bottom - top), 0)
-    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=face, anchor=anchor)
+    with _FREETYPE:  # one FreeType face serves every thread: render with it one at a time
+        face = font(size, bold)
+        left, top, right, bottom = face.getbbox(text, anchor=anchor)
+        if right <= left or bottom <= top:
+            return None, (0, 0)
+        mask = Image.new("L", (right - left, bottom - top), 0)
+        ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=face, anchor=anchor)
     return mask, (left, top)
 
 
