@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tracerules.products import skymap_functions, skymap_plot
+from tracerules.products import skymap_functions, skymap_raster
 from tracerules.products.gw_alert import GwAlertConfig, run
 from tracerules.products.registry import ActionRequest
 from tracerules.products.skymap import SkyMapError
@@ -90,7 +90,7 @@ def bare_figure_floor(payload: bytes) -> float:
 
     figures = skymap_functions.figures_for_alert(json.loads(payload))
     assert figures is not None
-    _, _, density, level = skymap_plot.map_images(figures.skymap, 600)
+    _, _, density, level = skymap_raster.map_images(figures.skymap, 600)
     started = time.perf_counter()
     fig = Figure(figsize=(12.0, 5.6), dpi=100)
     FigureCanvasAgg(fig)

@@ -13,7 +13,7 @@ from astropy_healpix import boundaries_lonlat, uniq_to_level_ipix
 from tests.test_healpix import _load
 from tracerules.products import healpix as hp
 from tracerules.products import sky_geometry as geo
-from tracerules.products import sky_plan, skymap_plot
+from tracerules.products import sky_plan, skymap_plot, skymap_raster
 from tracerules.products.skymap import SkyMap
 
 CBC = "igwn_gwalert_preliminary.json"  # a 7.8 deg2 90% region at RA 308
@@ -55,8 +55,8 @@ def test_the_map_centre_keeps_every_region_pixel_whole(name: str) -> None:
         assert plan.centre == 0.0  # an hour line, so the raster is shared
     # The drawn raster agrees: no region cell is the first or last cell of its row.
     width = 600
-    _, _, inside, _ = skymap_plot._sky_raster(width, plan.centre)
-    _, _, _, level = skymap_plot.map_images(skymap, width, plan.centre, plan.levels)
+    _, _, inside, _ = skymap_raster.sky_raster(width, plan.centre)
+    _, _, _, level = skymap_raster.map_images(skymap, width, plan.centre, plan.levels)
     region = (level < sky_plan.REGION_LEVEL) & inside
     for row in np.flatnonzero(region.any(axis=1)):
         cells = np.flatnonzero(inside[row])
@@ -97,7 +97,7 @@ def test_the_shading_shows_the_whole_90_percent_region(name: str) -> None:
     edge = skymap.probdensity[levels < 0.9].min()  # the faintest pixel of the 90% region
     assert sky_plan.shade(edge / peak) >= 0.25  # a quarter of the colour scale, or more
     assert edge / peak < 0.25  # where a linear scale would leave it nearly white
-    rgba = skymap_plot.shaded_rgba(np.array([edge, np.nan]) / hp_sqdeg(), peak / hp_sqdeg())
+    rgba = skymap_raster.shaded_rgba(np.array([edge, np.nan]) / hp_sqdeg(), peak / hp_sqdeg())
     white = np.array([255, 255, 255])
     assert np.abs(rgba[0, :3].astype(int) - white).sum() > 120  # visibly coloured
     assert rgba[1, 3] == 0  # uncovered sky is transparent

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import io
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,18 +29,18 @@ import numpy as np
 from tracerules.products import healpix, sky_geometry, sky_plan
 from tracerules.products.provenance import Provenance
 from tracerules.products.skymap import SkyMap, SkyMapSummary
+from tracerules.products.skymap_canvas import Canvas
+from tracerules.products.skymap_raster import CMAP, map_images, shaded_rgba, zoom_images
 from tracerules.products.skymap_text import FAINT, Lettering
 
 _SQDEG_PER_SR = (180.0 / np.pi) ** 2
 _CONTOUR_COLOURS = ("#0b3d91", "#2aa198", "#6c71c4")
 _SUN, _MOON, _GALAXY, _CROSS, _BOX = "#e08e0b", "#6b7b8c", "#859900", "#dc322f", "#d33682"
-_CMAP = "OrRd"
 # Axes rectangles (figure fractions): all-sky with and without the zoom beside it, the zoom.
 _SKY_WITH_ZOOM = (0.01, 0.22, 0.5, 0.66)
 _SKY_ALONE = (0.01, 0.17, 0.77, 0.72)
 _ZOOM = (0.545, 0.25, 0.225, 0.6)
 _PANEL_X = 0.805
-_ZOOM_CELLS = 240
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,72 +119,6 @@ def key_numbers(alert: Mapping[str, Any], summary: SkyMapSummary | None) -> list
             )
         rows.append(("Pixels", f"{s.pixel_count} (orders {min(s.orders)}-{max(s.orders)})"))
     return rows
-
-
-# --- rasters ----------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _sky_raster(width: int, centre: float) -> tuple[Any, Any, Any, Any]:
-    """The Mollweide raster and each inside cell's nested index at order 29: the same for
-    every map with this centre (centres are hour lines when they can be), so kept."""
-    x, y, ra, dec, inside = sky_geometry.mollweide_grid(width, centre)
-    nest = sky_geometry.lonlat_to_nest(1 << healpix.MAX_ORDER, ra[inside], dec[inside])
-    for array in (x, y, inside, nest):
-        array.setflags(write=False)
-    return x, y, inside, nest
-
-
-def _fill(skymap: SkyMap, levels: Any, rows: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """Images of density (deg^-2, NaN where uncovered) and credible level from map rows."""
-    covered = rows >= 0
-    density, level = np.full(shape, np.nan), np.full(shape, np.nan)
-    density[covered] = skymap.probdensity[rows[covered]] / _SQDEG_PER_SR
-    level[covered] = levels[rows[covered]]
-    return density, level
-
-
-def map_images(
-    skymap: SkyMap, width: int, centre: float = 180.0, levels: Any = None
-) -> tuple[Any, Any, Any, Any]:
-    """Raster (x, y, density in deg^-2, credible level) of the map over the Mollweide ellipse,
-    row 0 at the bottom."""
-    if levels is None:
-        levels = healpix.credible_levels(skymap.uniq, skymap.probdensity)
-    x, y, inside, nest = _sky_raster(width, centre)
-    rows = np.full(x.shape, -1, dtype=np.int64)
-    rows[inside] = sky_geometry.multiorder_rows(skymap.uniq, nest, healpix.MAX_ORDER)
-    return (x, y, *_fill(skymap, levels, rows, x.shape))
-
-
-def zoom_images(
-    skymap: SkyMap, levels: Any, zoom: sky_plan.Zoom, cells: tuple[int, int]
-) -> tuple[Any, Any, Any, Any]:
-    """Raster (RA, Dec, density, level) of cell centres over the zoom box, ``cells`` (columns,
-    rows), row 0 at the bottom and RA rising with the column; RA runs on past 0/360."""
-    columns, rows = cells
-    ra = zoom.ra + zoom.ra_half * ((np.arange(columns) + 0.5) / columns * 2.0 - 1.0)
-    dec = zoom.dec + zoom.half_height * ((np.arange(rows) + 0.5) / rows * 2.0 - 1.0)
-    ra2, dec2 = np.meshgrid(ra, dec)
-    found = sky_geometry.multiorder_lookup(skymap.uniq, np.mod(ra2, 360.0), dec2)
-    return (ra2, dec2, *_fill(skymap, levels, found, ra2.shape))
-
-
-@functools.lru_cache(maxsize=1)
-def _palette() -> Any:
-    from matplotlib import colormaps
-
-    colours = (colormaps[_CMAP](np.linspace(0.0, 1.0, 256)) * 255).round().astype(np.uint8)
-    colours.setflags(write=False)
-    return colours
-
-
-def shaded_rgba(density: Any, peak: float) -> Any:
-    """RGBA (uint8) of a density raster on the square-root scale; transparent where NaN."""
-    shade = sky_plan.shade(np.nan_to_num(density / peak, nan=0.0))
-    rgba = _palette()[np.round(shade * 255).astype(np.intp)]
-    rgba[np.isnan(density), 3] = 0
-    return rgba
 
 
 # --- drawing ----------------------------------------------------------------------------------
@@ -411,73 +344,11 @@ def _zoom_words(pen: Lettering, ax: Any, zoom: sky_plan.Zoom, height: int) -> No
 def _colour_bar(pen: Lettering, box: tuple[int, int, int, int], peak: float) -> None:
     from matplotlib import colormaps
 
-    colours = (colormaps[_CMAP](np.linspace(0.0, 1.0, 128)) * 255).astype(np.uint8)
+    colours = (colormaps[CMAP](np.linspace(0.0, 1.0, 128)) * 255).astype(np.uint8)
     fractions = (0.0, 0.1, 0.25, 0.5, 1.0)
     ticks = [(float(sky_plan.shade(f)), f"{f:g}") for f in fractions]
     label = f"density / peak ({peak:.3g} per deg², square-root scale)"
     pen.colour_bar(box, colours, ticks, label)
-
-
-class _Lines:
-    """``plot`` for one axes that reuses its Line2D artists from one render to the next.
-
-    Creating a Line2D costs about a millisecond; setting new data on a kept one costs nothing.
-    Lines are kept per style, in the order they are asked for; the unused are hidden.
-    """
-
-    def __init__(self, ax: Any) -> None:
-        self.ax = ax
-        self._kept: dict[tuple[Any, ...], list[Any]] = {}
-        self._used: dict[tuple[Any, ...], int] = {}
-
-    def reset(self) -> None:
-        for lines in self._kept.values():
-            for line in lines:
-                line.set_visible(False)
-        self._used = {}
-
-    def plot(self, x: Any, y: Any, **style: Any) -> None:
-        key = tuple(sorted(style.items()))
-        kept, used = self._kept.setdefault(key, []), self._used.get(key, 0)
-        if used == len(kept):
-            kept.append(self.ax.plot([], [], **style)[0])
-        kept[used].set_data(x, y)
-        kept[used].set_visible(True)
-        self._used[key] = used + 1
-
-
-class _Canvas:
-    """A figure, its Agg canvas and its axes, kept per thread and per layout: creating axes
-    costs more than drawing on them. Only the drawn artists are removed between renders."""
-
-    _local = threading.local()
-
-    def __init__(self, opts: PlotOptions, zoomed: bool) -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        size = (opts.width_px / opts.dpi, opts.height_px / opts.dpi)
-        self.figure = Figure(figsize=size, dpi=opts.dpi, facecolor="none")
-        self.canvas = FigureCanvasAgg(self.figure)
-        self.sky = _Lines(self._axes(_SKY_WITH_ZOOM if zoomed else _SKY_ALONE))
-        self.sky.ax.set_aspect("equal")
-        self.zoom = _Lines(self._axes(_ZOOM)) if zoomed else None
-
-    def _axes(self, rect: tuple[float, float, float, float]) -> Any:
-        ax = self.figure.add_axes(rect)
-        ax.axis("off")
-        return ax
-
-    @classmethod
-    def get(cls, opts: PlotOptions, zoomed: bool) -> _Canvas:
-        kept: dict[tuple[PlotOptions, bool], _Canvas] = cls._local.__dict__.setdefault("kept", {})
-        if (opts, zoomed) not in kept:
-            kept[(opts, zoomed)] = cls(opts, zoomed)
-        canvas = kept[(opts, zoomed)]
-        for lines in (canvas.sky, canvas.zoom):
-            if lines is not None:
-                lines.reset()
-        return canvas
 
 
 def render_png(
@@ -497,7 +368,9 @@ def render_png(
 
     opts = options or PlotOptions()
     plan = plan_figure(skymap, opts)
-    canvas = _Canvas.get(opts, plan.zoom is not None)
+    sky_rect = _SKY_WITH_ZOOM if plan.zoom is not None else _SKY_ALONE
+    zoom_rect = _ZOOM if plan.zoom is not None else None
+    canvas = Canvas.get((opts.width_px, opts.height_px), opts.dpi, sky_rect, zoom_rect)
     width, height = canvas.canvas.get_width_height()
     rasters = []
     shaded, entries = _draw_sky(canvas.sky, skymap, summary, plan, opts, height)
@@ -531,7 +404,7 @@ def render_png(
 
 def _letter(
     image: Any,
-    canvas: _Canvas,
+    canvas: Canvas,
     plan: Plan,
     title: str,
     panel: Sequence[tuple[str, str]],
