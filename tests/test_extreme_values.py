@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import NOTICES
-from tests.test_dashboard import Server, get
+from tests.dashboard_server import Server, get
 from tracerules.cli.main import app
 from tracerules.dsl.convert import CONVERSIONS
 from tracerules.dsl.values import Missing
