@@ -24,7 +24,7 @@ from tracerules.products.observation import ObservatoryMixin
 from tracerules.products.registry import ActionOutcome, ActionRequest
 from tracerules.rules.compile import CompiledAction, CompiledTrigger, RuleSet
 from tracerules.runtime.arbitration import Outcome, Request, arbitrate
-from tracerules.runtime.decisions import ActionRecord, Decision, Source
+from tracerules.runtime.decisions import ARBITRATION_PREFIX, ActionRecord, Decision, Source
 from tracerules.runtime.store import Store
 
 # Secrets that may appear in any log line, besides those an action refers to.
@@ -126,9 +126,10 @@ def plan(
             action_id, position, action.kind.name, action.config.label(), status, key
         )
         obs = _observation(action, trigger, decision.event_id, values)
-        if obs is not None and status == "pending":
+        # A dry run arbitrates as the service would, so its clashes are the service's clashes.
+        if obs is not None and status in ("pending", "dry-run"):
             outcome, reason = arbitrate(store.db, obs, action_id, now)
-            record.log = f"arbitration: {outcome.value}: {reason}"
+            record.log = f"{ARBITRATION_PREFIX}{outcome.value}: {reason}"
             if outcome is Outcome.CLASH:
                 record.status = "clash"
             store.db.execute(

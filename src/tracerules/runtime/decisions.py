@@ -13,6 +13,7 @@ from enum import Enum
 from tracerules.dsl.values import Vote
 
 EXPIRY = "expiry"
+ARBITRATION_PREFIX = "arbitration: "  # an observation's log starts with the ruling
 
 
 class Source(str, Enum):
@@ -79,6 +80,14 @@ class ActionRecord:
     idempotency_key: str
     log: str = ""
     files: list[str] = field(default_factory=list)
+
+    @property
+    def arbitration(self) -> str | None:
+        """How observation arbitration ruled (start, override, repoint, clash), if it did."""
+        head = self.log.partition("\n")[0]
+        if not head.startswith(ARBITRATION_PREFIX):
+            return None
+        return head[len(ARBITRATION_PREFIX) :].partition(":")[0]
 
 
 @dataclass
