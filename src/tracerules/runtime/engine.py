@@ -266,7 +266,7 @@ class Engine:
         return {
             "notice_id": notice_id,
             "partition": row["partition"] if row else -1,
-            "offset": row["offset"] if row else -1,
+            "offset": self._offset(notice_id, row["offset"] if row else -1),
             "decision": decision.id,
             "conclusion": decision.conclusion.value,
             "event_id": decision.event_id,
@@ -275,6 +275,13 @@ class Engine:
             if isinstance(event_time, float)
             else "-",
         }
+
+    def _offset(self, notice_id: int | None, kafka_offset: int) -> int:
+        """The Kafka offset; for a replayed notice without one, its stable sequence number, so
+        that products named by `{offset}` do not overwrite each other."""
+        if kafka_offset >= 0 or notice_id is None:
+            return kafka_offset
+        return self.store.sequence(notice_id)
 
     # -- people ------------------------------------------------------------------------------
 
