@@ -43,6 +43,9 @@ class NoticeStep(Strict):
     """One notice fed to the rules: a file, or an inline payload."""
 
     file: str | None = Field(None, description="a notice file, relative to the test file")
+    member: str | None = Field(
+        None, description="with a tar archive as `file`: the notice's name inside it"
+    )
     payload: str | dict[str, Any] | None = Field(
         None, description="the notice itself: text (XML or JSON), or a mapping sent as JSON"
     )
