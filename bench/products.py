@@ -22,12 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared_data import CORPUS as DEFAULT_CORPUS
+from shared_data import require_corpus
+
 from tracerules.products import skymap_functions
 from tracerules.products.gw_alert import GwAlertConfig, run
 from tracerules.products.registry import ActionRequest
 from tracerules.products.skymap import SkyMapError
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 PARTS = ("decode", "areas", "meta", "csv", "png")
 TARGET_S = 1.0
 
@@ -67,7 +69,7 @@ def main() -> int:
     parser.add_argument("--nside", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    inputs = alerts(args.corpus)
+    inputs = alerts(require_corpus(args.corpus, "the CORPUS_DIR argument"))
     if not inputs:
         print(f"no igwn.gwalert alert with a sky map under {args.corpus}", file=sys.stderr)
         return 1
