@@ -163,3 +163,15 @@ def test_a_bad_revision_or_a_folder_outside_git_is_a_usage_error(
         rules_at(outside, "HEAD", tmp_path / "out")
     code, _ = _diff(repo, str(tmp_path / "no-such-source"))
     assert code == 2
+
+
+def test_values_are_shown_in_the_unit_the_condition_uses(repo: Path) -> None:
+    """`error < 5 arcmin` tightened to 2 arcmin: the XRT-less BAT position (3 arcmin) changes,
+    and the report shows what was read in arcmin, beside the condition (issue 16, item 9)."""
+    swift = repo / "examples" / "rules" / "swift.yaml"
+    swift.write_text(swift.read_text().replace("error < 5 arcmin", "error < 2 arcmin"))
+    code, text = _diff(repo, str(NOTICES / "swift" / "1016881"))
+    assert code == 0, text
+    assert "factor localised: PASS" in text
+    read = [line.strip() for line in text.splitlines() if line.strip().startswith("read:")]
+    assert "read: error=3 arcmin" in read, text
