@@ -25,6 +25,7 @@ from tracerules.runtime.decisions import (
     Factor,
     Source,
     conclude,
+    notice_label,
     tally,
 )
 from tracerules.runtime.evaluate import Reading, earliest, fold, read
@@ -166,8 +167,9 @@ class Engine:
                 return self._undecided(trigger, notice_id, source, now, unknown, why)
             state = self.events.get(trigger.id, reading.event_id, now)
             event_time = earliest(state.event_time, reading.event_time)
-            factors, votes = fold(trigger, reading, event_time, state.factors)
-            self.events.advance(state, notice_id, event_time, factors, now)
+            factors, votes = fold(trigger, reading, event_time, state.factors, state.factors_from)
+            origin = notice_label(state.seq + 1, notice.topic, notice.time)
+            self.events.advance(state, notice_id, event_time, factors, now, origin)
             decision = Decision(
                 trigger.id,
                 state.event_id,
@@ -295,8 +297,9 @@ class Engine:
         factors: tuple[Factor, ...] | None = None
         event_time: float | None = None
         last: Reading | None = None
+        origin: str | None = None
         for row in self.store.query(
-            "SELECT n.* FROM notices n JOIN event_notices en ON en.notice_id = n.id "
+            "SELECT n.*, en.seq FROM notices n JOIN event_notices en ON en.notice_id = n.id "
             "JOIN events e ON e.id = en.event WHERE e.trigger=? AND e.event_id=? "
             "ORDER BY en.seq",
             (trigger_id, event_id),
@@ -309,7 +312,8 @@ class Engine:
             clock = notice.received if now is None else now
             last = read(trigger, notice, doc, clock, self._extras(notice, doc))
             event_time = earliest(event_time, last.event_time)
-            factors, _ = fold(trigger, last, event_time, factors)
+            factors, _ = fold(trigger, last, event_time, factors, origin)
+            origin = notice_label(row["seq"], notice.topic, notice.time)
         if factors is None or last is None:
             return None
         return factors, last

@@ -79,6 +79,15 @@ def expiry_factor(trigger: CompiledTrigger, event_time: float | None, now: float
     return Factor(EXPIRY, Vote.PASS if within else Vote.MAYBE, detail=detail)
 
 
+def why_unknown(vote: Missing, names: tuple[str, ...], values: dict[str, Any]) -> str:
+    """Why a condition could not vote: the fields it read that are missing, each with its
+    own reason (`error is missing: no case matched (coords_type=0)`), else the vote's."""
+    missing = [(n, values[n]) for n in names if isinstance(values.get(n), Missing)]
+    if not missing:
+        return vote.reason
+    return "; ".join(f"{name} is missing: {value.reason}" for name, value in missing)
+
+
 def votes(trigger: CompiledTrigger, ctx: Context) -> list[Factor]:
     """One factor per condition for this notice alone (UNKNOWN where it cannot say)."""
     out = []
@@ -90,7 +99,8 @@ def votes(trigger: CompiledTrigger, ctx: Context) -> list[Factor]:
         shown += [f"{text}={show(figure(ctx))}" for text, figure in cond.shown]
         detail = ", ".join(shown)
         if isinstance(vote, Missing):
-            out.append(Factor(cond.name, Vote.UNKNOWN, reason=vote.reason, detail=detail))
+            reason = why_unknown(vote, cond.names, values)
+            out.append(Factor(cond.name, Vote.UNKNOWN, reason=reason, detail=detail))
         else:
             out.append(Factor(cond.name, vote, detail=detail))
     return out
@@ -101,13 +111,15 @@ def fold(
     reading: Reading,
     event_time: float | None,
     previous: tuple[Factor, ...] | None,
+    origin: str | None = None,
 ) -> tuple[tuple[Factor, ...], Vote]:
-    """This notice's votes over the event's previous factors, and their tally."""
+    """This notice's votes over the event's previous factors (decided on the notice `origin`
+    names), and their tally."""
     ctx = reading.ctx
     ctx.values["event_time"] = (
         event_time if event_time is not None else Missing("the event has no time yet")
     )
     ctx.values["event_id"] = reading.event_id
     fresh = [expiry_factor(trigger, event_time, ctx.now), *votes(trigger, ctx)]
-    factors = inherit(previous, fresh)
+    factors = inherit(previous, fresh, origin)
     return factors, tally(factors)
