@@ -104,3 +104,34 @@ triggers:
     summary = " ".join(text.split())
     assert "7 actions: 7 failed;" in summary, summary
     assert "would run" not in summary and "notice (failed)" in text
+
+
+def test_live_actions_left_out_of_a_products_run_are_counted_as_skipped(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "topics.yaml").write_text((RULES / "topics.yaml").read_text())
+    (rules / "gbm.yaml").write_text(
+        """schema_version: 1
+triggers:
+  - id: gbm-file-and-hook
+    topics: [gcn.notices.fermi.gbm]
+    event_id: trigger_id
+    event_time: trigger_time
+    fields:
+      trigger_id: {jsonpath: "$.id[0]", as: string}
+      trigger_time: {jsonpath: "$.trigger_time", as: time}
+    conditions:
+      known: exists(trigger_id)
+    actions:
+      - type: notice
+        path: "gbm/{event_id}/{offset}.json"
+      - type: command
+        argv: [echo, "{event_id}"]
+"""
+    )
+    source = str(NOTICES / "fermi_gbm_json")
+    plain = " ".join(dry_run("--rules", str(rules), source).split())
+    assert "14 actions: 14 would run;" in plain
+    out = str(tmp_path / "out")
+    written = " ".join(dry_run("--rules", str(rules), "--products", out, source).split())
+    assert "14 actions: 7 done, 7 skipped (live actions: a dry run writes files only);" in written

@@ -290,7 +290,7 @@ def print_text(
         f"[bold]{result.processed}[/] notices{_repeats(result)}, {summary['events']} events, "
         f"[green]{decided.get('PASS', 0)} PASS[/], [red]{decided.get('FAIL', 0)} FAIL[/]"
         + (f", [magenta]{decided.get('ERROR', 0)} ERROR[/]" if decided.get("ERROR") else "")
-        + f"; {action_summary(summary['actions'])}; "
+        + f"; {action_summary(summary['actions'], result.products)}; "
         f"{summary['dead_letters']} dead letters; "
         f"{summary['notices'].get('unsubscribed', 0)} notices on topics no trigger reads"
     )
@@ -303,14 +303,19 @@ ACTION_WORDS: tuple[tuple[str, str], ...] = (
     ("done", "[green]{n} done[/]"),
     ("failed", "[red]{n} failed[/]"),
     ("clash", "[yellow]{n} clashed[/] (refused by arbitration)"),
+    ("skipped", "{n} skipped (live actions: a dry run writes files only)"),
     ("pending", "{n} not run"),
 )
 
 
-def action_summary(by_status: dict[str, int]) -> str:
-    """Actions counted by what happened to them: a failure or a clash is never 'would run'."""
+def action_summary(by_status: dict[str, int], products: bool = False) -> str:
+    """Actions counted by what happened to them: a failure or a clash is never 'would run'.
+    With products, the file products ran, and the live actions left are skipped."""
     if not by_status:
         return "no actions"
+    if products and "dry-run" in by_status:
+        by_status = {**by_status, "skipped": by_status["dry-run"]}
+        del by_status["dry-run"]
     known = {status for status, _ in ACTION_WORDS}
     parts = [word.format(n=by_status[s]) for s, word in ACTION_WORDS if by_status.get(s)]
     parts += [f"{n} {status}" for status, n in sorted(by_status.items()) if status not in known]
