@@ -262,13 +262,13 @@ class Engine:
     ) -> dict[str, Any]:
         """Template names besides the fields: where the notice came from and what was decided."""
         row = self.store.db.execute(
-            'SELECT partition, "offset" FROM notices WHERE id=?', (notice_id,)
+            'SELECT partition, "offset", source FROM notices WHERE id=?', (notice_id,)
         ).fetchone()
         event_time = values.get("event_time")
         return {
             "notice_id": notice_id,
             "partition": row["partition"] if row else -1,
-            "offset": self._offset(notice_id, row["offset"] if row else -1),
+            "offset": self._offset(notice_id, row),
             "decision": decision.id,
             "conclusion": decision.conclusion.value,
             "event_id": decision.event_id,
@@ -278,11 +278,13 @@ class Engine:
             else "-",
         }
 
-    def _offset(self, notice_id: int | None, kafka_offset: int) -> int:
-        """The Kafka offset; for a replayed notice without one, its stable sequence number, so
-        that products named by `{offset}` do not overwrite each other."""
-        if kafka_offset >= 0 or notice_id is None:
-            return kafka_offset
+    def _offset(self, notice_id: int | None, row: Any) -> int:
+        """The Kafka offset; for a replayed notice (never on Kafka), its stable sequence
+        number, so that products named by `{offset}` do not overwrite each other."""
+        if row is None or notice_id is None:
+            return -1
+        if row["offset"] >= 0 or row["source"] == "kafka":
+            return int(row["offset"])
         return self.store.sequence(notice_id)
 
     # -- people ------------------------------------------------------------------------------
