@@ -17,6 +17,7 @@ from typing import Any
 from tracerules.dsl.values import Missing, Vote
 from tracerules.products.skymap_functions import skymap_extras
 from tracerules.rules.compile import CompiledTrigger, RuleSet
+from tracerules.runtime import history
 from tracerules.runtime.actions import Dispatcher, plan
 from tracerules.runtime.decisions import (
     ActionRecord,
@@ -285,7 +286,7 @@ class Engine:
             return -1
         if row["offset"] >= 0 or row["source"] == "kafka":
             return int(row["offset"])
-        return self.store.sequence(notice_id)
+        return history.sequence(self.store, notice_id)
 
     # -- people ------------------------------------------------------------------------------
 

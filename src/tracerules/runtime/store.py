@@ -387,21 +387,6 @@ class Store:
             )
         self._stats.clear()
 
-    def sequence(self, notice_id: int) -> int:
-        """A notice's place (from 0) among the stored notices of its topic that have no Kafka
-        offset, in notice-time order, ties broken by payload hash: what `{offset}` is for a
-        replayed notice. It depends only on which notices were stored, not on their order or
-        packaging (folder, tar, NDJSON)."""
-        return int(
-            self.scalar(
-                "SELECT count(*) FROM notices n JOIN notices o ON o.topic = n.topic "
-                'WHERE n.id = ? AND o."offset" < 0 AND o.duplicate_of IS NULL AND '
-                "(o.received < n.received OR (o.received = n.received AND o.sha256 < n.sha256))",
-                (notice_id,),
-            )
-            or 0
-        )
-
     def set_notice_status(self, notice_id: int, status: str) -> None:
         self.db.execute("UPDATE notices SET status=? WHERE id=?", (status, notice_id))
 
