@@ -65,6 +65,8 @@ class NoticeStep(Strict):
     def _one_source(self) -> NoticeStep:
         if (self.file is None) == (self.payload is None):
             raise ValueError("a notice needs exactly one of file or payload")
+        if self.member is not None and self.file is None:
+            raise ValueError("`member:` names a notice inside the archive `file:` gives")
         return self
 
 
