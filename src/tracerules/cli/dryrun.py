@@ -303,6 +303,7 @@ ACTION_WORDS: tuple[tuple[str, str], ...] = (
     ("done", "[green]{n} done[/]"),
     ("failed", "[red]{n} failed[/]"),
     ("clash", "[yellow]{n} clashed[/] (refused by arbitration)"),
+    ("refused", "[red]{n} refused[/] (could not be planned)"),
     ("skipped", "{n} skipped (live actions: a dry run writes files only)"),
     ("pending", "{n} not run"),
 )

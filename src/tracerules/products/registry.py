@@ -28,6 +28,9 @@ class ActionConfig(BaseModel):
 
     # Config fields holding `{name}` templates, checked against the trigger's fields at load.
     template_fields: ClassVar[tuple[str, ...]] = ()
+    # Config fields naming a site (`site: mwa`): checked against the declared sites at load,
+    # and resolved onto CompiledAction.sites.
+    site_refs: ClassVar[tuple[str, ...]] = ()
 
     def label(self) -> str:
         return self.name or self.type
@@ -94,9 +97,11 @@ def _load_builtin_types() -> None:
         return
     _LOADED = True
     from tracerules.products import (
+        atca,
         command,
         gw_alert,
         kafka_message,
+        mwa,
         notice,
         observation,
         plugin,
@@ -110,6 +115,8 @@ def _load_builtin_types() -> None:
     register(webhook.ACTION)
     register(command.ACTION)
     register(kafka_message.ACTION)
+    register(mwa.ACTION)
+    register(atca.ACTION)
     for ep in entry_points(group="tracerules.actions"):
         loaded = ep.load()
         register(loaded() if callable(loaded) and not isinstance(loaded, ActionType) else loaded)
