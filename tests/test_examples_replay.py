@@ -33,9 +33,9 @@ def test_the_quick_start_fails_nothing_by_accident(tmp_path: Path) -> None:
         mock = events(result.store, trigger="lvk-mock-heartbeat", event_id="MS181101ab")
         assert len(mock) == 1 and len(mock[0].notices) == 6
         maps = sorted((tmp_path / "out" / "lvk" / "mockevents" / "MS181101ab").glob("*/skymap.png"))
-        # each stage but the retraction has its map drawn (update and ext-update share a folder)
+        # each stage but the retraction has its map drawn (the ext-update is the second update)
         stages = [p.parent.name.split("_", 1)[1] for p in maps]
-        assert stages == ["earlywarning", "preliminary", "initial", "update"]
+        assert stages == ["earlywarning", "preliminary", "initial", "update", "update_2"]
     finally:
         result.close()
 
