@@ -3,10 +3,10 @@ condition was written in, times in UTC, long durations in days or years. Pure fu
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from tracerules.dsl.values import DEGREES_PER_UNIT, SECONDS_PER_UNIT, Missing
+from tracerules.timetext import utc_text
 
 DURATION: Final = "duration"  # no unit written: the most readable of s, min, h, d, yr
 TIME: Final = "time"
@@ -49,5 +49,5 @@ def show(value: Any, unit: str | None = None) -> str:
     if unit == DURATION:
         return readable_duration(value)
     if unit == TIME:
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_text(value)
     return f"{value:.6g}" if isinstance(value, float) else str(value)

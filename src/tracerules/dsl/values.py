@@ -7,9 +7,10 @@ types below exist only at compile time, so the hot path handles plain floats.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
+
+from tracerules.timetext import utc_text
 
 
 class Vote(str, Enum):
@@ -130,7 +131,7 @@ class WithUnit:
         if not isinstance(value, int | float):
             return str(value)
         if type_ is Type.TIME:
-            return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")[:-6] + "Z"
+            return utc_text(value)
         unit = {Type.ANGLE: " deg", Type.DURATION: " s"}.get(type_, "")
         return f"{value:.4g}{unit}" if abs(value) < 1e4 else f"{value:.6g}{unit}"
 

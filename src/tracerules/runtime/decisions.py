@@ -6,12 +6,12 @@ definite vote, and otherwise the old vote stays, marked inherited. Expiry is fac
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from tracerules.dsl.values import Vote
+from tracerules.timetext import utc_text
 
 EXPIRY = "expiry"
 ARBITRATION_PREFIX = "arbitration: "  # an observation's log starts with the ruling
@@ -66,7 +66,7 @@ def notice_label(seq: int, topic: str, when: float) -> str:
     """Which notice of an event: its number in the event, its topic and its time (UTC)."""
     for prefix in ("gcn.classic.voevent.", "gcn.notices."):
         topic = topic.removeprefix(prefix)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    stamp = utc_text(when)
     return f"notice {seq} ({topic}, {stamp})"
 
 
