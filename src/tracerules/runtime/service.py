@@ -329,6 +329,9 @@ class Service:
         if self.recorder is not None:
             self.recorder.put("service", assignment=shown, assigned_at=time.time())
 
+    def stored_position(self, topic: str, partition: int) -> tuple[int, str] | None:
+        return self.store.last_offset(topic, partition)
+
     # -- shutdown -----------------------------------------------------------------------------
 
     def _shutdown(self, source: ServiceSource) -> None:

@@ -390,6 +390,15 @@ class Store:
         ).fetchone()
         return row
 
+    def last_offset(self, topic: str, partition: int) -> tuple[int, str] | None:
+        """The highest Kafka offset stored for a partition, and that record's sha256."""
+        row = self.db.execute(
+            'SELECT "offset", sha256 FROM notices WHERE topic=? AND partition=? AND "offset">=0 '
+            'ORDER BY "offset" DESC LIMIT 1',
+            (topic, partition),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(self.db.execute(sql, params))
 
