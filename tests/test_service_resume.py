@@ -16,10 +16,10 @@ import pytest
 from tests import kafka_broker as kb
 from tests.service_harness import (
     SUBSCRIBED,
+    Produced,
     Publisher,
     ServiceProcess,
     check_exactly_once,
-    Produced,
     ensure_topics,
     notice_files,
     topic_of,

@@ -276,10 +276,8 @@ class KafkaSource:
         self.assignment = {(tp.topic, tp.partition) for tp in resumed + known + started}
         self.at_end.clear()
         report = [(tp.topic, tp.partition, tp.offset) for tp in resumed + known + started]
-        self.hooks.assigned(
-            report,
-            f"{len(resumed)} resumed, {len(known)} from the store, {len(started)} from {self.start}",
-        )
+        how = f"{len(resumed)} resumed, {len(known)} from the store"
+        self.hooks.assigned(report, f"{how}, {len(started)} from {self.start}")
 
     def _from_store(self, fresh: list[TopicPartition]) -> list[TopicPartition]:
         """Partitions the group has no offset for (a restarted broker, expired offsets) but the
