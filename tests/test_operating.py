@@ -5,9 +5,21 @@ These run without the broker; the service-level checks are in tests/test_service
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.parse
 from pathlib import Path
 
+import markupsafe
+import pytest
+
+from tests.torture_support import SECRET_SHAPES, occurrences
+from tracerules.products.command import CommandConfig
+from tracerules.products.command import run as run_command
+from tracerules.products.plugin import PluginConfig
+from tracerules.products.plugin import run as run_plugin
+from tracerules.products.registry import ActionRequest
+from tracerules.runtime.secrets import redact
 from tracerules.runtime.service import lock_store
 
 
@@ -38,3 +50,63 @@ def test_a_hard_link_to_a_locked_store_finds_it_locked(tmp_path: Path) -> None:
         assert lock_store(other / "same.sqlite") is None
     finally:
         first.close()
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+
+def _request(tmp_path: Path) -> ActionRequest:
+    values = {"trigger_id": "745121685", "event_id": "745121685", "conclusion": "PASS"}
+    return ActionRequest("t", "745121685", 3, "t/745121685/1/0", values, b"{}", tmp_path)
+
+
+def test_a_command_sees_only_the_environment_it_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TR_OTHER_ACTIONS_SECRET", "other-s3cret-77")
+    monkeypatch.setenv("TR_MINE", "mine-s3cret-11")
+    config = CommandConfig(type="command", argv=["env"], env={"MINE": "${env:TR_MINE}"})
+    outcome = run_command(config, _request(tmp_path))
+    printed = "\n".join(outcome.log)
+    assert outcome.ok and "MINE=mine-s3cret-11" in printed and "PATH=" in printed
+    assert "other-s3cret-77" not in printed and "TR_MINE" not in printed
+
+
+def test_a_plugin_script_sees_only_the_environment_it_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TR_OTHER_ACTIONS_SECRET", "other-s3cret-77")
+    monkeypatch.setenv("TR_MINE", "mine-s3cret-11")
+    script = tmp_path / "show.py"
+    script.write_text("import os\nprint(sorted(os.environ.items()))\n")
+    config = PluginConfig.model_validate(
+        {"type": "plugin", "script": str(script), "env": {"MINE": "${env:TR_MINE}"}}
+    )
+    outcome = run_plugin(config, _request(tmp_path))
+    printed = "\n".join(outcome.log)
+    assert outcome.ok and "('MINE', 'mine-s3cret-11')" in printed
+    assert "other-s3cret-77" not in printed
+
+
+@pytest.mark.parametrize("secret", list(SECRET_SHAPES.values()), ids=list(SECRET_SHAPES))
+def test_every_spelling_of_a_secret_is_redacted(secret: str) -> None:
+    texts = [
+        secret,
+        repr(secret),
+        repr(secret.encode()),
+        json.dumps(secret),
+        json.dumps(json.dumps({"k": secret})),
+        json.dumps(secret, ensure_ascii=False),
+        urllib.parse.urlencode({"token": secret}),
+        urllib.parse.quote(secret),
+        str(markupsafe.escape(secret)),
+        str(markupsafe.escape(json.dumps(secret))),
+    ]
+    for text in texts:
+        shown = redact(f"before {text} after", [secret])
+        assert occurrences(shown) == 0, (text, shown)
+        assert shown.startswith("before ") and shown.endswith(" after")
+
+
+def test_short_values_are_not_secrets_worth_mangling_text_for() -> None:
+    assert redact("abc abc", ["abc"]) == "abc abc"

@@ -1,5 +1,6 @@
 """Running a child process for an action: an argv list (never a shell), a timeout that kills.
 
+The child gets only the environment its action declares (plus PATH, HOME, LANG, LC_ALL, TZ).
 The child starts in its own session (process group), so a timeout kills it together with
 anything it spawned; its exit code is the verdict, whatever it prints on stderr.
 """
@@ -15,6 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TAIL = 2000  # characters of stdout/stderr kept for the action's log
+# What a child inherits from the service's environment; everything else it must declare, so
+# `argv: [env]` shows no secret of another action or of the Kafka connection.
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+
+
+def child_env(declared: Mapping[str, str], *also: str) -> dict[str, str]:
+    """The environment of a child: the few inherited variables (and `also`), then its own."""
+    names = (*INHERITED, *also)
+    return {**{n: os.environ[n] for n in names if n in os.environ}, **declared}
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from tracerules.products.observation import ObservatoryMixin
 from tracerules.products.provenance import Provenance
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
 from tracerules.products.templating import render_text, render_tree, resolve_tree, tree_templates
+from tracerules.runtime.secrets import redact
 
 USER_AGENT = "tracerules-webhook"
 _BODY_LOG = 300  # characters of a response body kept in the log
@@ -187,9 +188,9 @@ def run(config: WebhookConfig, request: ActionRequest) -> ActionOutcome:
         answer = _send(config.method, prepared.url, prepared.body, prepared.headers, timeout)
         status = answer.status
         if answer.status is None:
-            log.append(f"attempt {attempt}: {where}: {_redacted(answer.error or '', secrets)}")
+            log.append(f"attempt {attempt}: {where}: {redact(answer.error or '', secrets)}")
         else:
-            shown = _redacted(answer.body.decode("utf-8", "replace")[:_BODY_LOG], secrets)
+            shown = redact(answer.body.decode("utf-8", "replace"), secrets)[:_BODY_LOG]
             log.append(f"attempt {attempt}: {where}: status {answer.status} {shown}".rstrip())
             if answer.status < 500:  # a 4xx would fail the same way again: no retry
                 problem = _check(config, answer)
@@ -203,12 +204,6 @@ def run(config: WebhookConfig, request: ActionRequest) -> ActionOutcome:
         delay *= 2
     log.append(f"failed after {attempt} attempt{'s' if attempt > 1 else ''}")
     return ActionOutcome(False, log, detail={"status": status})
-
-
-def _redacted(text: str, secrets: list[str]) -> str:
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 ACTION = ActionType("webhook", WebhookConfig, run, __doc__ or "")

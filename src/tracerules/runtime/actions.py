@@ -9,7 +9,6 @@ never run one action; logs have secrets redacted before they are stored.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import traceback
@@ -18,17 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracerules.dsl.templates import ENV_REF
 from tracerules.dsl.values import Missing
 from tracerules.products.observation import ObservatoryMixin
 from tracerules.products.registry import ActionOutcome, ActionRequest
 from tracerules.rules.compile import CompiledAction, CompiledTrigger, RuleSet
 from tracerules.runtime.arbitration import Outcome, Request, arbitrate
 from tracerules.runtime.decisions import ActionRecord, Decision, Source
+from tracerules.runtime.secrets import redact, rule_secrets
 from tracerules.runtime.store import Store
-
-# Secrets that may appear in any log line, besides those an action refers to.
-ALWAYS_SECRET = ("GCN_KAFKA_CLIENT_SECRET",)
 
 
 def plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,18 +135,6 @@ def plan(
     return records
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def secrets_of(config: Any) -> list[str]:
-    """Values of every ${env:NAME} the action refers to, plus the always-secret ones."""
-    names = set(ENV_REF.findall(config.model_dump_json())) | set(ALWAYS_SECRET)
-    return [os.environ[n] for n in names if os.environ.get(n)]
-
-
 @dataclass
 class RunResult:
     action_id: int
@@ -169,6 +153,11 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.rules, self.out_dir, self.clock = store, rules, out_dir, clock
+
+    def secrets(self) -> list[str]:
+        """Every action's secrets, not only this one's: its output may show another's."""
+        rules = self.rules()
+        return rule_secrets(a.config for t in rules.triggers for a in t.actions)
 
     def claim(self, action_id: int | None = None) -> Any:
         """Atomically take one pending action (a given one, or the oldest)."""
@@ -214,7 +203,7 @@ class Dispatcher:
             self.out_dir,
             extras={"files": self._earlier_files(row)},
         )
-        secrets = secrets_of(action.config)
+        secrets = self.secrets()
         attempts = 1 + action.config.retries
         log: list[str] = []
         for attempt in range(attempts):

@@ -28,12 +28,12 @@ from typing import IO, Protocol
 
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.actions import secrets_of
 from tracerules.runtime.engine import Engine, Processed
 from tracerules.runtime.health import HEARTBEAT_TOPIC, Recorder, remembered_group
 from tracerules.runtime.kafka import KafkaStats, NoticeSource, SourceHooks
 from tracerules.runtime.kafka_settings import StartPosition
 from tracerules.runtime.notices import Notice
+from tracerules.runtime.secrets import rule_secrets
 from tracerules.runtime.store import Store
 from tracerules.runtime.watch import RuleWatcher
 from tracerules.runtime.workers import ActionWorkers
@@ -111,11 +111,8 @@ class Service:
         return self._secrets
 
     def _find_secrets(self) -> list[str]:
-        found = list(self.options.secrets)
-        for trigger in self.engine.rules.triggers:
-            for action in trigger.actions:
-                found += secrets_of(action.config)
-        return sorted(set(found))
+        configs = (a.config for t in self.engine.rules.triggers for a in t.actions)
+        return sorted({*self.options.secrets, *rule_secrets(configs)})
 
     def topics(self) -> set[str]:
         topics = set(self.engine.rules.subscribed_topics)
