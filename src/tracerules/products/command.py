@@ -54,7 +54,13 @@ def run(config: CommandConfig, request: ActionRequest) -> ActionOutcome:
         cwd = request.out_dir / safe_relative(render_text(config.cwd, values))
     cwd.mkdir(parents=True, exist_ok=True)
     try:
-        result = run_process(argv, timeout=inner_timeout(config.timeout), cwd=cwd, env=env)
+        result = run_process(
+            argv,
+            timeout=inner_timeout(config.timeout),
+            cwd=cwd,
+            env=env,
+            on_start=request.extras.get("on_child"),
+        )
     except OSError as err:
         return ActionOutcome(False, [f"cannot run {shown[0]}: {err.strerror or err}"])
     log = [f"ran {' '.join(shown)}", *result.log_lines()]

@@ -160,6 +160,7 @@ def _run_script(
             stdin=context.to_json(),
             cwd=Path(context.folder),
             env=child_env(env, "PYTHONPATH"),
+            on_start=request.extras.get("on_child"),
         )
     except OSError as err:
         return ActionOutcome(False, [f"cannot run plugin {script}: {err}"])

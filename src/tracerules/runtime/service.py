@@ -26,6 +26,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Protocol
 
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_when_event_set,
+)
+
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.engine import Engine, Processed
@@ -33,10 +41,11 @@ from tracerules.runtime.health import HEARTBEAT_TOPIC, Recorder, remembered_grou
 from tracerules.runtime.kafka import KafkaStats, NoticeSource, SourceHooks
 from tracerules.runtime.kafka_settings import StartPosition
 from tracerules.runtime.notices import Notice
+from tracerules.runtime.retry import backoff
 from tracerules.runtime.secrets import rule_secrets
 from tracerules.runtime.store import Store
 from tracerules.runtime.watch import RuleWatcher
-from tracerules.runtime.workers import ActionWorkers
+from tracerules.runtime.workers import ActionWorkers, disk_full
 
 KAFKA_LOG = logging.getLogger("tracerules.kafka")
 POLL_S = 0.2
@@ -82,8 +91,13 @@ class Service:
         self.engine = Engine(rules, self.store, out_dir=options.out_dir, run_actions=False)
         self.recorder = None if options.echo else Recorder(self.store)
         self.workers = ActionWorkers(
-            str(options.store), lambda: self.engine.rules, options.out_dir, options.workers
+            str(options.store),
+            lambda: self.engine.rules,
+            options.out_dir,
+            options.workers,
+            on_error=self._action_error,
         )
+        self._disk_full: tuple[float, str] | None = None  # set by any thread, recorded here
         self.watcher = RuleWatcher(options.rules_paths, options.watch_interval)
         self._source_factory = source
         self._secrets = self._find_secrets()  # per rule set: the logs ask for every line
@@ -156,29 +170,56 @@ class Service:
         source.done(notice)
 
     def _process(self, notice: Notice) -> Processed | None:
-        """The engine's work, retried while the store fails; a crash becomes a dead letter."""
-        delay = 0.5
-        while True:
-            try:
-                return self.engine.process(notice)
-            except sqlite3.Error as err:
+        """The engine's work, retried while the store fails (a full disk, a lock held too
+        long) until stopping; a crash becomes a dead letter."""
+
+        def store_failed(state: RetryCallState) -> None:
+            err = state.outcome.exception() if state.outcome else None
+            if isinstance(err, BaseException):
+                self._action_error(err)
                 self.log.error("store error; retrying", extra={"fields": _where(notice, err)})
-                if self._stop.wait(delay):
-                    self._exit_code = 1
-                    return None
-                delay = min(delay * 2, 30.0)
-            except Exception as err:  # a payload the engine could not cope with: keep it
-                reason = "evaluation crashed: " + _error_text(err)
-                self.log.error("notice crashed the engine", extra={"fields": _where(notice, err)})
-                stored = self.store.add_notice(notice)
-                self.store.dead_letter(stored.id, notice.topic, reason)
-                return Processed(stored.id, "dead", reason=reason)
+
+        policy = Retrying(
+            retry=retry_if_exception_type(sqlite3.Error),
+            wait=backoff(0.5, 30.0),
+            stop=stop_when_event_set(self._stop),
+            sleep=self._pause,
+            before_sleep=store_failed,
+        )
+        try:
+            return policy(self._evaluate, notice)
+        except RetryError:  # stopping while the store fails: not committed, redelivered
+            self._exit_code = 1
+            return None
+
+    def _pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # a stop request ends the wait
+
+    def _evaluate(self, notice: Notice) -> Processed:
+        try:
+            return self.engine.process(notice)
+        except sqlite3.Error:
+            raise
+        except Exception as err:  # a payload the engine could not cope with: keep it
+            reason = "evaluation crashed: " + _error_text(err)
+            self.log.error("notice crashed the engine", extra={"fields": _where(notice, err)})
+            stored = self.store.add_notice(notice)
+            self.store.dead_letter(stored.id, notice.topic, reason)
+            return Processed(stored.id, "dead", reason=reason)
+
+    def _action_error(self, err: BaseException) -> None:
+        """From any thread: a full disk becomes a degraded state in `status`."""
+        if disk_full(err):
+            self._disk_full = (time.time(), f"{type(err).__name__}: {err}")
 
     def _housekeeping(self, source: ServiceSource) -> None:
         now = time.monotonic()
         if self.recorder is not None and now - self._last_beat >= BEAT_S:
             self._last_beat = now
             self.recorder.beat()
+            full, self._disk_full = self._disk_full, None
+            if full is not None:
+                self.recorder.put("disk", full_at=full[0], error=full[1])
         result = self.watcher.take()
         if isinstance(result, RuleSet):
             self._swap(source, result)
@@ -242,6 +283,7 @@ class Service:
             kafka=self.options.where,
             start=str(self.options.start),
             store=str(self.options.store),
+            out=str(self.options.out_dir.resolve()),
         )
         self.recorder.put("group", id=self.options.group_id)
         self._record_rules(last_error=None, last_error_at=None)

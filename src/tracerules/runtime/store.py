@@ -162,8 +162,15 @@ CREATE TABLE consumer_offsets (
 ALTER TABLE actions ADD COLUMN owner TEXT
 """
 
+SCHEMA_V3 = """
+-- when a failed action is tried again (NULL: as soon as a worker is free)
+ALTER TABLE actions ADD COLUMN retry_at REAL;
+-- host/pid/start-time of the process an action started (a command, a plugin script)
+ALTER TABLE actions ADD COLUMN child TEXT
+"""
+
 # Each entry upgrades the schema by one version; the list only ever grows.
-MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2)
+MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
