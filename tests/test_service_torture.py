@@ -3,14 +3,32 @@ destination, SIGTERM and kill -9 during a command, a full disk."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import kafka_broker as kb
-from tests.service_harness import Publisher, ServiceProcess, notice_files, service_topics
-from tests.torture_support import SECRET_ENV, Endpoint, leak_counts, secret_rules
+from tests.service_harness import (
+    Publisher,
+    ServiceProcess,
+    check_exactly_once,
+    notice_files,
+    service_topics,
+    variants,
+    wait_until,
+)
+from tests.torture_support import (
+    SECRET_ENV,
+    Endpoint,
+    command_rules,
+    destination_rules,
+    leak_counts,
+    secret_rules,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -47,3 +65,188 @@ def test_eight_secret_shapes_leak_nowhere(
     assert any("/hook" in path for _, path in echo_api.arrivals), "the API saw the secrets"
     counts = leak_counts(tmp_path, service.store, service.out, rules)
     assert counts == dict.fromkeys(counts, 0)
+
+
+# -- one failing destination -------------------------------------------------------------------
+
+
+def _action_delays(service: ServiceProcess, trigger: str) -> list[float]:
+    rows = service.query(
+        "SELECT updated_at - created_at FROM actions WHERE trigger=? AND status='done'", (trigger,)
+    )
+    return [float(d) for (d,) in rows]
+
+
+def test_a_failing_destination_delays_no_other_and_is_retried_until_it_recovers(
+    tmp_path: Path, kafka_broker: kb.KafkaBroker, echo_api: Endpoint
+) -> None:
+    bad = Endpoint("bad", fail=1, hang=60)
+    rules = destination_rules(tmp_path / "rules", bad.url, echo_api.url, bad_timeout=4)
+    service = ServiceProcess(tmp_path, service_topics(kafka_broker.bootstrap), rules=rules)
+    try:
+        service.start("--start", "latest")
+        service.wait_assigned()
+        produced = Publisher(service.bootstrap).send_files(SWIFT, pause=0.5)
+        wait_until(
+            lambda: len(_action_delays(service, "to-good")) == 2 * len(produced),
+            30,
+            "the healthy destination's actions",
+        )
+        delays = _action_delays(service, "to-good")
+        assert max(delays) <= 1.0, delays
+        wait_until(
+            lambda: service.query(
+                "SELECT count(*) FROM actions WHERE trigger='to-bad' AND retry_at IS NOT NULL"
+            )[0][0],
+            30,
+            "a retry planned for the failing destination",
+        )
+        bad.mode = "echo"  # the endpoint recovers within the event's expiry
+        bad.release()
+        service.wait_processed(produced, timeout=90)
+        logs = [log for (log,) in service.query("SELECT log FROM actions WHERE trigger='to-bad'")]
+        assert all("failed; tried again" in log for log in logs), logs
+        assert service.stop() == 0
+    finally:
+        service.close()
+        bad.close()
+
+
+# -- SIGTERM and kill -9 during a command --------------------------------------------------------
+
+MARKER = """\
+import os, sys, time
+marks = sys.argv[1]
+with open(marks, "a") as f:
+    f.write(f"start {os.getpid()} {time.time()}\\n")
+time.sleep(float(sys.argv[2]))
+with open(marks, "a") as f:
+    f.write(f"end {os.getpid()} {time.time()}\\n")
+"""
+
+
+def _marks(path: Path) -> list[tuple[str, int, float]]:
+    if not path.exists():
+        return []
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    return [(kind, int(pid), float(at)) for kind, pid, at in rows]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _command_service(tmp_path: Path, bootstrap: str, seconds: float) -> tuple[ServiceProcess, Path]:
+    script = tmp_path / "marker.py"
+    script.write_text(MARKER)
+    marks = tmp_path / "marks.txt"
+    action = {
+        "type": "command",
+        "argv": [sys.executable, str(script), str(marks), str(seconds)],
+        "timeout": 120,
+    }
+    rules = command_rules(tmp_path / "rules", action)
+    return ServiceProcess(tmp_path, service_topics(bootstrap), rules=rules), marks
+
+
+def test_sigterm_stops_a_running_command_and_a_restart_runs_it_again(
+    tmp_path: Path, kafka_broker: kb.KafkaBroker
+) -> None:
+    service, marks = _command_service(tmp_path, kafka_broker.bootstrap, 60)
+    try:
+        service.start("--start", "latest")
+        service.wait_assigned()
+        Publisher(service.bootstrap).send_files(SWIFT[:1])
+        wait_until(lambda: _marks(marks), 30, "the command to start")
+        ((_, first, _),) = _marks(marks)
+        assert service.stop(timeout=40) == 0
+        assert not _alive(first), "the command outlived the service"
+        service.start("--start", "latest")
+        wait_until(lambda: len(_marks(marks)) == 2, 60, "the command to run again")
+        assert service.stop(timeout=40) == 0
+        status = service.query("SELECT status, log FROM actions")
+        assert status[0][0] == "pending" and "interrupted by shutdown" in status[0][1]
+    finally:
+        service.close()
+
+
+def test_after_kill_9_a_restart_waits_for_the_first_copy_of_a_command(
+    tmp_path: Path, kafka_broker: kb.KafkaBroker
+) -> None:
+    service, marks = _command_service(tmp_path, kafka_broker.bootstrap, 8)
+    try:
+        service.start("--start", "latest")
+        service.wait_assigned()
+        Publisher(service.bootstrap).send_files(SWIFT[:1])
+        wait_until(lambda: _marks(marks), 30, "the command to start")
+        service.kill()
+        service.start("--start", "latest")
+        wait_until(lambda: len(_marks(marks)) == 4, 60, "both copies to finish")
+        assert service.stop() == 0
+    finally:
+        service.close()
+    kinds = [kind for kind, _, _ in _marks(marks)]
+    assert kinds == ["start", "end", "start", "end"], "the second copy started beside the first"
+    (status,) = service.query("SELECT status FROM actions")
+    assert status == ("done",)
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_is_degraded_in_status_and_work_resumes_when_space_returns(
+    tmp_path: Path, small_disk: Path, kafka_broker: kb.KafkaBroker
+) -> None:
+    service = ServiceProcess(tmp_path, service_topics(kafka_broker.bootstrap))
+    service.store, service.out = small_disk / "store.sqlite", small_disk / "out"  # logs aside
+    service.start("--start", "latest")
+    try:
+        service.wait_assigned()
+        filler = _fill(small_disk)
+        produced = Publisher(service.bootstrap).send(variants(12))
+
+        def full() -> int | None:
+            code, text = service.status_cli()
+            return code if "disk          FULL" in text else None
+
+        assert wait_until(full, 30, "the full disk in status") == 1
+        service.check_alive()
+        filler.unlink()
+        service.wait_processed(produced, timeout=90)
+        check_exactly_once(service, produced)
+        wait_until(lambda: "disk          OK" in service.status_cli()[1], 20, "the disk OK again")
+        assert service.stop() == 0
+    finally:
+        service.close()

@@ -101,6 +101,10 @@ class Endpoint:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
+    def release(self) -> None:
+        """End the hangs now (the endpoint recovers)."""
+        self._release.set()
+
     def close(self) -> None:
         self._release.set()
         self.server.shutdown()
@@ -189,11 +193,19 @@ def secret_rules(folder: Path, echo_url: str) -> Path:
     return folder
 
 
-def destination_rules(folder: Path, bad_url: str, good_url: str) -> Path:
+def destination_rules(folder: Path, bad_url: str, good_url: str, bad_timeout: float = 70) -> Path:
     """Two triggers on the same notices: one calls a failing API, the other writes files and
     calls a healthy one. The second must not wait for the first."""
     _rule_folder(folder)
-    bad = [{"type": "webhook", "url": bad_url + "/bad", "timeout": 70, "retries": 2}]
+    bad = [
+        {
+            "type": "webhook",
+            "url": bad_url + "/bad",
+            "timeout": bad_timeout,
+            "request_timeout": max(1, bad_timeout - 1),
+            "attempts": 1,
+        }
+    ]
     good = [
         {"type": "notice", "path": "good/{event_id}-{topic}-{offset}.xml"},
         {"type": "webhook", "url": good_url + "/good", "timeout": 5},
@@ -203,6 +215,15 @@ def destination_rules(folder: Path, bad_url: str, good_url: str) -> Path:
         lines.append(SWIFT_TRIGGER.format(id=name).rstrip())
         lines += [f"      - {_yaml(a)}" for a in actions]
     (folder / "destinations.yaml").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def command_rules(folder: Path, action: dict[str, Any]) -> Path:
+    """One trigger running one command per event."""
+    _rule_folder(folder)
+    lines = ["schema_version: 1", "triggers:", SWIFT_TRIGGER.format(id="cmd").rstrip()]
+    lines.append(f"      - {_yaml(action)}")
+    (folder / "command.yaml").write_text("\n".join(lines) + "\n")
     return folder
 
 

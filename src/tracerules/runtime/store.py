@@ -222,6 +222,8 @@ class Store:
         return int(row[0]) if row else 0
 
     def migrate(self) -> None:
+        if self.version() == SCHEMA_VERSION:
+            return  # nothing to write: a reader works even on a full disk
         with self.transaction():
             current = self.version()
             if current > SCHEMA_VERSION:
