@@ -7,20 +7,30 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.parse
 from pathlib import Path
 
 import markupsafe
 import pytest
+from typer.testing import CliRunner
 
+from tests.service_harness import NOTICES, SERVICE_RULES
 from tests.torture_support import SECRET_SHAPES, occurrences
+from tracerules.cli.main import app
 from tracerules.products.command import CommandConfig
 from tracerules.products.command import run as run_command
 from tracerules.products.plugin import PluginConfig
 from tracerules.products.plugin import run as run_plugin
 from tracerules.products.registry import ActionRequest
+from tracerules.rules.compile import load_ruleset
+from tracerules.runtime.engine import Engine
+from tracerules.runtime.retry import LATER_MOST_S, next_try
 from tracerules.runtime.secrets import redact
 from tracerules.runtime.service import lock_store
+from tracerules.runtime.sources import notice_from_file
+from tracerules.runtime.store import Store
+from tracerules.runtime.workers import ActionWorkers
 
 
 def test_a_symlink_to_a_locked_store_finds_it_locked(tmp_path: Path) -> None:
@@ -110,3 +120,43 @@ def test_every_spelling_of_a_secret_is_redacted(secret: str) -> None:
 
 def test_short_values_are_not_secrets_worth_mangling_text_for() -> None:
     assert redact("abc abc", ["abc"]) == "abc abc"
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+def test_a_failed_action_is_tried_again_on_a_backoff_until_its_event_expires() -> None:
+    now = 1_000_000.0
+    first = next_try(1, now, expires=now + 3600)
+    second = next_try(2, now, expires=now + 3600)
+    assert first is not None and second is not None and now < first < second
+    assert next_try(1, now, expires=now + 1) is None  # the event expires first
+    assert next_try(30, now, expires=None) == now + LATER_MOST_S
+
+
+def test_an_operator_retries_failed_actions_and_the_workers_run_them(tmp_path: Path) -> None:
+    rules = load_ruleset([SERVICE_RULES])
+    store = Store(tmp_path / "store.sqlite")
+    bat = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"
+    Engine(rules, store, out_dir=tmp_path / "out", run_actions=False).process(
+        notice_from_file(bat, offset=0)
+    )
+    store.db.execute("UPDATE actions SET status='failed'")
+    path = str(tmp_path / "store.sqlite")
+    nothing = CliRunner().invoke(app, ["actions", "retry", "--trigger", "nope", "--store", path])
+    assert nothing.exit_code == 1 and "no failed action matches" in nothing.output
+    result = CliRunner().invoke(app, ["actions", "retry", "--trigger", "swift-grb", "-s", path])
+    assert result.exit_code == 0 and "1 action(s) queued again" in result.output
+    listed = CliRunner().invoke(app, ["actions", "list", "-s", path, "-f", "json"])
+    assert json.loads(listed.output)[0]["status"] == "pending"
+    workers = ActionWorkers(path, lambda: rules, tmp_path / "out")
+    workers.start()
+    try:
+        deadline = time.monotonic() + 10
+        while store.scalar("SELECT status FROM actions") != "done":
+            assert time.monotonic() < deadline, store.scalar("SELECT log FROM actions")
+            time.sleep(0.05)
+    finally:
+        assert workers.stop(5)
+        store.close()
+    assert workers.lanes() == {"files"}
