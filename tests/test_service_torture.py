@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,10 @@ from tests.torture_support import (
     Endpoint,
     command_rules,
     destination_rules,
+    kill_trials,
     leak_counts,
+    marker_action,
+    read_marks,
     secret_rules,
 )
 
@@ -114,23 +116,6 @@ def test_a_failing_destination_delays_no_other_and_is_retried_until_it_recovers(
 
 # -- SIGTERM and kill -9 during a command --------------------------------------------------------
 
-MARKER = """\
-import os, sys, time
-marks = sys.argv[1]
-with open(marks, "a") as f:
-    f.write(f"start {os.getpid()} {time.time()}\\n")
-time.sleep(float(sys.argv[2]))
-with open(marks, "a") as f:
-    f.write(f"end {os.getpid()} {time.time()}\\n")
-"""
-
-
-def _marks(path: Path) -> list[tuple[str, int, float]]:
-    if not path.exists():
-        return []
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    return [(kind, int(pid), float(at)) for kind, pid, at in rows]
-
 
 def _alive(pid: int) -> bool:
     try:
@@ -142,15 +127,8 @@ def _alive(pid: int) -> bool:
 
 
 def _command_service(tmp_path: Path, bootstrap: str, seconds: float) -> tuple[ServiceProcess, Path]:
-    script = tmp_path / "marker.py"
-    script.write_text(MARKER)
     marks = tmp_path / "marks.txt"
-    action = {
-        "type": "command",
-        "argv": [sys.executable, str(script), str(marks), str(seconds)],
-        "timeout": 120,
-    }
-    rules = command_rules(tmp_path / "rules", action)
+    rules = command_rules(tmp_path / "rules", marker_action(tmp_path, marks, seconds))
     return ServiceProcess(tmp_path, service_topics(bootstrap), rules=rules), marks
 
 
@@ -162,12 +140,12 @@ def test_sigterm_stops_a_running_command_and_a_restart_runs_it_again(
         service.start("--start", "latest")
         service.wait_assigned()
         Publisher(service.bootstrap).send_files(SWIFT[:1])
-        wait_until(lambda: _marks(marks), 30, "the command to start")
-        ((_, first, _),) = _marks(marks)
+        wait_until(lambda: read_marks(marks), 30, "the command to start")
+        ((_, first, _, _),) = read_marks(marks)
         assert service.stop(timeout=40) == 0
         assert not _alive(first), "the command outlived the service"
         service.start("--start", "latest")
-        wait_until(lambda: len(_marks(marks)) == 2, 60, "the command to run again")
+        wait_until(lambda: len(read_marks(marks)) == 2, 60, "the command to run again")
         assert service.stop(timeout=40) == 0
         status = service.query("SELECT status, log FROM actions")
         assert status[0][0] == "pending" and "interrupted by shutdown" in status[0][1]
@@ -183,14 +161,14 @@ def test_after_kill_9_a_restart_waits_for_the_first_copy_of_a_command(
         service.start("--start", "latest")
         service.wait_assigned()
         Publisher(service.bootstrap).send_files(SWIFT[:1])
-        wait_until(lambda: _marks(marks), 30, "the command to start")
+        wait_until(lambda: read_marks(marks), 30, "the command to start")
         service.kill()
         service.start("--start", "latest")
-        wait_until(lambda: len(_marks(marks)) == 4, 60, "both copies to finish")
+        wait_until(lambda: len(read_marks(marks)) == 4, 60, "both copies to finish")
         assert service.stop() == 0
     finally:
         service.close()
-    kinds = [kind for kind, _, _ in _marks(marks)]
+    kinds = [kind for kind, *_ in read_marks(marks)]
     assert kinds == ["start", "end", "start", "end"], "the second copy started beside the first"
     (status,) = service.query("SELECT status FROM actions")
     assert status == ("done",)
@@ -250,3 +228,11 @@ def test_a_full_disk_is_degraded_in_status_and_work_resumes_when_space_returns(
         assert service.stop() == 0
     finally:
         service.close()
+
+
+def test_kill_9_during_actions_loses_nothing_and_never_runs_a_copy_beside_another(
+    tmp_path: Path, kafka_broker: kb.KafkaBroker
+) -> None:
+    figures = kill_trials(tmp_path, service_topics(kafka_broker.bootstrap), trials=2)
+    assert figures["notices"] == 16
+    assert figures["lost"] == figures["overlapping"] == figures["not run"] == 0, figures

@@ -9,6 +9,7 @@ PYTEST_DONT_REWRITE
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 import subprocess
@@ -218,11 +219,11 @@ def destination_rules(folder: Path, bad_url: str, good_url: str, bad_timeout: fl
     return folder
 
 
-def command_rules(folder: Path, action: dict[str, Any]) -> Path:
-    """One trigger running one command per event."""
+def command_rules(folder: Path, *actions: dict[str, Any]) -> Path:
+    """One trigger running these actions (a command, say) for every Swift notice."""
     _rule_folder(folder)
     lines = ["schema_version: 1", "triggers:", SWIFT_TRIGGER.format(id="cmd").rstrip()]
-    lines.append(f"      - {_yaml(action)}")
+    lines += [f"      - {_yaml(action)}" for action in actions]
     (folder / "command.yaml").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -331,4 +332,118 @@ def leak_counts(work: Path, store: Path, out: Path, rules: Path) -> dict[str, in
         "dashboard": occurrences(pages),
         "report": occurrences(report),
         "products": occurrences(products),
+    }
+
+
+# -- commands that leave marks, and kill -9 trials ---------------------------------------------
+
+MARKER = """\
+import os, sys, time
+marks, seconds = sys.argv[1], float(sys.argv[2])
+key = sys.argv[3] if len(sys.argv) > 3 else "-"
+with open(marks, "a") as f:
+    f.write(f"start {os.getpid()} {time.time()} {key}\\n")
+time.sleep(seconds)
+with open(marks, "a") as f:
+    f.write(f"end {os.getpid()} {time.time()} {key}\\n")
+"""
+
+
+def marker_action(folder: Path, marks: Path, seconds: float, key: str = "-") -> dict[str, Any]:
+    """A command that writes `start` and `end` lines (pid, time, key) around a sleep."""
+    script = folder / "marker.py"
+    script.write_text(MARKER)
+    argv = [sys.executable, str(script), str(marks), str(seconds), key]
+    return {"type": "command", "argv": argv, "timeout": max(10.0, seconds * 3)}
+
+
+def read_marks(path: Path) -> list[tuple[str, int, float, str]]:
+    if not path.exists():
+        return []
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    return [(kind, int(pid), float(at), key) for kind, pid, at, key in rows]
+
+
+def overlapping_runs(marks: list[tuple[str, int, float, str]]) -> int:
+    """Runs that started while an earlier run of the same action was still alive."""
+    runs: dict[str, list[tuple[float, float]]] = {}
+    ends = {pid: at for kind, pid, at, _ in marks if kind == "end"}
+    for kind, pid, at, key in marks:
+        if kind == "start":
+            runs.setdefault(key, []).append((at, ends.get(pid, float("inf"))))
+    overlaps = 0
+    for spans in runs.values():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            overlaps += start < end
+    return overlaps
+
+
+def swift_copies(count: int, mark: str) -> list[tuple[str, bytes, str]]:
+    """`count` distinct real Swift notices on subscribed topics, each with its own comment."""
+    from tests.service_harness import SUBSCRIBED, notice_files, topic_of
+
+    base = [p for p in notice_files("swift_chain") if topic_of(p) in SUBSCRIBED]
+    out = []
+    for i in range(count):
+        path = base[i % len(base)]
+        tail = f"\n<!-- {mark} {i} -->\n".encode()
+        out.append((topic_of(path), path.read_bytes() + tail, f"{path.name}#{mark}{i}"))
+    return out
+
+
+def kill_trials(
+    work: Path, bootstrap: str, trials: int, per_trial: int = 8, seed: int = 20261130
+) -> dict[str, int]:
+    """kill -9 of `tracerules run` while its commands run, `trials` times, then a last run
+    to the end: notices lost, actions run while an earlier copy was alive, reruns."""
+    import random
+    import uuid
+
+    from tests.service_harness import Produced, Publisher, ServiceProcess, iso_now
+
+    rng = random.Random(seed)
+    marks = work / "marks.txt"
+    action = marker_action(work, marks, 0.4, "{topic}-{partition}-{offset}")
+    product = {"type": "notice", "path": "kept/{topic}-{partition}-{offset}.xml"}
+    rules = command_rules(work / "rules", action, product)
+    service = ServiceProcess(work, bootstrap, rules=rules)
+    args = ("--start", iso_now(), "-X", f"group.instance.id=torture-{uuid.uuid4().hex[:8]}")
+    publisher = Publisher(bootstrap)
+    produced: list[Produced] = []
+    try:
+        for trial in range(trials):
+            service.start(*args)
+            service.wait_assigned()
+            before = len(read_marks(marks))
+            batch = swift_copies(per_trial, f"trial{trial}")
+            sender = threading.Thread(
+                target=lambda b=batch: produced.extend(publisher.send(b, pause=0.05))
+            )
+            sender.start()
+            target = before + rng.randrange(1, per_trial)  # some commands running or done
+            deadline = time.monotonic() + 30
+            while len(read_marks(marks)) < target and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.3))
+            service.kill()
+            sender.join(30)
+        service.start(*args)
+        service.wait_processed(produced, timeout=180)
+        assert service.stop() == 0
+    finally:
+        service.close()
+    stored = {
+        (t, p, o) for t, p, o in service.query('SELECT topic, partition, "offset" FROM notices')
+    }
+    lost = sum((p.topic, p.partition, p.offset) not in stored for p in produced)
+    runs = read_marks(marks)
+    starts = [key for kind, _, _, key in runs if kind == "start"]
+    return {
+        "trials": trials,
+        "notices": len(produced),
+        "lost": lost,
+        "overlapping": overlapping_runs(runs),
+        "reruns": len(starts) - len(set(starts)),
+        "not run": len(produced) - len(set(starts)),
     }
