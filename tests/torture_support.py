@@ -201,7 +201,7 @@ def destination_rules(folder: Path, bad_url: str, good_url: str, bad_timeout: fl
     bad = [
         {
             "type": "webhook",
-            "url": bad_url + "/bad",
+            "url": f"{bad_url}/bad",
             "timeout": bad_timeout,
             "request_timeout": max(1, bad_timeout - 1),
             "attempts": 1,
@@ -212,7 +212,8 @@ def destination_rules(folder: Path, bad_url: str, good_url: str, bad_timeout: fl
         {"type": "webhook", "url": good_url + "/good", "timeout": 5},
     ]
     lines = ["schema_version: 1", "triggers:"]
-    for name, actions in (("to-bad", bad), ("to-good", good)):
+    pairs = [("to-bad", bad), ("to-good", good)] if bad_url else [("to-good", good)]
+    for name, actions in pairs:
         lines.append(SWIFT_TRIGGER.format(id=name).rstrip())
         lines += [f"      - {_yaml(a)}" for a in actions]
     (folder / "destinations.yaml").write_text("\n".join(lines) + "\n")
@@ -447,3 +448,39 @@ def kill_trials(
         "reruns": len(starts) - len(set(starts)),
         "not run": len(produced) - len(set(starts)),
     }
+
+
+def destination_run(
+    work: Path, bootstrap: str, bad_url: str | None, good_url: str, count: int, pace: float
+) -> dict[str, list[float]]:
+    """`count` notices through the destination rules (with or without the failing API): the
+    healthy destination's action delays (planned -> done) and the ingestion latencies
+    (Kafka create time -> decision), in seconds."""
+    from tests.service_harness import Publisher, ServiceProcess, wait_until
+
+    rules = destination_rules(work / "rules", bad_url, good_url)
+    service = ServiceProcess(work, bootstrap, rules=rules)
+    try:
+        service.start("--start", "latest")
+        service.wait_assigned()
+        produced = Publisher(bootstrap).send(swift_copies(count, work.name), pause=pace)
+
+        def good_done() -> bool:
+            done = service.query(
+                "SELECT count(*) FROM actions WHERE trigger='to-good' AND status='done'"
+            )[0][0]
+            planned = service.query("SELECT count(*) FROM actions WHERE trigger='to-good'")[0][0]
+            return bool(service.processed(produced) and planned and done == planned)
+
+        wait_until(good_done, 120, "the healthy destination's actions")
+        delays = service.query(
+            "SELECT updated_at - created_at FROM actions WHERE trigger='to-good'"
+        )
+        ingestion = service.query(
+            "SELECT d.at - n.created FROM decisions d JOIN notices n ON n.id = d.notice_id "
+            "WHERE d.trigger='to-good' AND n.created IS NOT NULL"
+        )
+        service.stop(timeout=60)
+    finally:
+        service.close()
+    return {"delays": [float(d) for (d,) in delays], "ingestion": [float(i) for (i,) in ingestion]}
