@@ -41,6 +41,7 @@ from tests.torture_support import (  # noqa: E402
     leak_counts,
     secret_rules,
     swift_copies,
+    wait_attempted,
 )
 from tracerules.rules.compile import load_ruleset  # noqa: E402
 from tracerules.runtime.health import HEARTBEAT_TOPIC  # noqa: E402
@@ -65,7 +66,7 @@ def secrets(work: Path, bootstrap: str) -> dict[str, int]:
             service.start("--start", "latest")
             service.wait_assigned()
             produced = Publisher(bootstrap).send(swift_copies(4, "secrets"))
-            service.wait_processed(produced, timeout=120)
+            wait_attempted(service, produced)
             service.stop()
         finally:
             service.close()

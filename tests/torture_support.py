@@ -484,3 +484,19 @@ def destination_run(
     finally:
         service.close()
     return {"delays": [float(d) for (d,) in delays], "ingestion": [float(i) for (i,) in ingestion]}
+
+
+def wait_attempted(service: Any, produced: list[Any], timeout: float = 120) -> None:
+    """Every notice evaluated and each of its actions run at least once (failing ones, which
+    are tried again until their event expires, need not have settled)."""
+    from tests.service_harness import wait_until
+
+    def ready() -> bool:
+        service.check_alive()
+        unrun = service.query(
+            "SELECT count(*) FROM actions WHERE status='running' OR "
+            "(status='pending' AND retry_at IS NULL)"
+        )[0][0]
+        return bool(service.processed(produced) and not unrun)
+
+    wait_until(ready, timeout, f"{len(produced)} notices and a first run of their actions")

@@ -310,7 +310,7 @@ class Dispatcher:
             return "pending", None, "interrupted by shutdown; it runs again at the next start"
         if not (self.retry_later and can_retry):
             return "failed", None, None
-        at = next_try(int(row["attempts"]), self.clock(), expires)
+        at = next_try(int(row["attempts"]) + 1, self.clock(), expires)  # row: before the claim
         if at is None:
             return "failed", None, "failed for good: its event expires before another try"
         return "pending", at, f"failed; tried again in {at - self.clock():.0f} s"
