@@ -404,6 +404,7 @@ def kill_trials(
     from tests.service_harness import Produced, Publisher, ServiceProcess, iso_now
 
     rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
     marks = work / "marks.txt"
     action = marker_action(work, marks, 0.4, "{topic}-{partition}-{offset}")
     product = {"type": "notice", "path": "kept/{topic}-{partition}-{offset}.xml"}
