@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import urllib.parse
 from pathlib import Path
@@ -30,7 +31,7 @@ from tracerules.runtime.secrets import redact
 from tracerules.runtime.service import lock_store
 from tracerules.runtime.sources import notice_from_file
 from tracerules.runtime.store import Store
-from tracerules.runtime.workers import ActionWorkers
+from tracerules.runtime.workers import ActionWorkers, owner_token, recover
 
 
 def test_a_symlink_to_a_locked_store_finds_it_locked(tmp_path: Path) -> None:
@@ -160,3 +161,33 @@ def test_an_operator_retries_failed_actions_and_the_workers_run_them(tmp_path: P
         assert workers.stop(5)
         store.close()
     assert workers.lanes() == {"files"}
+
+
+# -- a command's first copy ------------------------------------------------------------------
+
+
+def test_recovery_waits_while_the_command_a_dead_service_started_still_runs(
+    tmp_path: Path,
+) -> None:
+    rules = load_ruleset([SERVICE_RULES])
+    store = Store(tmp_path / "store.sqlite")
+    bat = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"
+    Engine(rules, store, out_dir=tmp_path / "out", run_actions=False).process(
+        notice_from_file(bat, offset=0)
+    )
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    first_copy = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        store.db.execute(
+            "UPDATE actions SET status='running', attempts=1, owner=?, child=?, updated_at=?",
+            (owner_token(gone.pid), owner_token(first_copy.pid), time.time()),
+        )
+        assert recover(store, rules) == []
+        assert store.scalar("SELECT status FROM actions") == "running"
+    finally:
+        first_copy.kill()
+        first_copy.wait()
+    assert len(recover(store, rules)) == 1
+    assert store.scalar("SELECT status FROM actions") == "pending"
+    store.close()

@@ -270,7 +270,9 @@ class Service:
             self._idle_since = None
             return
         self._idle_since = self._idle_since or now
-        pending = self.store.scalar("SELECT count(*) FROM actions WHERE status='pending'")
+        pending = self.store.scalar(  # not those failed and waiting for a later try
+            "SELECT count(*) FROM actions WHERE status='pending' AND retry_at IS NULL"
+        )
         if now - self._idle_since >= ECHO_IDLE_S and not pending and not self.workers.busy():
             self.request_stop("caught up")
 

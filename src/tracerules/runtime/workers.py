@@ -28,6 +28,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import socket
 import sqlite3
 import threading
@@ -83,6 +84,13 @@ def owner_alive(token: str) -> bool | None:
     return True
 
 
+def _kill_group(token: str) -> None:
+    """SIGKILL the process group of a child recorded as `token` (it leads its own group)."""
+    pid = int(token.split("/")[1])
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def run_budget(rules: RuleSet, trigger_id: str, position: int) -> float:
     """The longest a live worker can take over an action: every attempt plus the backoffs."""
     trigger = rules.trigger(trigger_id)
@@ -103,9 +111,13 @@ def recover(store: Store, rules: RuleSet, now: float | None = None) -> list[int]
     ):
         owner = row["owner"]
         alive = owner_alive(owner) if owner else None
-        if alive or (row["child"] and owner_alive(row["child"])):
-            continue  # still running, or its first copy is: never start a second beside it
         budget = run_budget(rules, row["trigger"], row["position"]) + UNOWNED_GRACE_S
+        if alive:
+            continue
+        if row["child"] and owner_alive(row["child"]):
+            if now - row["updated_at"] < budget:
+                continue  # its first copy still runs: never start a second beside it
+            _kill_group(row["child"])  # past its time limit, with nobody to enforce it
         if alive is None and now - row["updated_at"] < budget:
             continue
         why = f"process {owner} died" if alive is False else "no live owner"
