@@ -7,8 +7,8 @@ Starts a Tansu broker on loopback and runs `tracerules run` as a child process:
    commands and a plugin script printing their environment and reprs; then counts every
    spelling of them in the store dump (sqlite3 .dump), the logs, `events show`, the
    dashboard's pages, the dry-run report and the products. Target: all 0.
-2. one failing destination: the same notices once without it and once with a webhook that
-   answers 500 and then hangs `--hang` seconds; the healthy destination's action delay
+2. one failing destination: the same notices and rules twice, the second webhook healthy the
+   first time and answering 500 then hanging `--hang` seconds the second; the healthy destination's action delay
    (planned -> done) and the ingestion latency (Kafka create time -> decision), p50 and p99.
    Targets: delay p99 <= 1 s with the failing destination; ingestion p99 unchanged.
 3. kill -9 during actions, `--trials` times: commands that leave start/end marks; then a
@@ -76,15 +76,15 @@ def secrets(work: Path, bootstrap: str) -> dict[str, int]:
 
 
 def destinations(work: Path, bootstrap: str, count: int, pace: float, hang: float) -> None:
-    good = Endpoint("echo")
+    good, healthy = Endpoint("echo"), Endpoint("echo")
     bad = Endpoint("bad", fail=1, hang=hang)
-    try:
-        alone = destination_run(work / "alone", bootstrap, None, good.url, count, pace)
+    try:  # the same rules both times: only the second destination's behaviour differs
+        alone = destination_run(work / "alone", bootstrap, healthy.url, good.url, count, pace)
         beside = destination_run(work / "beside", bootstrap, bad.url, good.url, count, pace)
     finally:
-        bad.close()
-        good.close()
-    for name, run in (("without the failing destination", alone), ("with it", beside)):
+        for endpoint in (bad, healthy, good):
+            endpoint.close()
+    for name, run in (("second destination healthy", alone), ("500 then hanging", beside)):
         delays, ingestion = run["delays"], run["ingestion"]
         print(
             f"  {name:<32} action delay p50 {statistics.median(delays) * 1e3:7.1f} ms  "

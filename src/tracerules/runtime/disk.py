@@ -8,7 +8,8 @@ or disk is full"): either makes the disk FULL until space returns and the record
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,3 +46,28 @@ def disk_report(paths: Iterable[Path], recorded: Mapping[str, Any], now: float) 
         summary = "OK: " + ", ".join(f"{n / 1e6:.0f} MB free at {p}" for p, n in known.items())
     places = [{"path": path, "free": n} for path, n in free.items()]
     return {"state": "FULL" if low or recent else "OK", "places": places, "summary": summary}
+
+
+class DiskWatch:
+    """What the service's threads met, for the consumer thread to record at its next beat."""
+
+    def __init__(self, folders: Iterable[Path]) -> None:
+        self.folders = tuple(folders)
+        self._seen: tuple[float, str] | None = None  # set from any thread
+        self._was_full = False
+
+    def saw(self, err: BaseException) -> None:
+        self._seen = (time.time(), f"{type(err).__name__}: {err}")
+
+    def has_room(self) -> bool:
+        return all((free_bytes(f) or 0) >= LOW_BYTES for f in self.folders)
+
+    def record(self, put: Callable[..., None]) -> None:
+        """A full disk met since the last call, or room again after one."""
+        seen, self._seen = self._seen, None
+        if seen is not None:
+            put("disk", full_at=seen[0], error=seen[1])
+            self._was_full = True
+        elif self._was_full and self.has_room():
+            put("disk", full_at=None, error=None, room_again_at=time.time())
+            self._was_full = False

@@ -36,7 +36,7 @@ from tenacity import (
 
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.disk import LOW_BYTES, free_bytes
+from tracerules.runtime.disk import DiskWatch
 from tracerules.runtime.engine import Engine, Processed
 from tracerules.runtime.health import HEARTBEAT_TOPIC, Recorder, remembered_group
 from tracerules.runtime.kafka import KafkaStats, NoticeSource, SourceHooks
@@ -98,8 +98,7 @@ class Service:
             options.workers,
             on_error=self._action_error,
         )
-        self._disk_full: tuple[float, str] | None = None  # set by any thread, recorded here
-        self._disk_was_full = False
+        self.disk = DiskWatch((options.store.resolve().parent, options.out_dir))
         self.watcher = RuleWatcher(options.rules_paths, options.watch_interval)
         self._source_factory = source
         self._secrets = self._find_secrets()  # per rule set: the logs ask for every line
@@ -212,14 +211,14 @@ class Service:
     def _action_error(self, err: BaseException) -> None:
         """From any thread: a full disk becomes a degraded state in `status`."""
         if disk_full(err):
-            self._disk_full = (time.time(), f"{type(err).__name__}: {err}")
+            self.disk.saw(err)
 
     def _housekeeping(self, source: ServiceSource) -> None:
         now = time.monotonic()
         if self.recorder is not None and now - self._last_beat >= BEAT_S:
             self._last_beat = now
             self.recorder.beat()
-            self._record_disk(self.recorder)
+            self.disk.record(self.recorder.put)
         result = self.watcher.take()
         if isinstance(result, RuleSet):
             self._swap(source, result)
@@ -231,20 +230,6 @@ class Service:
             )
             if self.recorder is not None:
                 self.recorder.put("rules", last_error=problems, last_error_at=time.time())
-
-    def _record_disk(self, recorder: Recorder) -> None:
-        """A full disk met since the last beat, or room again after one."""
-        full, self._disk_full = self._disk_full, None
-        if full is not None:
-            recorder.put("disk", full_at=full[0], error=full[1])
-            self._disk_was_full = True
-        elif self._disk_was_full and self._disk_has_room():
-            recorder.put("disk", full_at=None, error=None, room_again_at=time.time())
-            self._disk_was_full = False
-
-    def _disk_has_room(self) -> bool:
-        folders = (self.options.store.resolve().parent, self.options.out_dir)
-        return all((free_bytes(f) or 0) >= LOW_BYTES for f in folders)
 
     def _swap(self, source: ServiceSource, rules: RuleSet) -> None:
         before = self.topics()
