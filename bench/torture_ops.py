@@ -8,8 +8,9 @@ Starts a Tansu broker on loopback and runs `tracerules run` as a child process:
    spelling of them in the store dump (sqlite3 .dump), the logs, `events show`, the
    dashboard's pages, the dry-run report and the products. Target: all 0.
 2. one failing destination: the same notices and rules twice, the second webhook healthy the
-   first time and answering 500 then hanging `--hang` seconds the second; the healthy destination's action delay
-   (planned -> done) and the ingestion latency (Kafka create time -> decision), p50 and p99.
+   first time and answering 500 then hanging `--hang` seconds the second; the other
+   destinations' action delay (planned -> done) and the ingestion latency (Kafka create
+   time -> decision), p50 and p99.
    Targets: delay p99 <= 1 s with the failing destination; ingestion p99 unchanged.
 3. kill -9 during actions, `--trials` times: commands that leave start/end marks; then a
    last run to the end. Targets: 0 lost notices, 0 actions run while an earlier copy of
