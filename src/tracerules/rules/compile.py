@@ -26,6 +26,7 @@ from tracerules.dsl.values import Missing, Type, Vote
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
 from tracerules.products.registry import ActionConfig, ActionType
 from tracerules.products.registry import get as get_action_type
+from tracerules.products.sites import Site
 from tracerules.rules.loader import (
     LoadedFile,
     LoadResult,
@@ -104,6 +105,7 @@ class CompiledAction:
     kind: ActionType
     config: ActionConfig
     where: Where
+    sites: Mapping[str, Site] = field(default_factory=dict)  # the sites its site_refs name
 
     @property
     def span(self) -> Span:
@@ -156,6 +158,7 @@ class RuleSet:
     diagnostics: tuple[Diagnostic, ...] = ()
     sources: SourceCache = field(default_factory=SourceCache)
     git_commit: str | None = None
+    sites: Mapping[str, Site] = field(default_factory=dict)  # by name, from sites: in rule files
 
     def trigger(self, trigger_id: str) -> CompiledTrigger | None:
         return next((t for t in self.triggers if t.id == trigger_id), None)
@@ -222,8 +225,15 @@ def git_commit(folder: Path) -> str | None:
 class TriggerCompiler:
     """Compiles one located trigger; collects diagnostics instead of stopping at the first."""
 
-    def __init__(self, located: Located, loaded: LoadedFile, topics: Mapping[str, TopicSpec]):
+    def __init__(
+        self,
+        located: Located,
+        loaded: LoadedFile,
+        topics: Mapping[str, TopicSpec],
+        sites: Mapping[str, Site] | None = None,
+    ):
         self.located, self.loaded, self.topics = located, loaded, topics
+        self.sites = sites  # None when no rule file declares sites
         self.spec = located.spec
         self.base: Loc = ("triggers", located.index)
         self.diagnostics: list[Diagnostic] = []
@@ -375,7 +385,7 @@ class TriggerCompiler:
 
     def _compile_computed(self, name: str, node: ast.Expr, span: Where) -> CompiledField | None:
         try:
-            compiled = Compiler(self.names).compile(node)
+            compiled = Compiler(self.names, sites=self.sites).compile(node)
         except DslError as err:
             self.dsl_error(err, ("fields", name, "expr"))
             self.names[name] = Type.ANY
@@ -459,7 +469,7 @@ class TriggerCompiler:
 
     def compile_conditions(self) -> tuple[CompiledCondition, ...]:
         out = []
-        compiler = Compiler(self.names)
+        compiler = Compiler(self.names, sites=self.sites)
         for name, raw in self.spec.conditions.items():
             loc: Loc = ("conditions", name)
             text = raw.when if isinstance(raw, ConditionSpec) else raw
@@ -528,14 +538,33 @@ class TriggerCompiler:
                         f"declare '{name}' under fields:",
                         len(name),
                     )
+            named = self._site_refs(config, loc)
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
                 try:
                     compile_template(text, known | set(getattr(config, "template_names", ())))
                 except DslError as err:
                     self.dsl_error(err, tloc)
-            out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc)))
+            out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc), named))
         return tuple(out)
+
+    def _site_refs(self, config: ActionConfig, loc: Loc) -> dict[str, Site]:
+        """The sites an action's `site_refs` options name (e.g. `site: mwa`), which must be
+        declared; an unknown one is an error at its place."""
+        sites, named = self.sites or {}, {}
+        for ref in config.site_refs:
+            name = getattr(config, ref)
+            if name is None:
+                continue
+            if name in sites:
+                named[str(name)] = sites[name]
+                continue
+            if self.sites is None:
+                hint = "no sites were loaded: validate the whole rules folder (sites.yaml)"
+            else:
+                hint = _close(str(name), sites) or "known sites: " + ", ".join(sorted(sites))
+            self.error("E606", f"unknown site '{name}'", (*loc, ref), hint, len(str(name)))
+        return named
 
     def compile(self, revision: str) -> CompiledTrigger | None:
         fmt = self.topic_format()
@@ -565,6 +594,13 @@ class TriggerCompiler:
             revision,
             frozenset(spec.lint.disable),
         )
+
+
+def _close(name: str, candidates: Mapping[str, Any]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"did you mean '{close[0]}'?" if close else None
 
 
 def _then_convert(fn: Callable[[Context], Any], conv: Converter) -> Callable[[Context], Any]:
@@ -630,6 +666,34 @@ def _collect_topics(result: LoadResult) -> dict[str, TopicSpec]:
     return topics
 
 
+def _collect_sites(result: LoadResult) -> dict[str, Site] | None:
+    """Every declared site by name (None when no file declares any); a name declared twice,
+    differently, is an error."""
+    sites: dict[str, Site] = {}
+    where: dict[str, Where] = {}
+    declared = False
+    for loaded in result.files:
+        if loaded.spec is None:
+            continue
+        for i, spec in enumerate(loaded.spec.sites):
+            declared = True
+            span = Where(loaded, ("sites", i, "name"), len(spec.name))
+            site = spec.to_site()
+            if spec.name in sites and sites[spec.name] != site:
+                result.diagnostics.append(
+                    Diagnostic(
+                        "E607",
+                        f"site '{spec.name}' is defined again, differently",
+                        span.span(),
+                        f"first defined at {where[spec.name].span()}",
+                    )
+                )
+                continue
+            sites.setdefault(spec.name, site)
+            where.setdefault(spec.name, span)
+    return sites if declared else None
+
+
 def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
     """Trigger ids used twice, read from the YAML itself so invalid triggers count too."""
     out: list[Diagnostic] = []
@@ -660,12 +724,13 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     from tracerules.rules.lints import run_lints
 
     topics = _collect_topics(result)
+    sites = _collect_sites(result)
     result.diagnostics += _duplicate_ids(result)
     triggers: list[CompiledTrigger] = []
     for loaded in result.files:
         revision = hashlib.sha256(loaded.text.encode()).hexdigest()[:16]
         for located in loaded.triggers:
-            tc = TriggerCompiler(located, loaded, topics)
+            tc = TriggerCompiler(located, loaded, topics, sites)
             compiled = tc.compile(revision)
             result.diagnostics += tc.diagnostics
             if compiled is not None:
@@ -690,6 +755,7 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
         tuple(lints),
         result.sources,
         commit,
+        sites or {},
     ), diagnostics
 
 

@@ -287,6 +287,7 @@ class Service:
             out=str(self.options.out_dir.resolve()),
         )
         self.recorder.put("group", id=self.options.group_id)
+        self.recorder.put("products", dir=str(Path(self.options.out_dir).resolve()))
         self._record_rules(last_error=None, last_error_at=None)
 
     def _record_rules(self, **extra: object) -> None:
