@@ -248,7 +248,8 @@ class Dispatcher:
         )
         outcome: ActionOutcome = policy(attempt)
         expires = self._expires(trigger, row)
-        return self._finish(row, outcome.ok, log, outcome.files, retryable(outcome), expires)
+        files = outcome.files if outcome.ok else []  # a failed run's files are not its products
+        return self._finish(row, outcome.ok, log, files, retryable(outcome), expires)
 
     def _child_recorder(self, row: Any) -> Callable[[int], None]:
         """Record the process an action starts: a restarted service waits for it to end
