@@ -28,9 +28,9 @@ from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine import Engine
 from tracerules.runtime.retry import LATER_MOST_S, next_try
 from tracerules.runtime.secrets import redact
-from tracerules.runtime.service import lock_store
 from tracerules.runtime.sources import notice_from_file
 from tracerules.runtime.store import Store
+from tracerules.runtime.storelock import lock_store
 from tracerules.runtime.workers import ActionWorkers, owner_token, recover
 
 

@@ -142,9 +142,9 @@ def serve(
         Service,
         ServiceOptions,
         install_signal_handlers,
-        lock_store,
         resolve_group,
     )
+    from tracerules.runtime.storelock import lock_store
 
     domain, servers, config_file, settings = kafka
     try:

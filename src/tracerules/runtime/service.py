@@ -10,9 +10,7 @@ SIGINT finish the current notice, commit and exit 0; SIGHUP asks for a reload.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -24,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Protocol
+from typing import Protocol
 
 from tenacity import (
     RetryCallState,
@@ -390,26 +388,6 @@ class Service:
                 extra={"fields": {"reason": self._stop_reason, "exit": self._exit_code}},
             )
             self.store.close()
-
-
-def lock_store(store: Path) -> IO[bytes] | None:
-    """Hold an exclusive flock on the store file itself for this process's life: one `run` or
-    `echo` per store, since each engine caches the state of the events it touches. None if
-    another process holds it.
-
-    The lock belongs to the file, not to the name it was given: a symlink or a hard link to
-    the same store finds it taken (flock locks the inode). SQLite's own locks are POSIX record
-    locks, which flock does not interfere with on Linux.
-    """
-    real = Path(os.path.realpath(store))
-    real.parent.mkdir(parents=True, exist_ok=True)
-    handle = real.open("ab")  # creates an empty store (SQLite accepts one), never truncates
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
 
 
 def resolve_group(store: Path, chosen: str | None, echo: bool) -> str:
