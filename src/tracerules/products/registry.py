@@ -97,9 +97,11 @@ def _load_builtin_types() -> None:
         return
     _LOADED = True
     from tracerules.products import (
+        atca,
         command,
         gw_alert,
         kafka_message,
+        mwa,
         notice,
         observation,
         plugin,
@@ -113,6 +115,8 @@ def _load_builtin_types() -> None:
     register(webhook.ACTION)
     register(command.ACTION)
     register(kafka_message.ACTION)
+    register(mwa.ACTION)
+    register(atca.ACTION)
     for ep in entry_points(group="tracerules.actions"):
         loaded = ep.load()
         register(loaded() if callable(loaded) and not isinstance(loaded, ActionType) else loaded)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,11 @@ from tracerules.dsl import ast
 from tracerules.dsl.compiler import Compiled, Compiler
 from tracerules.dsl.context import Context
 from tracerules.dsl.convert import CONVERSIONS, Converter, to_duration
+from tracerules.dsl.display import DURATION, TIME
 from tracerules.dsl.parser import parse
 from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
-from tracerules.dsl.values import Missing, Type, Vote
+from tracerules.dsl.values import Missing, Type, Vote, unit_type
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
 from tracerules.products.registry import ActionConfig, ActionType
 from tracerules.products.registry import get as get_action_type
@@ -98,6 +99,9 @@ class CompiledCondition:
     const: Vote | None
     node: ast.Expr
     shown: tuple[tuple[str, Callable[[Context], Any]], ...] = ()  # figures such as area(0.9)
+    # how each name is shown: the angle or duration unit the condition is written in, or
+    # "duration" / "time" (runtime/display.py); names absent here are shown as they are
+    units: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,9 +499,22 @@ class TriggerCompiler:
                     const,
                     node,
                     compiled.shown,
+                    self.display_units(node, compiled.names),
                 )
             )
         return tuple(out)
+
+    def display_units(self, node: ast.Expr, names: Iterable[str]) -> dict[str, str]:
+        """Angles and durations in the first unit the condition writes for their kind (so
+        `error < 4 arcmin` shows `error=3 arcmin`), else degrees and readable durations."""
+        written = literal_units(node)
+        fallback = {Type.ANGLE: "deg", Type.DURATION: DURATION, Type.TIME: TIME}
+        units = {}
+        for name in names:
+            kind = self.names.get(name)
+            if kind in fallback:
+                units[name] = written.get(kind, fallback[kind])
+        return units
 
     def compile_actions(self) -> tuple[CompiledAction, ...]:
         out = []
@@ -528,7 +545,10 @@ class TriggerCompiler:
                     err, kind.config, self.loaded, self.base + loc
                 )
                 continue
-            for ref in getattr(config, "field_refs", ()):
+            # A config may use only some of its field references (the MWA's gw mode reads
+            # the sky map, not ra/dec): `used_field_refs()` says which.
+            used = getattr(config, "used_field_refs", None)
+            for ref in used() if callable(used) else getattr(config, "field_refs", ()):
                 name = getattr(config, ref)
                 if name is not None and name not in self.names:
                     self.error(
@@ -609,6 +629,19 @@ def _then_convert(fn: Callable[[Context], Any], conv: Converter) -> Callable[[Co
         return value if isinstance(value, Missing) else conv(value)
 
     return converted
+
+
+def literal_units(node: ast.Expr) -> dict[Type, str]:
+    """The first unit word written in an expression for each kind: {ANGLE: 'arcmin'}."""
+    found: dict[Type, str] = {}
+    if isinstance(node, ast.Num) and node.unit is not None:
+        kind = unit_type(node.unit)
+        if kind is not None:
+            found[kind[0]] = node.unit
+    for child in _children(node):
+        for kind_, unit in literal_units(child).items():
+            found.setdefault(kind_, unit)
+    return found
 
 
 def _names_in(node: ast.Expr) -> Iterator[str]:
