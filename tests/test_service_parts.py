@@ -33,9 +33,10 @@ from tracerules.runtime.kafka_settings import (
     load_settings,
 )
 from tracerules.runtime.notices import Notice
-from tracerules.runtime.service import lock_store, resolve_group
+from tracerules.runtime.service import resolve_group
 from tracerules.runtime.sources import notice_from_file
 from tracerules.runtime.store import Store
+from tracerules.runtime.storelock import lock_store
 from tracerules.runtime.watch import RuleWatcher
 from tracerules.runtime.workers import MAX_CLAIMS, ActionWorkers, owner_token, recover
 

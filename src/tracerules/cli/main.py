@@ -140,6 +140,9 @@ def test_command(
     raise typer.Exit(run_tests(paths or [Path("rules")], junit, run or []))
 
 
+from tracerules.cli.actions import actions_app  # noqa: E402 (beside the other sub-apps)
+
+
 def _add_service_commands() -> None:
     """`run`, `status` and `echo` keep their many options in their own modules (typer only)."""
     from tracerules.cli import echo, run, status
@@ -167,6 +170,7 @@ events_app = typer.Typer(
 )
 app.add_typer(notices_app, name="notices")
 app.add_typer(events_app, name="events")
+app.add_typer(actions_app, name="actions")
 
 
 @notices_app.command("list")

@@ -52,7 +52,9 @@ SettingOpt = Annotated[
     list[str] | None,
     typer.Option("-X", "--kafka-setting", help="a librdkafka setting, key=value (repeatable)"),
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="action worker threads")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", min=1, help="action worker threads per destination")
+]
 LogLevelOpt = Annotated[
     str, typer.Option("--log-level", envvar="TRACERULES_LOG_LEVEL", help="debug, info, warning")
 ]
@@ -147,9 +149,9 @@ def serve(
         Service,
         ServiceOptions,
         install_signal_handlers,
-        lock_store,
         resolve_group,
     )
+    from tracerules.runtime.storelock import lock_store
 
     domain, servers, config_file, settings = kafka
     try:

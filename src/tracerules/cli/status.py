@@ -21,7 +21,7 @@ def status(
 ) -> None:
     """Stream health from the heartbeat, Kafka connection, lag, topics, dead letters, decisions.
 
-    Exit status: 0 healthy (service running, Kafka connected, stream OK), 1 degraded,
+    Exit status: 0 healthy (service running, Kafka connected, stream OK, disk not full), 1 degraded,
     2 no store at that path.
     """
     from tracerules.runtime.health import snapshot
@@ -40,6 +40,7 @@ def status(
     healthy = (
         bool(data["service"]["running"] and data["kafka"].get("connected"))
         and data["stream"]["health"] == "OK"
+        and data["disk"]["state"] == "OK"
     )
     data["healthy"] = healthy
     typer.echo(json.dumps(data, indent=2, default=str) if output == "json" else render(data))
@@ -75,6 +76,7 @@ def render(data: dict[str, Any]) -> str:
         f"kafka         {kafka['summary']}"
         + (f" [{service['kafka']}]" if service.get("kafka") else "")
     )
+    lines.append(f"disk          {data['disk']['summary']}")
     lines += _rules(data["rules"])
     lines += _lag(data["lag"])
     totals = data["counts"]

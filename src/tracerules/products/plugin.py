@@ -7,7 +7,8 @@ Two forms:
   returns False or another number, or raises. A hung entry point is abandoned at the time
   limit, but a thread cannot be killed: use ``script`` for code you do not trust to return.
 * ``script: path/to/plugin.py`` is run with the service's own interpreter (``sys.executable``),
-  the output folder as its argument and the context as JSON on stdin. Its exit code is the
+  the output folder as its argument and the context as JSON on stdin, and only the environment
+  it declares in ``env`` (plus PATH, HOME, LANG, LC_ALL, TZ and PYTHONPATH). Its exit code is the
   verdict (stderr is logged, not judged); at the time limit it is killed with its children.
 
 The context holds the notice (topic, partition, offset, id, and its payload inline as text or
@@ -31,7 +32,7 @@ from pydantic import Field, model_validator
 from tracerules import __version__
 from tracerules.dsl.templates import resolve_env
 from tracerules.products.io import atomic_write, safe_relative
-from tracerules.products.process import inner_timeout, run_process
+from tracerules.products.process import child_env, inner_timeout, run_process
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
 from tracerules.products.templating import render_text, strict_json
 
@@ -46,6 +47,11 @@ class PluginConfig(ActionConfig):
     entry: str | None = Field(None, description="module:function, called with a PluginContext")
     script: str | None = Field(None, description="a Python script, run with sys.executable")
     args: list[str] = Field(default_factory=list, description="extra script arguments")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="a script's environment (templates, ${env:NAME} for secrets); besides these "
+        "it gets only PATH, HOME, LANG, LC_ALL, TZ and PYTHONPATH",
+    )
     folder: str = Field(
         "plugins/{trigger}/{event_id}",
         description="the plugin's output folder (relative template), passed as its argument",
@@ -54,7 +60,7 @@ class PluginConfig(ActionConfig):
         "inline", description="notice payload in the context: as text, as a file path, or not"
     )
 
-    template_fields: ClassVar[tuple[str, ...]] = ("folder", "args")
+    template_fields: ClassVar[tuple[str, ...]] = ("folder", "args", "env")
 
     @model_validator(mode="after")
     def _one_form(self) -> PluginConfig:
@@ -144,6 +150,7 @@ def _run_script(
     if not script.is_file():
         return ActionOutcome(False, [f"plugin script {script} not found"])
     args = [resolve_env(render_text(a, request.values)) for a in config.args]
+    env = {k: resolve_env(render_text(v, request.values)) for k, v in config.env.items()}
     argv = [sys.executable, str(script.resolve()), context.folder, *args]
     try:
         result = run_process(
@@ -151,6 +158,8 @@ def _run_script(
             timeout=inner_timeout(config.timeout),
             stdin=context.to_json(),
             cwd=Path(context.folder),
+            env=child_env(env, "PYTHONPATH"),
+            on_start=request.extras.get("on_child"),
         )
     except OSError as err:
         return ActionOutcome(False, [f"cannot run plugin {script}: {err}"])

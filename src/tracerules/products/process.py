@@ -1,20 +1,32 @@
 """Running a child process for an action: an argv list (never a shell), a timeout that kills.
 
+The child gets only the environment its action declares (plus PATH, HOME, LANG, LC_ALL, TZ).
 The child starts in its own session (process group), so a timeout kills it together with
 anything it spawned; its exit code is the verdict, whatever it prints on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 TAIL = 2000  # characters of stdout/stderr kept for the action's log
+# What a child inherits from the service's environment; everything else it must declare, so
+# `argv: [env]` shows no secret of another action or of the Kafka connection.
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+
+
+def child_env(declared: Mapping[str, str], *also: str) -> dict[str, str]:
+    """The environment of a child: the few inherited variables (and `also`), then its own."""
+    names = (*INHERITED, *also)
+    return {**{n: os.environ[n] for n in names if n in os.environ}, **declared}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +46,33 @@ class ProcessResult:
         return lines
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)  # the child's own group: it and its children
-        else:  # pragma: no cover - Windows has no process groups of this kind
-            proc.kill()
-    except ProcessLookupError:
-        pass
+_RUNNING: set[subprocess.Popen[bytes]] = set()  # children of this process, for shutdown
+_RUNNING_LOCK = threading.Lock()
+
+
+def _kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)  # the child's own group: it and its children
+
+
+def running_children() -> int:
+    with _RUNNING_LOCK:
+        return len(_RUNNING)
+
+
+def stop_children(grace: float = 3.0) -> int:
+    """Shutdown: SIGTERM every running child's process group, SIGKILL what is left after
+    `grace` seconds. How many there were. Their actions record the interruption."""
+    with _RUNNING_LOCK:
+        children = list(_RUNNING)
+    for proc in children:
+        _kill(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        _kill(proc)  # the group may outlive its leader
+    return len(children)
 
 
 def run_process(
@@ -51,8 +82,11 @@ def run_process(
     stdin: bytes | None = None,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion or until ``timeout`` seconds, then kill its process group.
+    ``on_start`` is told the child's pid as soon as it runs (the dispatcher records it, so a
+    restarted service knows whether a first copy is still alive).
 
     Raises OSError when the program cannot be started (not found, not executable).
     """
@@ -66,6 +100,20 @@ def run_process(
         env=None if env is None else dict(env),
         start_new_session=True,
     )
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        if on_start is not None:
+            on_start(proc.pid)
+        return _wait(proc, stdin, timeout, start)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+
+
+def _wait(
+    proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float, start: float
+) -> ProcessResult:
     timed_out = False
     try:
         out, err = proc.communicate(stdin, timeout=timeout)

@@ -37,6 +37,8 @@ from tracerules.products.templating import (
     strict_json,
     tree_templates,
 )
+from tracerules.runtime.retry import quick_retries
+from tracerules.runtime.secrets import redact
 
 USER_AGENT = "tracerules-webhook"
 _BODY_LOG = 300  # characters of a response body kept in the log
@@ -180,41 +182,44 @@ def _check(config: WebhookConfig, answer: _Answer) -> str | None:
 def run(config: WebhookConfig, request: ActionRequest) -> ActionOutcome:
     try:
         prepared = _prepare(config, request)
-    except KeyError as err:
-        return ActionOutcome(False, [f"not sent: {err.args[0]}"])
+    except KeyError as err:  # a missing variable stays missing: no retry
+        return ActionOutcome(False, [f"not sent: {err.args[0]}"], detail={"retryable": False})
     secrets = secrets_in(config.model_dump_json())
     where = f"{config.method} {prepared.shown_url}"
-    deadline = time.monotonic() + config.timeout - 0.5
+    within = config.timeout - 0.5
+    deadline = time.monotonic() + within
     log: list[str] = []
-    delay, attempt, status = config.backoff, 0, None
-    while attempt < config.attempts:
-        attempt += 1
+    sent = 0
+
+    def attempt() -> _Answer:
+        nonlocal sent
+        sent += 1
         timeout = max(min(config.request_timeout, deadline - time.monotonic()), 0.1)
         answer = _send(config.method, prepared.url, prepared.body, prepared.headers, timeout)
-        status = answer.status
         if answer.status is None:
-            log.append(f"attempt {attempt}: {where}: {_redacted(answer.error or '', secrets)}")
+            log.append(f"attempt {sent}: {where}: {redact(answer.error or '', secrets)}")
         else:
-            shown = _redacted(answer.body.decode("utf-8", "replace")[:_BODY_LOG], secrets)
-            log.append(f"attempt {attempt}: {where}: status {answer.status} {shown}".rstrip())
-            if answer.status < 500:  # a 4xx would fail the same way again: no retry
-                problem = _check(config, answer)
-                if problem is not None:
-                    log.append(f"failed: {problem}")
-                return ActionOutcome(problem is None, log, detail={"status": answer.status})
-        if attempt == config.attempts or time.monotonic() + delay >= deadline:
-            break
-        log.append(f"retrying in {delay:g} s")
-        time.sleep(delay)
-        delay *= 2
-    log.append(f"failed after {attempt} attempt{'s' if attempt > 1 else ''}")
-    return ActionOutcome(False, log, detail={"status": status})
+            shown = redact(answer.body.decode("utf-8", "replace"), secrets)[:_BODY_LOG]
+            log.append(f"attempt {sent}: {where}: status {answer.status} {shown}".rstrip())
+        return answer
 
-
-def _redacted(text: str, secrets: list[str]) -> str:
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    policy = quick_retries(
+        config.attempts,
+        lambda answer: answer.status is None or answer.status >= 500,
+        time.sleep,
+        first=config.backoff,
+        within=within,
+        on_retry=lambda _, delay: log.append(f"retrying in {delay:g} s"),
+    )
+    answer: _Answer = policy(attempt)
+    if answer.status is not None and answer.status < 500:  # a 4xx would fail again: final
+        problem = _check(config, answer)
+        if problem is not None:
+            log.append(f"failed: {problem}")
+        detail = {"status": answer.status, "retryable": False}
+        return ActionOutcome(problem is None, log, detail=detail)
+    log.append(f"failed after {sent} attempt{'s' if sent > 1 else ''}")
+    return ActionOutcome(False, log, detail={"status": answer.status})
 
 
 ACTION = ActionType("webhook", WebhookConfig, run, __doc__ or "")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import threading
 import time
 import traceback
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracerules.dsl.templates import ENV_REF
 from tracerules.dsl.values import Missing
 from tracerules.products.observation import ObservationPlan, ObservatoryMixin, PlanningContext
 from tracerules.products.registry import ActionOutcome, ActionRequest
@@ -33,10 +31,9 @@ from tracerules.runtime.arbitration import (
     planned_kind,
 )
 from tracerules.runtime.decisions import ARBITRATION_PREFIX, ActionRecord, Decision, Source
+from tracerules.runtime.retry import next_try, quick_retries
+from tracerules.runtime.secrets import redact, rule_secrets
 from tracerules.runtime.store import Store
-
-# Secrets that may appear in any log line, besides those an action refers to.
-ALWAYS_SECRET = ("GCN_KAFKA_CLIENT_SECRET",)
 
 
 def plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,18 +188,6 @@ def plan(
     return records
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def secrets_of(config: Any) -> list[str]:
-    """Values of every ${env:NAME} the action refers to, plus the always-secret ones."""
-    names = set(ENV_REF.findall(config.model_dump_json())) | set(ALWAYS_SECRET)
-    return [os.environ[n] for n in names if os.environ.get(n)]
-
-
 @dataclass
 class RunResult:
     action_id: int
@@ -210,8 +195,18 @@ class RunResult:
     log: str
 
 
+def retryable(outcome: ActionOutcome) -> bool:
+    """Whether trying again can help: not after a refusal (a 4xx) or a setup mistake."""
+    return bool(outcome.detail.get("retryable", True)) if outcome.detail else True
+
+
 class Dispatcher:
-    """Runs pending actions: claim, run with a timeout and retries, record the outcome."""
+    """Runs pending actions: claim, run with a timeout and retries, record the outcome.
+
+    With `retry_later` (the service's workers), an action that still fails after its quick
+    retries goes back to pending with a `retry_at` on the retry policy's backoff, as long as
+    its event has not expired; a run cut short by shutdown (`stopping`) goes back at once.
+    """
 
     def __init__(
         self,
@@ -220,23 +215,44 @@ class Dispatcher:
         out_dir: Path,
         clock: Callable[[], float] = time.time,
         dry_run: bool = False,
+        *,
+        retry_later: bool = False,
+        stopping: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.store, self.rules, self.out_dir, self.clock = store, rules, out_dir, clock
         # In a dry run, actions that talk to services write what they would send instead.
         self.dry_run = dry_run
+        self.retry_later, self.stopping, self.sleep = retry_later, stopping, sleep
+
+    def secrets(self) -> list[str]:
+        """Every action's secrets, not only this one's: its output may show another's."""
+        rules = self.rules()
+        return rule_secrets(a.config for t in rules.triggers for a in t.actions)
+
+    def ready(self, limit: int = 500) -> list[Any]:
+        """Pending actions whose retry time has come, oldest first (id, trigger, position,
+        type)."""
+        return self.store.query(
+            "SELECT id, trigger, position, type FROM actions WHERE status='pending' "
+            "AND (retry_at IS NULL OR retry_at <= ?) ORDER BY id LIMIT ?",
+            (self.clock(), limit),
+        )
 
     def claim(self, action_id: int | None = None) -> Any:
-        """Atomically take one pending action (a given one, or the oldest)."""
+        """Atomically take one ready pending action (a given one, or the oldest)."""
         with self.store.transaction() as db:
-            where = "id=? AND status='pending'" if action_id else "status='pending'"
-            params: tuple[Any, ...] = (action_id,) if action_id else ()
+            ready = "status='pending' AND (retry_at IS NULL OR retry_at <= ?)"
+            where = f"id=? AND {ready}" if action_id else ready
+            params: tuple[Any, ...] = (action_id, self.clock()) if action_id else (self.clock(),)
             row = db.execute(
                 f"SELECT * FROM actions WHERE {where} ORDER BY id LIMIT 1", params
             ).fetchone()
             if row is None:
                 return None
             db.execute(
-                "UPDATE actions SET status='running', attempts=attempts+1, updated_at=? WHERE id=?",
+                "UPDATE actions SET status='running', attempts=attempts+1, retry_at=NULL, "
+                "child=NULL, updated_at=? WHERE id=?",
                 (self.clock(), row["id"]),
             )
             return row
@@ -267,21 +283,55 @@ class Dispatcher:
             json.loads(row["request"]),
             bytes(payload_row["payload"]) if payload_row else b"",
             self.out_dir,
-            extras={"files": self._earlier_files(row), "dry_run": self.dry_run},
+            extras={
+                "files": self._earlier_files(row),
+                "dry_run": self.dry_run,
+                "on_child": self._child_recorder(row),
+            },
         )
-        secrets = secrets_of(action.config)
-        attempts = 1 + action.config.retries
         log: list[str] = []
-        for attempt in range(attempts):
+
+        def attempt() -> ActionOutcome:
             outcome = self._attempt(action, request, action.config.timeout)
-            log += outcome.log
-            if outcome.ok:
-                return self._finish(row, True, log, outcome.files, secrets)
-            if attempt + 1 < attempts:
-                delay = min(2.0**attempt, 30.0)
-                log.append(f"attempt {attempt + 1} failed; retrying in {delay:.0f} s")
-                time.sleep(delay)
-        return self._finish(row, False, log, [], secrets)
+            log.extend(outcome.log)
+            return outcome
+
+        def note(number: int, delay: float) -> None:
+            log.append(f"attempt {number} failed; retrying in {delay:.0f} s")
+
+        policy = quick_retries(
+            1 + action.config.retries,
+            lambda o: not o.ok and retryable(o) and not self.stopping(),
+            self.sleep,
+            on_retry=note,
+        )
+        outcome: ActionOutcome = policy(attempt)
+        expires = self._expires(trigger, row)
+        files = outcome.files if outcome.ok else []  # a failed run's files are not its products
+        return self._finish(row, outcome.ok, log, files, retryable(outcome), expires)
+
+    def _child_recorder(self, row: Any) -> Callable[[int], None]:
+        """Record the process an action starts: a restarted service waits for it to end
+        rather than start a second copy beside it."""
+        from tracerules.runtime.workers import owner_token  # workers imports this module
+
+        def record(pid: int) -> None:
+            with self.store.transaction() as db:
+                db.execute("UPDATE actions SET child=? WHERE id=?", (owner_token(pid), row["id"]))
+
+        return record
+
+    def _expires(self, trigger: CompiledTrigger, row: Any) -> float | None:
+        """When the action's event expires: the event time (else the decision's) + expiry."""
+        found = self.store.query(
+            "SELECT e.event_time, d.at FROM decisions d LEFT JOIN events e ON e.id = d.event "
+            "WHERE d.id=?",
+            (row["decision"],),
+        )
+        if not found:
+            return None
+        start = found[0]["event_time"] if found[0]["event_time"] is not None else found[0]["at"]
+        return None if start is None else float(start) + trigger.expiry
 
     def _earlier_files(self, row: Any) -> list[str]:
         """Files written by this decision's earlier actions (plugins build on them)."""
@@ -310,14 +360,36 @@ class Dispatcher:
             return ActionOutcome(False, [f"timed out after {timeout:g} s"])
         return box[0]
 
+    def _verdict(
+        self, row: Any, ok: bool, can_retry: bool, expires: float | None
+    ) -> tuple[str, float | None, str | None]:
+        """(status, retry_at, a note for the log) after a run."""
+        if ok:
+            return "done", None, None
+        if self.stopping() and self.retry_later:
+            return "pending", None, "interrupted by shutdown; it runs again at the next start"
+        if not (self.retry_later and can_retry):
+            return "failed", None, None
+        at = next_try(int(row["attempts"]) + 1, self.clock(), expires)  # row: before the claim
+        if at is None:
+            return "failed", None, "failed for good: its event expires before another try"
+        return "pending", at, f"failed; tried again in {at - self.clock():.0f} s"
+
     def _finish(
-        self, row: Any, ok: bool, log: list[str], files: list[str], secrets: Iterable[str] = ()
+        self,
+        row: Any,
+        ok: bool,
+        log: list[str],
+        files: list[str],
+        can_retry: bool = False,
+        expires: float | None = None,
     ) -> RunResult:
-        status = "done" if ok else "failed"
-        text = redact("\n".join(log), secrets)
+        status, retry_at, note = self._verdict(row, ok, can_retry, expires)
+        text = redact("\n".join([*log, *([note] if note else [])]), self.secrets())
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE actions SET status=?, log=log || ?, files=?, updated_at=? WHERE id=?",
-                (status, text + "\n", json.dumps(files), self.clock(), row["id"]),
+                "UPDATE actions SET status=?, log=log || ?, files=?, retry_at=?, "
+                "updated_at=? WHERE id=?",
+                (status, text + "\n", json.dumps(files), retry_at, self.clock(), row["id"]),
             )
         return RunResult(row["id"], status, text)

@@ -9,9 +9,11 @@ beyond, and FAILURE when none was ever seen.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,10 +23,13 @@ from typing import Any, Final
 from tracerules import __version__
 from tracerules.dsl.convert import to_time
 from tracerules.dsl.values import Missing
+from tracerules.runtime.disk import disk_report
 from tracerules.runtime.history import counts
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.store import Store
 from tracerules.timetext import utc_text
+
+LOG = logging.getLogger("tracerules.service")
 
 HEARTBEAT_TOPIC: Final = "gcn.heartbeat"
 OK_BELOW_S: Final = 5.0
@@ -101,16 +106,22 @@ class Recorder:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._values: dict[str, dict[str, Any]] = {}
+        self._last_failure = -1e9
 
     def put(self, key: str, **values: Any) -> None:
-        """Merge `values` into the JSON object stored under `key`."""
-        value = self._values.setdefault(key, read_state(self.store, key))
-        value.update(values)
-        now = time.time()
-        self.store.db.execute(
-            "INSERT OR REPLACE INTO service_state (key, value, at) VALUES (?, ?, ?)",
-            (key, json.dumps(value, default=str), now),
-        )
+        """Merge `values` into the JSON object stored under `key`. Best effort: a store that
+        refuses the write (a full disk) keeps the values for the next put."""
+        try:
+            value = self._values.setdefault(key, read_state(self.store, key))
+            value.update(values)
+            self.store.db.execute(
+                "INSERT OR REPLACE INTO service_state (key, value, at) VALUES (?, ?, ?)",
+                (key, json.dumps(value, default=str), time.time()),
+            )
+        except sqlite3.Error as err:
+            if time.monotonic() - self._last_failure > 30:
+                self._last_failure = time.monotonic()
+                LOG.warning("status not recorded", extra={"fields": {"error": str(err)}})
 
     def started(self, **info: Any) -> None:
         now = time.time()
@@ -340,6 +351,9 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
         )
     ]
     totals = counts(store)
+    folders = [Path(store.path).resolve().parent]
+    if service.get("out"):
+        folders.append(Path(str(service["out"])))
     return {
         "store": store.path,
         "now": now,
@@ -353,6 +367,7 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
             "heartbeats": heartbeat.get("count", 0),
         },
         "kafka": _kafka(store, service["running"]),
+        "disk": disk_report(folders, read_state(store, "disk"), now),
         "rules": read_state(store, "rules"),
         "lag": _lag(store, service.get("group")),
         "topics": topics,

@@ -55,6 +55,10 @@ class SourceHooks(Protocol):
 
     def assigned(self, partitions: list[tuple[str, int, int]], how: str) -> None: ...
 
+    def stored_position(self, topic: str, partition: int) -> tuple[int, str] | None:
+        """The highest offset the store holds for a partition and its payload's sha256."""
+        ...
+
 
 def open_consumer(settings: KafkaSettings, config: Mapping[str, Any]) -> Consumer:
     if settings.bootstrap_servers:
@@ -158,6 +162,7 @@ class KafkaSource:
         self._to_commit: dict[Key, int] = {}
         self._committed: dict[Key, int] = {}
         self._last_commit = 0.0
+        self._verify: dict[Key, tuple[int, str]] = {}  # resumed from the store: check the log
         self.assignment: set[Key] = set()
         self.at_end: set[Key] = set()
 
@@ -196,6 +201,8 @@ class KafkaSource:
             return None
         self.at_end.discard(key)
         notice = notice_of_message(message, time.time())
+        if key in self._verify and not self._same_log(key, notice):
+            return None
         cutoff = self._cutoff.get(key)
         if cutoff is not None:
             if notice.created is not None and notice.created < cutoff:
@@ -263,12 +270,48 @@ class KafkaSource:
             committed = [TopicPartition(p.topic, p.partition, OFFSET_STORED) for p in partitions]
         resumed = [tp for tp in committed if tp.offset >= 0 or tp.offset == OFFSET_STORED]
         fresh = [tp for tp in committed if not (tp.offset >= 0 or tp.offset == OFFSET_STORED)]
-        started = self._start_positions(consumer, fresh)
-        consumer.assign(resumed + started)
-        self.assignment = {(tp.topic, tp.partition) for tp in resumed + started}
+        known = self._from_store(fresh)
+        started = self._start_positions(consumer, [tp for tp in fresh if tp not in known])
+        consumer.assign(resumed + known + started)
+        self.assignment = {(tp.topic, tp.partition) for tp in resumed + known + started}
         self.at_end.clear()
-        report = [(tp.topic, tp.partition, tp.offset) for tp in resumed + started]
-        self.hooks.assigned(report, f"{len(resumed)} resumed, {len(started)} from {self.start}")
+        report = [(tp.topic, tp.partition, tp.offset) for tp in resumed + known + started]
+        how = f"{len(resumed)} resumed, {len(known)} from the store"
+        self.hooks.assigned(report, f"{how}, {len(started)} from {self.start}")
+
+    def _from_store(self, fresh: list[TopicPartition]) -> list[TopicPartition]:
+        """Partitions the group has no offset for (a restarted broker, expired offsets) but the
+        store has read: restart at the last stored record, to check it is the same log."""
+        if not self.commit:  # a relisten reads from its own start position
+            return []
+        known = []
+        for tp in fresh:
+            stored = self.hooks.stored_position(tp.topic, tp.partition)
+            if stored is not None:
+                self._verify[(tp.topic, tp.partition)] = stored
+                known.append(TopicPartition(tp.topic, tp.partition, stored[0]))
+        return known
+
+    def _same_log(self, key: Key, notice: Notice) -> bool:
+        """The first record after a resume from the store: True to hand it on.
+
+        The record at the last stored offset is already stored: skip it. A different payload
+        there means the broker's log was replaced (a broker restarted without its data, whose
+        offsets start again at 0): read the new log from its beginning; the store's
+        deduplication by payload absorbs anything seen before.
+        """
+        offset, sha = self._verify.pop(key)
+        if notice.offset != offset:  # the stored record is gone (retention): what follows is new
+            return True
+        if notice.digest == sha:
+            self.done(notice)
+            return False
+        self.log.warning(
+            "the broker's log was replaced; reading it from the beginning",
+            extra={"fields": {"topic": key[0], "partition": key[1], "offset": offset}},
+        )
+        self.consumer.seek(TopicPartition(key[0], key[1], OFFSET_BEGINNING))
+        return False
 
     def _start_positions(
         self, consumer: Consumer, fresh: list[TopicPartition]
@@ -324,6 +367,7 @@ class KafkaSource:
         self.assignment -= keys
         self.at_end -= keys
         for key in keys:
+            self._verify.pop(key, None)
             self._cutoff.pop(key, None)
             self._to_commit.pop(key, None)
             self._committed.pop(key, None)

@@ -1,8 +1,8 @@
 """Structured logs: one JSON object per line on stderr, with every known secret redacted.
 
 A record's message is the event name (`notice`, `decision`, `action`, ...); its fields come
-from `extra={"fields": {...}}`. Secrets are replaced by `***` in the finished line, raw and
-JSON-escaped, so no code path can leak one by logging it by accident.
+from `extra={"fields": {...}}`. Secrets are replaced by `***` in the finished line, in every form
+they can take (tracerules.runtime.secrets), so no code path can leak one by logging it by accident.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from tracerules.runtime.actions import redact
+from tracerules.runtime.secrets import redact
 
 LOGGER = "tracerules"
 KAFKA_LOGGER = "tracerules.kafka"
@@ -42,8 +42,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["error"] = self.formatException(record.exc_info)
         line = json.dumps(data, default=str, ensure_ascii=False)
-        secrets = [s for s in self.secrets() if s]
-        return redact(line, [*secrets, *(json.dumps(s)[1:-1] for s in secrets)])
+        return redact(line, self.secrets())
 
 
 class Throttle(logging.Filter):

@@ -10,7 +10,6 @@ SIGINT finish the current notice, commit and exit 0; SIGHUP asks for a reload.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import signal
 import socket
@@ -23,19 +22,29 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Protocol
+from typing import Protocol
+
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_when_event_set,
+)
 
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.actions import secrets_of
+from tracerules.runtime.disk import DiskWatch
 from tracerules.runtime.engine import Engine, Processed
 from tracerules.runtime.health import HEARTBEAT_TOPIC, Recorder, remembered_group
 from tracerules.runtime.kafka import KafkaStats, NoticeSource, SourceHooks
 from tracerules.runtime.kafka_settings import StartPosition
 from tracerules.runtime.notices import Notice
+from tracerules.runtime.retry import backoff
+from tracerules.runtime.secrets import rule_secrets
 from tracerules.runtime.store import Store
 from tracerules.runtime.watch import RuleWatcher
-from tracerules.runtime.workers import ActionWorkers
+from tracerules.runtime.workers import ActionWorkers, disk_full
 
 KAFKA_LOG = logging.getLogger("tracerules.kafka")
 POLL_S = 0.2
@@ -82,8 +91,13 @@ class Service:
         self.engine = Engine(rules, self.store, out_dir=options.out_dir, run_actions=False)
         self.recorder = None if options.echo else Recorder(self.store)
         self.workers = ActionWorkers(
-            str(options.store), lambda: self.engine.rules, options.out_dir, options.workers
+            str(options.store),
+            lambda: self.engine.rules,
+            options.out_dir,
+            options.workers,
+            on_error=self._action_error,
         )
+        self.disk = DiskWatch((options.store.resolve().parent, options.out_dir))
         self.watcher = RuleWatcher(
             options.rules_paths, options.watch_interval, allow_empty=options.allow_empty
         )
@@ -113,11 +127,8 @@ class Service:
         return self._secrets
 
     def _find_secrets(self) -> list[str]:
-        found = list(self.options.secrets)
-        for trigger in self.engine.rules.triggers:
-            for action in trigger.actions:
-                found += secrets_of(action.config)
-        return sorted(set(found))
+        configs = (a.config for t in self.engine.rules.triggers for a in t.actions)
+        return sorted({*self.options.secrets, *rule_secrets(configs)})
 
     def topics(self) -> set[str]:
         topics = set(self.engine.rules.subscribed_topics)
@@ -168,20 +179,30 @@ class Service:
         return self.engine.process(notice)
 
     def _durably(self, notice: Notice, work: Callable[[], Processed]) -> Processed | None:
-        """`work`, retried while the store fails; any other failure becomes a dead letter."""
-        delay = 0.5
-        while True:
-            try:
-                return self._or_dead_letter(notice, work)
-            except sqlite3.Error as err:
+        """`work`, retried while the store fails (a full disk, a lock held too long) until
+        stopping; any other failure becomes a dead letter."""
+
+        def store_failed(state: RetryCallState) -> None:
+            err = state.outcome.exception() if state.outcome else None
+            if isinstance(err, BaseException):
+                self._action_error(err)
                 self.log.error("store error; retrying", extra={"fields": _where(notice, err)})
-                if self._stop.wait(delay):
-                    self._exit_code = 1
-                    return None
-                delay = min(delay * 2, 30.0)
-            except Exception as err:  # not even a dead letter could be written: say so, go on
-                self.log.error("notice dropped", extra={"fields": _where(notice, err)})
-                return Processed(-1, "dead", reason="dropped: " + _error_text(err))
+
+        policy = Retrying(
+            retry=retry_if_exception_type(sqlite3.Error),
+            wait=backoff(0.5, 30.0),
+            stop=stop_when_event_set(self._stop),
+            sleep=self._pause,
+            before_sleep=store_failed,
+        )
+        try:
+            return policy(self._or_dead_letter, notice, work)
+        except RetryError:  # stopping while the store fails: not committed, redelivered
+            self._exit_code = 1
+            return None
+        except Exception as err:  # not even a dead letter could be written: say so, go on
+            self.log.error("notice dropped", extra={"fields": _where(notice, err)})
+            return Processed(-1, "dead", reason="dropped: " + _error_text(err))
 
     def _or_dead_letter(self, notice: Notice, work: Callable[[], Processed]) -> Processed:
         try:
@@ -198,11 +219,20 @@ class Service:
             self.store.dead_letter(stored.id, notice.topic, reason)
         return Processed(stored.id, "dead", reason=reason)
 
+    def _pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # a stop request ends the wait
+
+    def _action_error(self, err: BaseException) -> None:
+        """From any thread: a full disk becomes a degraded state in `status`."""
+        if disk_full(err):
+            self.disk.saw(err)
+
     def _housekeeping(self, source: ServiceSource) -> None:
         now = time.monotonic()
         if self.recorder is not None and now - self._last_beat >= BEAT_S:
             self._last_beat = now
             self.recorder.beat()
+            self.disk.record(self.recorder.put)
         result = self.watcher.take()
         if isinstance(result, RuleSet):
             self._swap(source, result)
@@ -239,7 +269,9 @@ class Service:
             self._idle_since = None
             return
         self._idle_since = self._idle_since or now
-        pending = self.store.scalar("SELECT count(*) FROM actions WHERE status='pending'")
+        pending = self.store.scalar(  # not those failed and waiting for a later try
+            "SELECT count(*) FROM actions WHERE status='pending' AND retry_at IS NULL"
+        )
         if now - self._idle_since >= ECHO_IDLE_S and not pending and not self.workers.busy():
             self.request_stop("caught up")
 
@@ -266,6 +298,7 @@ class Service:
             kafka=self.options.where,
             start=str(self.options.start),
             store=str(self.options.store),
+            out=str(self.options.out_dir.resolve()),
         )
         self.recorder.put("group", id=self.options.group_id)
         self.recorder.put("products", dir=str(Path(self.options.out_dir).resolve()))
@@ -351,6 +384,9 @@ class Service:
         if self.recorder is not None:
             self.recorder.put("service", assignment=shown, assigned_at=time.time())
 
+    def stored_position(self, topic: str, partition: int) -> tuple[int, str] | None:
+        return self.store.last_offset(topic, partition)
+
     # -- shutdown -----------------------------------------------------------------------------
 
     def _shutdown(self, source: ServiceSource) -> None:
@@ -368,19 +404,6 @@ class Service:
                 extra={"fields": {"reason": self._stop_reason, "exit": self._exit_code}},
             )
             self.store.close()
-
-
-def lock_store(store: Path) -> IO[bytes] | None:
-    """Hold `<store>.lock` for this process's life: one `run` or `echo` per store, since each
-    engine caches the state of the events it touches. None if another process holds it."""
-    store.parent.mkdir(parents=True, exist_ok=True)
-    handle = (store.parent / f"{store.name}.lock").open("ab")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
 
 
 def resolve_group(store: Path, chosen: str | None, echo: bool) -> str:

@@ -162,8 +162,15 @@ CREATE TABLE consumer_offsets (
 ALTER TABLE actions ADD COLUMN owner TEXT
 """
 
+SCHEMA_V3 = """
+-- when a failed action is tried again (NULL: as soon as a worker is free)
+ALTER TABLE actions ADD COLUMN retry_at REAL;
+-- host/pid/start-time of the process an action started (a command, a plugin script)
+ALTER TABLE actions ADD COLUMN child TEXT
+"""
+
 # Each entry upgrades the schema by one version; the list only ever grows.
-MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2)
+MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -228,6 +235,8 @@ class Store:
         return int(row[0]) if row else 0
 
     def migrate(self) -> None:
+        if self.version() == SCHEMA_VERSION:
+            return  # nothing to write: a reader works even on a full disk
         with self.transaction():
             current = self.version()
             if current > SCHEMA_VERSION:
@@ -416,6 +425,15 @@ class Store:
             "SELECT * FROM notices WHERE id=?", (notice_id,)
         ).fetchone()
         return row
+
+    def last_offset(self, topic: str, partition: int) -> tuple[int, str] | None:
+        """The highest Kafka offset stored for a partition, and that record's sha256."""
+        row = self.db.execute(
+            'SELECT "offset", sha256 FROM notices WHERE topic=? AND partition=? AND "offset">=0 '
+            'ORDER BY "offset" DESC LIMIT 1',
+            (topic, partition),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(self.db.execute(sql, params))
