@@ -124,6 +124,15 @@ def test_functions_lists_the_table() -> None:
     assert {"sep", "gal_lat", "age", "matches", "exists", "default", "int"} <= names
 
 
+def test_functions_text_shows_optional_arguments() -> None:
+    """Optional arguments print in brackets; rich once read `[number]` as markup and ate it."""
+    result = runner.invoke(app, ["functions"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "round(number, [number]) -> number" in result.output
+    assert "extract(string, string, [number]) -> string" in result.output
+    assert ", )" not in result.output
+
+
 @pytest.mark.parametrize("heavy", ["astropy", "matplotlib", "confluent_kafka"])
 def test_help_imports_nothing_heavy(heavy: str) -> None:
     code = (

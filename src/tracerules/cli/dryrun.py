@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from tracerules.cli.operator import UsageError, parse_time
+from tracerules.cli.trigger_names import unknown_trigger
 from tracerules.dsl.values import Vote
 from tracerules.errors import RuleError, render_human
 from tracerules.rules.compile import RuleSet, load_ruleset
@@ -84,6 +86,11 @@ def run_dry_run(
     rules = load_rules(rules_dirs, err)
     if rules is None:
         return 1
+    if trigger is not None:
+        wrong = unknown_trigger(trigger, (t.id for t in rules.triggers), "the rules")
+        if wrong is not None:
+            err.print(f"[red]error:[/] {escape(wrong)}", soft_wrap=True)
+            return 2
     show_progress = not quiet and err.is_terminal
     progress = Progress(
         TextColumn("{task.description}"),
