@@ -41,6 +41,14 @@ class ObservatoryMixin(BaseModel):
 
     field_refs: ClassVar[tuple[str, ...]] = ("ra", "dec", "test")
 
+    def used_field_refs(self) -> tuple[str, ...]:
+        """The keys naming fields this action reads. Without an observatory nothing is
+        arbitrated, so the defaults (`ra`, `dec`) are not needed; keys written out still are
+        checked, a typo being a typo."""
+        if self.observatory is not None:
+            return self.field_refs
+        return tuple(ref for ref in self.field_refs if ref in self.model_fields_set)
+
     @field_validator("repoint", mode="before")
     @classmethod
     def _angle(cls, value: Any) -> float:
@@ -50,6 +58,11 @@ class ObservatoryMixin(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return _parsed(value, to_duration, "duration")
+
+
+def field_refs(config: ActionConfig) -> tuple[str, ...]:
+    """The keys of an action's config that name one of its trigger's fields."""
+    return config.used_field_refs() if isinstance(config, ObservatoryMixin) else ()
 
 
 class ObservationConfig(ActionConfig, ObservatoryMixin):

@@ -24,6 +24,7 @@ from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
 from tracerules.dsl.values import Missing, Type, Vote
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
+from tracerules.products.observation import field_refs
 from tracerules.products.registry import ActionConfig, ActionType
 from tracerules.products.registry import get as get_action_type
 from tracerules.rules.loader import (
@@ -518,16 +519,7 @@ class TriggerCompiler:
                     err, kind.config, self.loaded, self.base + loc
                 )
                 continue
-            for ref in getattr(config, "field_refs", ()):
-                name = getattr(config, ref)
-                if name is not None and name not in self.names:
-                    self.error(
-                        "E802",
-                        f"{ref} names '{name}', which is not a field",
-                        (*loc, ref),
-                        f"declare '{name}' under fields:",
-                        len(name),
-                    )
+            self.check_field_refs(config, loc)
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
                 try:
@@ -536,6 +528,24 @@ class TriggerCompiler:
                     self.dsl_error(err, tloc)
             out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc)))
         return tuple(out)
+
+    def check_field_refs(self, config: ActionConfig, loc: Loc) -> None:
+        """Keys such as `ra: ra` must name fields; a default left unwritten is reported at
+        the `observatory:` that needs it (its own key is not in the file)."""
+        for ref in field_refs(config):
+            name = getattr(config, ref)
+            if name is None or name in self.names:
+                continue
+            written = ref in config.model_fields_set
+            self.error(
+                "E802",
+                f"{ref} names '{name}', which is not a field"
+                + ("" if written else f" ({ref} defaults to '{name}' under observatory:)"),
+                (*loc, ref) if written else (*loc, "observatory"),
+                f"declare '{name}' under fields:, or set {ref}: to the field that holds it",
+                len(name) if written else len("observatory"),
+                key=not written,
+            )
 
     def compile(self, revision: str) -> CompiledTrigger | None:
         fmt = self.topic_format()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from tracerules.dsl import ast
 from tracerules.errors import Diagnostic, Severity, Span
+from tracerules.products.observation import field_refs
 
 if TYPE_CHECKING:
     from tracerules.rules.compile import CompiledTrigger
@@ -48,9 +49,7 @@ class UnusedField(Lint):
 
             for text in action.config.templates().values():
                 used |= {name for name, _ in template_names(text)}
-            used |= {
-                getattr(action.config, ref) for ref in getattr(action.config, "field_refs", ())
-            }
+            used |= {getattr(action.config, ref) for ref in field_refs(action.config)}
         for f in trigger.fields:
             if f.name not in used:
                 yield (
