@@ -18,6 +18,7 @@ triggers:
     event_id: trig_id
     event_time: burst_time
     expiry: 1 h
+    mode: pretend
     fields:
       trig_id: {xpath: "//Param[@name='TrigID']/@value", as: int}
       burst_time: {xpath: "//ISOTime", as: time}
@@ -72,3 +73,30 @@ def test_an_observatory_without_a_ra_field_points_at_the_observatory(tmp_path: P
     where = at(path, path.read_text(), "observatory:")
     assert all((d.span.line, d.span.col) == where for d in diagnostics)
     assert all(d.hint is not None and "under fields:" in d.hint for d in diagnostics)
+
+
+# -- a namespaced VOEvent selector matches nothing (item 5) ------------------------------------
+
+
+def test_a_voe_prefixed_param_step_is_linted_where_it_is_written(tmp_path: Path) -> None:
+    body = """      grb: {xpath: "//voe:Param[@name='GRB_Identified']/@value", as: bool}
+    conditions:
+      is_grb: grb
+"""
+    path, diagnostics = check(tmp_path, body)
+    [found] = diagnostics
+    assert (found.code, found.lint) == ("W007", "namespaced-xpath-step")
+    assert not found.is_error
+    assert "'voe:Param' never matches" in found.message and "'grb'" in found.message
+    assert (found.span.line, found.span.col) == at(path, path.read_text(), "voe:Param")
+    assert found.span.length == len("voe:Param")
+    assert found.hint == "write //Param[@name='GRB_Identified']/@value"
+
+
+def test_the_namespaced_root_element_is_not_linted(tmp_path: Path) -> None:
+    body = """      grb: {xpath: "/voe:VOEvent/What/Param[@name='GRB_Identified']/@value", as: bool}
+    conditions:
+      is_grb: grb
+"""
+    _, diagnostics = check(tmp_path, body)
+    assert diagnostics == []

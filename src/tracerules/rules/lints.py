@@ -11,11 +11,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from tracerules.dsl import ast
-from tracerules.errors import Diagnostic, Severity, Span
+from tracerules.errors import Diagnostic, DslError, Severity, Span
 from tracerules.products.observation import field_refs
 
 if TYPE_CHECKING:
-    from tracerules.rules.compile import CompiledTrigger
+    from tracerules.rules.compile import CompiledField, CompiledTrigger
     from tracerules.rules.loader import LoadResult
 
 
@@ -130,6 +130,47 @@ class CaseWithoutElse(Lint):
                 )
 
 
+# `voe:` on any element but the root: VOEvent children are not in the namespace.
+_VOE_CHILD = re.compile(r"\bvoe:(?!VOEvent\b)([A-Za-z_][\w.-]*)")
+
+
+class NamespacedXpathStep(Lint):
+    code = "W007"
+    summary = "an XPath step such as voe:Param that matches nothing in a VOEvent"
+
+    def check(self, trigger: CompiledTrigger) -> Iterator[tuple[str, Span, str | None]]:
+        if trigger.format != "xml":
+            return
+        for f in trigger.fields:
+            if f.select is None:
+                continue
+            found = _VOE_CHILD.search(f.source)
+            if found is None:
+                continue
+            fixed = _VOE_CHILD.sub(r"\1", f.source)
+            yield (
+                f"field '{f.name}': '{found.group(0)}' never matches: in a VOEvent only the "
+                "root element is in the voe namespace, so every notice would miss this field",
+                _inside_selector(f, found.start(), len(found.group(0))),
+                f"write {fixed}",
+            )
+
+
+def _inside_selector(f: CompiledField, offset: int, length: int) -> Span:
+    """The place of `offset` characters into a field's xpath: text in the rule file."""
+    from tracerules.rules.compile import place
+
+    err = DslError("W007", "", 1, offset + 1, length)
+    span = place(err, f.where.loaded, (*f.where.loc, "xpath")).span
+    # A quoted scalar's origin is its quote (quotes are not kept in the tree): find the text.
+    lines = f.where.loaded.text.splitlines()
+    if 0 < span.line <= len(lines):
+        found = lines[span.line - 1].find(f.source[offset : offset + length], span.col - 1)
+        if found >= 0:
+            return Span(span.path, span.line, found + 1, length)
+    return span
+
+
 LINTS: tuple[type[Lint], ...] = (
     UnusedField,
     ConstantCondition,
@@ -137,6 +178,7 @@ LINTS: tuple[type[Lint], ...] = (
     LiveWithoutActions,
     DuplicateCondition,
     CaseWithoutElse,
+    NamespacedXpathStep,
 )
 
 
