@@ -100,3 +100,38 @@ def test_the_namespaced_root_element_is_not_linted(tmp_path: Path) -> None:
 """
     _, diagnostics = check(tmp_path, body)
     assert diagnostics == []
+
+
+# -- a bare number beside an angle has no unit (item 3) ----------------------------------------
+
+ANGLES = """      error: {xpath: "//Position2D/Error2Radius", as: angle}
+      dec: {xpath: "//Position2D/Value2/C2", as: angle}
+    conditions:
+"""
+
+
+def test_an_angle_compared_with_a_bare_number_is_an_error_at_the_number(tmp_path: Path) -> None:
+    path, diagnostics = check(tmp_path, ANGLES + "      sharp: error < 4\n      south: dec < 0\n")
+    [found] = diagnostics  # `dec < 0` is fine: zero is zero in every unit
+    assert found.code == "E304" and found.is_error
+    assert "bare number 4" in found.message
+    assert found.hint == "write `4 arcmin` or `4 deg`"
+    line, col = at(path, path.read_text(), "error < 4")
+    assert (found.span.line, found.span.col) == (line, col + len("error < "))
+
+
+def test_arithmetic_on_an_angle_with_a_bare_number_is_an_error(tmp_path: Path) -> None:
+    path, diagnostics = check(tmp_path, ANGLES + "      north: dec + 1.5 > 10 deg\n")
+    [found] = diagnostics
+    assert found.code == "E304" and "'+' combines an angle with the bare number 1.5" in (
+        found.message
+    )
+    assert found.hint == "write `1.5 arcmin` or `1.5 deg`"
+    line, col = at(path, path.read_text(), "1.5 >")
+    assert (found.span.line, found.span.col) == (line, col)
+
+
+def test_angles_with_units_and_scaled_angles_validate(tmp_path: Path) -> None:
+    body = ANGLES + "      sharp: error * 2 < 4 arcmin\n      north: dec + 1.5 deg > 10 deg\n"
+    _, diagnostics = check(tmp_path, body)
+    assert diagnostics == []

@@ -146,6 +146,27 @@ def _comparable(left: Type, right: Type, op: str, pos: ast.Pos) -> None:
     raise _err("E304", f"cannot compare {left.value} with {right.value}", pos, hint)
 
 
+def _bare_number_with_angle(
+    pairs: list[tuple[Compiled, ast.Expr]], verb: str, pos: ast.Pos
+) -> None:
+    """A bare number beside an angle is an error: `error < 4` was meant as arcmin as often
+    as degrees. Zero means the same in every unit, and a number read from a field (no
+    literal) keeps the documented reading: degrees."""
+    types = {c.type for c, _ in pairs}
+    if Type.ANGLE not in types:
+        return
+    for compiled, node in pairs:
+        if compiled.type is Type.NUMBER and compiled.is_const and compiled.const != 0:
+            shown = f"{compiled.const:g}"
+            where = getattr(node, "pos", pos)
+            raise _err(
+                "E304",
+                f"{verb} an angle with the bare number {shown}: which unit?",
+                where if where is not ast.NOWHERE else pos,
+                f"write `{shown} arcmin` or `{shown} deg`",
+            )
+
+
 class Compiler:
     """Compiles expressions against a fixed set of names with static types."""
 
@@ -273,6 +294,9 @@ class Compiler:
                     raise _err("E304", f"'&' needs integers, not {side.type.value}", node.pos)
             result = Type.NUMBER if Type.ANY not in (left.type, right.type) else Type.ANY
         else:
+            if node.op in "+-":
+                sides = [(left, node.left), (right, node.right)]
+                _bare_number_with_angle(sides, f"'{node.op}' combines", node.pos)
             result = _arith_type(node.op, left.type, right.type, node.pos)
         pyop, op, lf, rf = _ARITH[node.op], node.op, left.fn, right.fn
 
@@ -295,8 +319,11 @@ class Compiler:
 
     def _compare(self, node: ast.Compare) -> Compiled:
         parts = [self.compile(o) for o in node.operands]
-        for op, a, b in zip(node.ops, parts, parts[1:], strict=False):
+        for op, a, b, na, nb in zip(
+            node.ops, parts, parts[1:], node.operands, node.operands[1:], strict=False
+        ):
             _comparable(a.type, b.type, op, node.pos)
+            _bare_number_with_angle([(a, na), (b, nb)], f"'{op}' compares", node.pos)
         fns = tuple(p.fn for p in parts)
         ops = tuple(_CMP[o] for o in node.ops)
         pairs = tuple(zip(ops, range(len(ops)), strict=True))
