@@ -329,6 +329,15 @@ def init_command(
     force: Annotated[
         bool, typer.Option("--force", help="write into a folder that is not empty")
     ] = False,
+    install: Annotated[
+        str | None,
+        typer.Option(
+            "--install",
+            help="the pip requirement CI installs tracerules from, e.g. "
+            "'tracerules @ git+https://HOST/tracerules.git@COMMIT' or a path "
+            "[default: this tracerules' own checkout, at its commit]",
+        ),
+    ] = None,
 ) -> None:
     """Scaffold a rules repository for a new team: topics, a tested example trigger, CI.
 
@@ -336,7 +345,7 @@ def init_command(
     """
     from tracerules.cli.init import run_init
 
-    raise typer.Exit(run_init(directory, force))
+    raise typer.Exit(run_init(directory, force, install))
 
 
 def main() -> None:
