@@ -171,6 +171,13 @@ CASES: list[tuple[str, Any]] = [
     ("sepp(1, 2, 3, 4)", "ERR:E302"),
     ("sep(1, 2)", "ERR:E303"),
     ("age() < 90", "ERR:E304"),
+    # nullif: a sentinel becomes a missing value
+    ("nullif(snr, 8.5)", MISSING),
+    ("nullif(snr, 0)", 8.5),
+    ("nullif(err, 0.05 deg)", MISSING),
+    ("nullif(name, '')", "GRB 231101A"),
+    ("nullif(ok, 1)", True),
+    ("nullif(gone, 0)", MISSING),
     # a bare number beside an angle: arcmin or degrees? (zero is the same in every unit)
     ("err < 4", "ERR:E304"),
     ("4 > err", "ERR:E304"),

@@ -6,10 +6,11 @@ expressions, conditions, expiry and action templates. The engine only calls clos
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from tracerules.rules.loader import (
     scalar_origin,
     validation_diagnostics,
 )
+from tracerules.rules.masks import apply_masks
 from tracerules.rules.models import NAME_PATTERN, ConditionSpec, TopicSpec
 
 # Names every expression may read without declaring them; the engine sets them.
@@ -76,7 +78,9 @@ class CompiledField:
     expr: Callable[[Context], Any] | None
     source: str
     where: Where
-    reads: frozenset[str] = frozenset()  # the names a computed field's expression reads
+    reads: frozenset[str] = frozenset()  # names its expression and its missing_if read
+    mask: Callable[[Context], Any] | None = None  # missing_if: true means a placeholder
+    mask_text: str = ""
 
     @property
     def span(self) -> Span:
@@ -135,9 +139,15 @@ class CompiledTrigger:
     revision: str
     lint_disabled: frozenset[str]
 
+    @functools.cached_property
+    def selected_masks(self) -> tuple[CompiledField, ...]:
+        """Selected fields with a missing_if, applied once every selected field is read."""
+        return tuple(f for f in self.fields if f.select is not None and f.mask is not None)
+
     def extract(self, doc: Any, ctx: Context) -> None:
         """Read every field of this trigger from a parsed notice into `ctx.values`."""
         values = ctx.values
+        masks = self.selected_masks
         for f in self.fields:
             if f.select is not None:
                 raw = f.select(doc)
@@ -145,7 +155,14 @@ class CompiledTrigger:
                     raw if isinstance(raw, Missing) or f.convert is None else f.convert(raw)
                 )
             elif f.expr is not None:
+                if masks:  # selected fields come first: they are all read by now
+                    apply_masks(masks, ctx)
+                    masks = ()
                 values[f.name] = f.expr(ctx)
+                if f.mask is not None:
+                    apply_masks((f,), ctx)
+        if masks:
+            apply_masks(masks, ctx)
 
 
 @dataclass(frozen=True)
@@ -310,13 +327,67 @@ class TriggerCompiler:
                     ok = False
                 else:
                     selected.append(field_)
-        ordered = self._order_computed(computed)
+        masks = self._parse_masks()
+        if masks is None:
+            return None
+        ordered = self._order_computed(computed, masks)
         if ordered is None:
             return None
         done = [self._compile_computed(name, *computed[name]) for name in ordered]
         if not ok or any(f is None for f in done):
             return None
-        return (*selected, *(f for f in done if f is not None))
+        fields = (*selected, *(f for f in done if f is not None))
+        return self._with_masks(fields, masks)
+
+    def _parse_masks(self) -> dict[str, ast.Expr] | None:
+        """Every field's missing_if, parsed; None after a syntax error (reported)."""
+        out: dict[str, ast.Expr] = {}
+        ok = True
+        for name, fspec in self.spec.fields.items():
+            if fspec.missing_if is None:
+                continue
+            try:
+                out[name] = parse(fspec.missing_if)
+            except DslError as err:
+                self.dsl_error(err, ("fields", name, "missing_if"))
+                ok = False
+        return out if ok else None
+
+    def _with_masks(
+        self, fields: tuple[CompiledField, ...], masks: dict[str, ast.Expr]
+    ) -> tuple[CompiledField, ...] | None:
+        """Attach each missing_if test to its field, once every field's type is known."""
+        selected = {f.name for f in fields if f.select is not None} | set(PREDECLARED)
+        out = []
+        for f in fields:
+            node = masks.get(f.name)
+            if node is None:
+                out.append(f)
+                continue
+            loc: Loc = ("fields", f.name, "missing_if")
+            try:
+                test = Compiler(self.names).compile(node)
+            except DslError as err:
+                self.dsl_error(err, loc)
+                continue
+            late = sorted(test.names - selected) if f.select is not None else []
+            if test.type not in (Type.BOOL, Type.ANY) or late:
+                self.error(
+                    "E309",
+                    f"missing_if of '{f.name}' reads '{late[0]}', computed after it is read"
+                    if late
+                    else f"missing_if must be true/false, not {test.type.value}",
+                    loc,
+                    "a selected field's missing_if reads selected fields only: mask "
+                    f"'{late[0]}' itself, or compute '{f.name}' with expr:"
+                    if late
+                    else f"compare the value, e.g. '{f.name} == 0'",
+                )
+                continue
+            text = " ".join(str(self.spec.fields[f.name].missing_if).split())
+            masked = replace(f, mask=test.fn, mask_text=text)
+            out.append(replace(masked, reads=f.reads | (test.names - {f.name})))
+        return tuple(out) if len(out) == len(fields) else None
 
     def _check_field_name(self, name: str) -> bool:
         import re
@@ -389,11 +460,17 @@ class TriggerCompiler:
         self.names[name] = type_
         return CompiledField(name, type_, None, None, fn, ast.unparse(node), span, compiled.names)
 
-    def _order_computed(self, computed: dict[str, tuple[ast.Expr, Where]]) -> list[str] | None:
-        """Computed fields in dependency order; a cycle is an error."""
+    def _order_computed(
+        self, computed: dict[str, tuple[ast.Expr, Where]], masks: Mapping[str, ast.Expr]
+    ) -> list[str] | None:
+        """Computed fields in dependency order (a field's missing_if reads count, but for
+        the field itself); a cycle is an error."""
         deps = {
             n: {d for d in _names_in(node) if d in computed} for n, (node, _) in computed.items()
         }
+        for n, mask in masks.items():
+            if n in deps:  # a mask reads its own field's value: not a cycle
+                deps[n] |= {d for d in _names_in(mask) if d in computed and d != n}
         order: list[str] = []
         state: dict[str, int] = {}
 

@@ -42,8 +42,7 @@ class UnusedField(Lint):
         for cond in trigger.conditions:
             used.update(cond.names)
         for f in trigger.fields:
-            if f.expr is not None:
-                used |= f.reads
+            used |= f.reads
         for action in trigger.actions:
             from tracerules.dsl.templates import template_names
 
