@@ -167,6 +167,9 @@ def _bare_number_with_angle(
             )
 
 
+_METHODS: dict[type, Callable[[Compiler, Any], Compiled]] = {}
+
+
 class Compiler:
     """Compiles expressions against a fixed set of names with static types."""
 
@@ -177,8 +180,11 @@ class Compiler:
     # -- entry points ---------------------------------------------------------------------
 
     def compile(self, node: ast.Expr) -> Compiled:
-        method: Callable[[Any], Compiled] = getattr(self, "_" + type(node).__name__.lower())
-        return method(node)
+        kind = type(node)
+        method = _METHODS.get(kind)
+        if method is None:  # once per node class: this runs for every node of every rule
+            method = _METHODS[kind] = getattr(Compiler, "_" + kind.__name__.lower())
+        return method(self, node)
 
     def compile_condition(self, node: ast.Expr) -> Compiled:
         """A condition: its value becomes a Vote (bool: PASS/FAIL; Missing: UNKNOWN)."""

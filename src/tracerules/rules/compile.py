@@ -10,7 +10,7 @@ import functools
 import hashlib
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from tracerules.rules.loader import (
     scalar_origin,
     validation_diagnostics,
 )
-from tracerules.rules.masks import apply_masks
+from tracerules.rules.masks import apply_masks, attach_masks, parse_masks
 from tracerules.rules.models import NAME_PATTERN, ConditionSpec, TopicSpec
 
 # Names every expression may read without declaring them; the engine sets them.
@@ -327,7 +327,7 @@ class TriggerCompiler:
                     ok = False
                 else:
                     selected.append(field_)
-        masks = self._parse_masks()
+        masks = parse_masks(self)
         if masks is None:
             return None
         ordered = self._order_computed(computed, masks)
@@ -337,57 +337,7 @@ class TriggerCompiler:
         if not ok or any(f is None for f in done):
             return None
         fields = (*selected, *(f for f in done if f is not None))
-        return self._with_masks(fields, masks)
-
-    def _parse_masks(self) -> dict[str, ast.Expr] | None:
-        """Every field's missing_if, parsed; None after a syntax error (reported)."""
-        out: dict[str, ast.Expr] = {}
-        ok = True
-        for name, fspec in self.spec.fields.items():
-            if fspec.missing_if is None:
-                continue
-            try:
-                out[name] = parse(fspec.missing_if)
-            except DslError as err:
-                self.dsl_error(err, ("fields", name, "missing_if"))
-                ok = False
-        return out if ok else None
-
-    def _with_masks(
-        self, fields: tuple[CompiledField, ...], masks: dict[str, ast.Expr]
-    ) -> tuple[CompiledField, ...] | None:
-        """Attach each missing_if test to its field, once every field's type is known."""
-        selected = {f.name for f in fields if f.select is not None} | set(PREDECLARED)
-        out = []
-        for f in fields:
-            node = masks.get(f.name)
-            if node is None:
-                out.append(f)
-                continue
-            loc: Loc = ("fields", f.name, "missing_if")
-            try:
-                test = Compiler(self.names).compile(node)
-            except DslError as err:
-                self.dsl_error(err, loc)
-                continue
-            late = sorted(test.names - selected) if f.select is not None else []
-            if test.type not in (Type.BOOL, Type.ANY) or late:
-                self.error(
-                    "E309",
-                    f"missing_if of '{f.name}' reads '{late[0]}', computed after it is read"
-                    if late
-                    else f"missing_if must be true/false, not {test.type.value}",
-                    loc,
-                    "a selected field's missing_if reads selected fields only: mask "
-                    f"'{late[0]}' itself, or compute '{f.name}' with expr:"
-                    if late
-                    else f"compare the value, e.g. '{f.name} == 0'",
-                )
-                continue
-            text = " ".join(str(self.spec.fields[f.name].missing_if).split())
-            masked = replace(f, mask=test.fn, mask_text=text)
-            out.append(replace(masked, reads=f.reads | (test.names - {f.name})))
-        return tuple(out) if len(out) == len(fields) else None
+        return attach_masks(self, fields, masks)
 
     def _check_field_name(self, name: str) -> bool:
         import re
