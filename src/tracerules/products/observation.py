@@ -61,8 +61,10 @@ class ObservatoryMixin(BaseModel):
 
 
 def field_refs(config: ActionConfig) -> tuple[str, ...]:
-    """The keys of an action's config that name one of its trigger's fields."""
-    return config.used_field_refs() if isinstance(config, ObservatoryMixin) else ()
+    """The keys of an action's config that name one of its trigger's fields: those its
+    `used_field_refs()` gives when it has one, else all its `field_refs`."""
+    used = getattr(config, "used_field_refs", None)
+    return tuple(used()) if callable(used) else tuple(getattr(config, "field_refs", ()))
 
 
 class ObservationConfig(ActionConfig, ObservatoryMixin):
