@@ -7,7 +7,6 @@ wrong kind at run time becomes a Missing with the reason. Nothing here raises on
 
 from __future__ import annotations
 
-import difflib
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -50,6 +49,8 @@ def _err(code: str, message: str, pos: ast.Pos, hint: str | None = None) -> DslE
 
 
 def _suggest(name: str, candidates: Any) -> str | None:
+    import difflib  # only for a mistake: not on the path of loading correct rules
+
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 

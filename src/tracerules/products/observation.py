@@ -60,13 +60,6 @@ class ObservatoryMixin(BaseModel):
         return _parsed(value, to_duration, "duration")
 
 
-def field_refs(config: ActionConfig) -> tuple[str, ...]:
-    """The keys of an action's config that name one of its trigger's fields: those its
-    `used_field_refs()` gives when it has one, else all its `field_refs`."""
-    used = getattr(config, "used_field_refs", None)
-    return tuple(used()) if callable(used) else tuple(getattr(config, "field_refs", ()))
-
-
 class ObservationConfig(ActionConfig, ObservatoryMixin):
     """Request an observation: write the request as JSON, under arbitration."""
 

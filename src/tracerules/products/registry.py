@@ -136,3 +136,10 @@ def get(name: str) -> ActionType | None:
         return found
     _load_builtin_types()
     return _TYPES.get(name)
+
+
+def field_refs(config: ActionConfig) -> tuple[str, ...]:
+    """The keys of an action's config that name one of its trigger's fields: those its
+    `used_field_refs()` gives when it has one, else all its `field_refs`."""
+    used = getattr(config, "used_field_refs", None)
+    return tuple(used()) if callable(used) else tuple(getattr(config, "field_refs", ()))

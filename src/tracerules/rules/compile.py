@@ -25,8 +25,7 @@ from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
 from tracerules.dsl.values import Missing, Type, Vote
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
-from tracerules.products.observation import field_refs
-from tracerules.products.registry import ActionConfig, ActionType
+from tracerules.products.registry import ActionConfig, ActionType, field_refs
 from tracerules.products.registry import get as get_action_type
 from tracerules.rules.loader import (
     LoadedFile,
