@@ -239,8 +239,17 @@ def git_commit(folder: Path) -> str | None:
 class TriggerCompiler:
     """Compiles one located trigger; collects diagnostics instead of stopping at the first."""
 
-    def __init__(self, located: Located, loaded: LoadedFile, topics: Mapping[str, TopicSpec]):
+    def __init__(
+        self,
+        located: Located,
+        loaded: LoadedFile,
+        topics: Mapping[str, TopicSpec],
+        memo: dict[Any, Compiled] | None = None,
+    ):
         self.located, self.loaded, self.topics = located, loaded, topics
+        # Conditions compiled by the triggers of one load, by expression and the types of
+        # the names it reads: rule sets repeat conditions across triggers (issue 16).
+        self.memo: dict[Any, Compiled] = {} if memo is None else memo
         self.spec = located.spec
         self.base: Loc = ("triggers", located.index)
         self.diagnostics: list[Diagnostic] = []
@@ -484,6 +493,14 @@ class TriggerCompiler:
             return 0.0
         return float(compiled.const)
 
+    def _condition(self, compiler: Compiler, node: ast.Expr) -> Compiled:
+        """A condition compiled once per load for the same text and the same name types."""
+        key = (node, tuple((n, self.names.get(n)) for n in sorted(set(_names_in(node)))))
+        compiled = self.memo.get(key)
+        if compiled is None:
+            compiled = self.memo[key] = compiler.compile_condition(node)
+        return compiled
+
     def compile_conditions(self) -> tuple[CompiledCondition, ...]:
         out = []
         compiler = Compiler(self.names)
@@ -494,7 +511,7 @@ class TriggerCompiler:
                 loc = (*loc, "when")
             try:
                 node = parse(text)
-                compiled: Compiled = compiler.compile_condition(node)
+                compiled = self._condition(compiler, node)
             except DslError as err:
                 self.dsl_error(err, loc)
                 continue
@@ -698,10 +715,11 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     topics = _collect_topics(result)
     result.diagnostics += _duplicate_ids(result)
     triggers: list[CompiledTrigger] = []
+    memo: dict[Any, Compiled] = {}
     for loaded in result.files:
         revision = hashlib.sha256(loaded.text.encode()).hexdigest()[:16]
         for located in loaded.triggers:
-            tc = TriggerCompiler(located, loaded, topics)
+            tc = TriggerCompiler(located, loaded, topics, memo)
             compiled = tc.compile(revision)
             result.diagnostics += tc.diagnostics
             if compiled is not None:
