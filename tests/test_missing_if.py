@@ -101,9 +101,9 @@ def test_missing_if_mistakes_are_errors_where_they_are_written(tmp_path: Path) -
     path, diagnostics = check(tmp_path, body)
     text = path.read_text()
     found = {(d.code, d.span.line, d.span.col): d for d in diagnostics}
-    not_bool = found[("E309", *at(path, text, "coords_type}"))]
+    not_bool = found[("E310", *at(path, text, "coords_type}"))]
     assert "true/false, not number" in not_bool.message
-    late = found[("E309", *at(path, text, "late == 0"))]
+    late = found[("E310", *at(path, text, "late == 0"))]
     assert "reads 'late', computed after it is read" in late.message
     assert late.hint is not None and "expr:" in late.hint
     # `error == 0` is fine: zero needs no unit, so nothing else is reported

@@ -81,7 +81,7 @@ def attach_masks(
         late = sorted(test.names - selected) if f.select is not None else []
         if test.type not in (Type.BOOL, Type.ANY) or late:
             tc.error(
-                "E309",
+                "E310",
                 f"missing_if of '{f.name}' reads '{late[0]}', computed after it is read"
                 if late
                 else f"missing_if must be true/false, not {test.type.value}",
