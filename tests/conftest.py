@@ -1,9 +1,15 @@
-"""Shared fixtures: test rule sets, a real SQLite store in a temporary folder, notice loaders."""
+"""Shared fixtures: test rule sets, a real SQLite store in a temporary folder, notice loaders.
+
+Browser tests take the `page` fixture: a Playwright page in Debian's Chromium (Playwright's
+own browser builds are never downloaded); they skip when Chromium is not installed.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,10 +19,40 @@ from tracerules.runtime.notices import Notice
 from tracerules.runtime.sources import notice_from_file
 from tracerules.runtime.store import Store
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, ViewportSize
+
 pytest_plugins = ["tests.kafka_broker"]
 
 DATA = Path(__file__).parent / "data"
 NOTICES = DATA / "notices"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-extensions"]
+VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright (which never downloads a browser of its own).
+
+    One per test module: Playwright's event loop lives only as long as the module's tests.
+    """
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page (its own cookies) at the width the dashboard issues were reported at."""
+    context = browser.new_context(viewport=VIEWPORT)
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture(scope="session")

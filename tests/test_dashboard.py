@@ -1,27 +1,25 @@
 """`tracerules serve`: every page over a store filled by a dry run of real notices.
 
-A real uvicorn server on a loopback port, read with urllib and with headless Chromium (when
-installed): lights against the store, filters, the token gate, the stream status header.
+A real uvicorn server on a loopback port, read with urllib and with headless Chromium through
+Playwright (when installed): lights against the store, filters, the token gate, the stream
+status header. The products folder is in test_dashboard_products.py.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
-from lxml import html as lxml_html
 
-from tests.cdp import browser, chromium_path, not_blank
+from tests.browsing import open_page, visit, watch
 from tests.conftest import DATA, NOTICES
+from tests.dashboard_server import Server, get, get_page
 from tracerules.cli.serve import run_serve
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.replay import replay
@@ -31,7 +29,9 @@ from tracerules.web.access import ReadOnlyStore
 from tracerules.web.app import create_app
 from tracerules.web.status import status
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 RULES = DATA / "rules"
 TOKEN = "s3cret-dashboard-token"
 PAGES = {
@@ -42,44 +42,6 @@ PAGES = {
     "notice": "/notices/1",
     "log": "/log",
 }
-
-
-class Server:
-    """uvicorn serving an app on an ephemeral loopback port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-    request = urllib.request.Request(url, headers=headers or {})
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, dict(err.headers), err.read().decode()
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +65,9 @@ def guarded(store_file: Path) -> Iterator[Server]:
     running.stop()
 
 
-def page(server: Server, path: str) -> lxml_html.HtmlElement:
-    code, headers, body = get(server.url + path)
-    assert code == 200, body
-    assert "default-src 'none'" in headers["content-security-policy"]
-    return lxml_html.fromstring(body)
-
-
 def test_every_page_loads_with_the_stream_status(server: Server) -> None:
     for path in PAGES.values():
-        doc = page(server, path)
+        doc = get_page(server, path)
         (stream,) = doc.xpath("//div[@id='stream']")
         assert stream.get("data-stream") == "NONE"
         assert "no heartbeat seen" in stream.text_content()
@@ -122,7 +77,7 @@ def test_every_page_loads_with_the_stream_status(server: Server) -> None:
 
 
 def test_trigger_page_lights_match_the_store(server: Server, store_file: Path) -> None:
-    doc = page(server, "/triggers/gbm-json")
+    doc = get_page(server, "/triggers/gbm-json")
     assert "rate_snr" in doc.xpath("string(//pre[@class='rule'])")  # the rule file's text
     (event,) = doc.xpath("//details[@data-event='745121685']")
     rows = event.xpath(".//tr[contains(@class, 'decision')]")
@@ -154,20 +109,20 @@ def test_trigger_page_lights_match_the_store(server: Server, store_file: Path) -
 
 
 def test_notice_filters_and_one_notice(server: Server) -> None:
-    doc = page(server, "/notices?format=xml&event_id=1201696")
+    doc = get_page(server, "/notices?format=xml&event_id=1201696")
     rows = doc.xpath("//table[@id='notices']/tbody/tr[@data-notice]")
     assert rows and all("SWIFT" in r.xpath("string(td[3]/@title)") for r in rows)
-    bad = page(server, "/notices?since=someday")
+    bad = get_page(server, "/notices?since=someday")
     assert "not an ISO 8601 time" in bad.xpath("string(//div[@class='banner'])")
     first = rows[0].get("data-notice")
-    one = page(server, f"/notices/{first}")
+    one = get_page(server, f"/notices/{first}")
     assert "voe:VOEvent" in one.xpath("string(//pre[@id='payload'])")
     assert one.xpath("//table[@id='envelope']//td[contains(., 'gcn.classic.voevent')]")
     assert get(server.url + "/notices/999999")[0] == 404
 
 
 def test_log_and_read_only(server: Server, store_file: Path) -> None:
-    doc = page(server, "/log")
+    doc = get_page(server, "/log")
     rows = doc.xpath("//table[@id='actions']/tbody/tr[@data-action-id]")
     db = Store(store_file)
     assert len(rows) == min(50, db.scalar("SELECT count(*) FROM actions"))
@@ -224,7 +179,7 @@ def test_stream_status_from_the_heartbeat(tmp_path: Path) -> None:
     db.close()
     app = Server(create_app(path, [RULES], refresh=7))
     try:
-        doc = page(app, "/")
+        doc = get_page(app, "/")
         assert doc.xpath("//meta[@http-equiv='refresh']/@content") == ["7"]
         assert doc.xpath("//div[@id='stream']/@data-stream") == ["FAILURE"]
     finally:
@@ -232,24 +187,19 @@ def test_stream_status_from_the_heartbeat(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed")
-def test_pages_in_headless_chromium(server: Server, guarded: Server, tmp_path: Path) -> None:
-    with browser(tmp_path / "profile") as b:
-        for name, path in PAGES.items():
-            log = b.open(server.url + path)
-            shot = b.screenshot(ARTIFACTS / f"dashboard-{name}.png", full_page=True)
-            assert log.console_errors == [], name
-            assert all(url.startswith(server.url) for url in log.requests), log.requests
-            assert not_blank(shot), name
-        b.open(server.url + "/triggers/gbm-json")
-        lights = b.evaluate("document.querySelectorAll('.light[data-vote]').length")
-        washed = b.evaluate(
-            "[...document.querySelectorAll('.light.inherited')]"
-            ".map(e => getComputedStyle(e).opacity)"
-        )
-        assert lights > 20 and washed and all(float(o) < 0.5 for o in washed)
-        refused = b.open(guarded.url + "/triggers")
-        assert refused.statuses[guarded.url + "/triggers"] == 401
-        b.open(guarded.url + f"/triggers?token={TOKEN}")  # then kept as a cookie
-        assert b.evaluate("location.search") == ""
-        assert b.evaluate("document.querySelectorAll('#triggers tbody tr').length") == 4
+def test_pages_in_headless_chromium(server: Server, guarded: Server, page: Page) -> None:
+    log = watch(page)
+    for name, path in PAGES.items():
+        open_page(page, log, server.url + path, name)
+        assert all(url.startswith(server.url) for url in log.requests), log.requests
+    visit(page, log, server.url + "/triggers/gbm-json")
+    assert page.locator(".light[data-vote]").count() > 20
+    washed = page.eval_on_selector_all(
+        ".light.inherited", "els => els.map(e => getComputedStyle(e).opacity)"
+    )
+    assert washed and all(float(o) < 0.5 for o in washed)
+    visit(page, log, guarded.url + "/triggers")
+    assert log.statuses[guarded.url + "/triggers"] == 401
+    visit(page, log, guarded.url + f"/triggers?token={TOKEN}")  # then kept as a cookie
+    assert page.evaluate("location.search") == ""
+    assert page.locator("#triggers tbody tr").count() == 4

@@ -32,6 +32,7 @@ EXPECTED = {
     "notices/swift/1016881/XRT_Pos_1016881-259.xml",
     "notices/swift/1201696/BAT_GRB_Pos_1201696-785.xml",
     "rules/swift.test.yaml",
+    "rules/sites.yaml",
     "rules/swift.yaml",
     "rules/topics.yaml",
 }
@@ -113,6 +114,12 @@ def test_the_scaffold_registry_is_the_project_registry() -> None:
     """The scaffold ships a copy of rules/topics.yaml: they must not drift apart."""
     shipped = ROOT / "src" / "tracerules" / "scaffold" / "rules" / "topics.yaml"
     assert shipped.read_bytes() == (ROOT / "rules" / "topics.yaml").read_bytes()
+
+
+def test_the_scaffold_sites_are_the_project_sites() -> None:
+    """The scaffold ships a copy of rules/sites.yaml (the MWA and the ATCA)."""
+    shipped = ROOT / "src" / "tracerules" / "scaffold" / "rules" / "sites.yaml"
+    assert shipped.read_bytes() == (ROOT / "rules" / "sites.yaml").read_bytes()
 
 
 def _install_requirement(team: Path) -> str:

@@ -6,11 +6,12 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from lxml import html as lxml_html
 
-from tests.cdp import browser, chromium_path, not_blank
+from tests.browsing import not_blank, screenshot, visit, watch
 from tests.conftest import DATA, NOTICES
 from tracerules.dsl.values import Vote
 from tracerules.report import lights
@@ -21,7 +22,9 @@ from tracerules.runtime.replay import Replay, replay
 from tracerules.runtime.sources import iter_notices, notice_from_bytes
 from tracerules.runtime.store import Store
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 HOSTILE_ID = '<img src="https://example.org/x.png" onerror="alert(1)">'
 
 
@@ -53,13 +56,13 @@ def replayed(rules: RuleSet) -> Iterator[Replay]:
 
 
 @pytest.fixture(scope="module")
-def page(replayed: Replay, rules: RuleSet) -> str:
+def report(replayed: Replay, rules: RuleSet) -> str:
     return render_report(replayed.store, rules, title="Report <test> & co")
 
 
 @pytest.fixture(scope="module")
-def doc(page: str) -> lxml_html.HtmlElement:
-    return lxml_html.fromstring(page)
+def doc(report: str) -> lxml_html.HtmlElement:
+    return lxml_html.fromstring(report)
 
 
 def card(doc: lxml_html.HtmlElement, name: str) -> int:
@@ -137,12 +140,12 @@ def test_hover_text_names_condition_vote_and_value(doc: lxml_html.HtmlElement) -
     assert "(inherited from an earlier notice)" in inherited.get("title")
 
 
-def test_the_page_is_self_contained_and_escaped(doc: lxml_html.HtmlElement, page: str) -> None:
+def test_the_page_is_self_contained_and_escaped(doc: lxml_html.HtmlElement, report: str) -> None:
     for attr in ("src", "href", "action", "poster", "data"):
         for value in doc.xpath(f"//@{attr}"):
             assert value.startswith("#"), f"{attr}={value!r} leaves the page"
     assert not doc.xpath("//link | //img | //iframe | //object")
-    assert "@import" not in page and "url(" not in page
+    assert "@import" not in report and "url(" not in report
     assert len(doc.xpath("//script")) == 1  # ours, the collapse/filter toggles
     assert doc.xpath("//title/text()") == ["Report <test> & co"]
     assert doc.xpath("//details[@data-event=$e]", e=HOSTILE_ID)  # text, not markup
@@ -187,25 +190,23 @@ def test_lights_are_pure_escaped_snippets() -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed")
-def test_report_in_headless_chromium(tmp_path: Path, page: str) -> None:
+def test_report_in_headless_chromium(tmp_path: Path, report: str, page: Page) -> None:
     path = tmp_path / "report.html"
-    path.write_text(page, encoding="utf-8")
-    with browser(tmp_path / "profile") as b:
-        log = b.open(path.as_uri())
-        shot = b.screenshot(ARTIFACTS / "report.png")
-        b.screenshot(ARTIFACTS / "report-full.png", full_page=True)
-        assert log.console_errors == []
-        assert log.requests == [path.as_uri()]  # nothing else: no CDN, no fonts, no images
-        assert not_blank(shot)
-        visible = "[...document.querySelectorAll('details.event')].filter(d => d.offsetParent)"
-        before = b.evaluate(f"{visible}.length")
-        b.evaluate("document.getElementById('passed-only').click()")
-        after = b.evaluate(f"{visible}.length")
-        assert 0 < after < before
-        b.evaluate("document.getElementById('expand-all').click()")
-        assert b.evaluate("[...document.querySelectorAll('details.event')].every(d => d.open)")
-        assert b.evaluate("document.querySelectorAll('.light[data-vote]').length") == len(
-            lxml_html.fromstring(page).xpath("//span[@data-vote]")
-        )
-        assert log.console_errors == []
+    path.write_text(report, encoding="utf-8")
+    log = visit(page, watch(page), path.as_uri())
+    shot = screenshot(page, "report.png")
+    screenshot(page, "report-full.png", full_page=True)
+    assert log.console_errors == []
+    assert log.requests == [path.as_uri()]  # nothing else: no CDN, no fonts, no images
+    assert not_blank(shot)
+    events = page.locator("details.event")
+    before = sum(events.nth(i).is_visible() for i in range(events.count()))
+    page.locator("#passed-only").check()
+    after = sum(events.nth(i).is_visible() for i in range(events.count()))
+    assert 0 < after < before
+    page.locator("#expand-all").click()
+    assert page.evaluate("[...document.querySelectorAll('details.event')].every(d => d.open)")
+    assert page.locator(".light[data-vote]").count() == len(
+        lxml_html.fromstring(report).xpath("//span[@data-vote]")
+    )
+    assert log.console_errors == []

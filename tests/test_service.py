@@ -406,6 +406,8 @@ def test_heartbeats_give_stream_health_and_are_not_notices(service: ServiceProce
     finally:
         db.close()
     assert not service.query("SELECT 1 FROM notices")  # heartbeats are not notices
+    (products,) = service.query("SELECT value FROM service_state WHERE key='products'")
+    assert json.loads(products[0]) == {"dir": str(service.out.resolve())}  # for `serve`
     assert service.query("SELECT count FROM topic_stats WHERE topic=?", (HEARTBEAT_TOPIC,)) == [
         (2,)
     ]

@@ -296,14 +296,23 @@ def serve(
     ),
     port: Annotated[int, typer.Option(help="TCP port")] = 8765,
     refresh: Annotated[int, typer.Option(help="seconds between refreshes while live")] = 10,
+    products: Annotated[
+        Path | None,
+        typer.Option(
+            "--products",
+            envvar="TRACERULES_OUT",
+            help="the file products folder, served read-only "
+            "[default: the store's, else ./tracerules-out]",
+        ),
+    ] = None,
 ) -> None:
-    """A read-only web dashboard over the store.
+    """A read-only web dashboard over the store, with the file products linked.
 
     Remote access (a --host other than loopback) needs $TRACERULES_DASHBOARD_TOKEN.
     """
     from tracerules.cli.serve import run_serve
 
-    raise typer.Exit(run_serve(store, rules, host, port, refresh))
+    raise typer.Exit(run_serve(store, rules, host, port, refresh, products))
 
 
 @app.command("diff")

@@ -8,12 +8,30 @@ from pathlib import Path
 
 from tracerules.cli.operator import EXIT_OK, UsageError, fail, rule_folders, store_path
 
+DEFAULT_PRODUCTS = Path("tracerules-out")
+
+
+def products_folder(given: Path | None, recorded: Path | None) -> Path | None:
+    """The folder to serve: as given, else the one the store recorded, else ./tracerules-out."""
+    if given is not None:
+        return given
+    for folder in (recorded, DEFAULT_PRODUCTS):
+        if folder is not None and folder.is_dir():
+            return folder
+    return None
+
 
 def run_serve(
-    store_option: Path | None, rule_paths: Sequence[Path] | None, host: str, port: int, refresh: int
+    store_option: Path | None,
+    rule_paths: Sequence[Path] | None,
+    host: str,
+    port: int,
+    refresh: int,
+    products: Path | None = None,
 ) -> int:
     import uvicorn
 
+    from tracerules.runtime.health import recorded_products
     from tracerules.web.access import ReadOnlyStore
     from tracerules.web.app import create_app
     from tracerules.web.auth import TOKEN_ENV, is_loopback
@@ -24,13 +42,17 @@ def run_serve(
     path = store_path(store_option)
     if not path.is_file():
         return fail(str(UsageError(f"no store at {path}: pass --store or set $TRACERULES_STORE")))
+    if products is not None and not products.is_dir():
+        return fail(f"--products {products} is not a folder")
     reader = ReadOnlyStore(path)
     try:
         folders = rule_folders(rule_paths, reader)
+        served = products_folder(products, recorded_products(reader))
     finally:
         reader.close()
-    app = create_app(path, folders, token=token, refresh=refresh)
+    app = create_app(path, folders, token=token, refresh=refresh, products=served)
     where = f"http://{host}:{port}/"
     print(f"tracerules dashboard on {where} over {path}" + (" (token required)" if token else ""))
+    print(f"products: {served.resolve()} under {where}products/" if served else "products: none")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return EXIT_OK

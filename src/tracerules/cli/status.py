@@ -120,7 +120,9 @@ def _topics(topics: list[dict[str, Any]]) -> list[str]:
     width = max(len(t["topic"]) for t in topics)
     out = [f"{'topic':<{width}}  {'count':>7}  {'bytes':>9}  {'last seen':<20}  last error"]
     for t in topics:
-        error = f"{_when(t['last_error_at'])}: {t['last_error']}" if t["last_error"] else ""
+        error = ""  # an error a later good notice followed is over: not shown
+        if t.get("error_current"):
+            error = f"{_when(t['last_error_at'])}: {t['last_error']}"
         out.append(
             f"{t['topic']:<{width}}  {t['count']:>7}  {_size(t['bytes']):>9}  "
             f"{_when(t['last_seen']):<20}  {error[:100]}"

@@ -47,7 +47,7 @@ def run_topics(
         )
     table.add_column("triggers / last error")
     for r in rows:
-        note = r.get("last_error") or ", ".join(r["triggers"])
+        note = (r.get("error_current") and r.get("last_error")) or ", ".join(r["triggers"])
         table.add_row(
             r["topic"],
             r["format"],

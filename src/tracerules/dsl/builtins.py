@@ -34,6 +34,8 @@ class Builtin:
     handles_missing: bool = False  # receives Missing arguments instead of propagating them
     needs_context: bool = False  # receives the evaluation Context first
     regex_arg: int | None = None  # this argument must be a literal regex, compiled at load
+    site_arg: int | None = None  # this argument must name a declared site, resolved at load
+    figure: bool = False  # shown beside the vote with its unit, even when it reads fields
     same_types: bool = False  # every argument must have the first one's type (min, max)
 
     @property
@@ -47,7 +49,8 @@ class Builtin:
     def signature(self) -> str:
         parts = []
         for i, param in enumerate(self.params):
-            text = param.value + ("..." if self.variadic and i == len(self.params) - 1 else "")
+            name = "site" if i == self.site_arg else param.value
+            text = name + ("..." if self.variadic and i == len(self.params) - 1 else "")
             parts.append(f"[{text}]" if i >= self.min_args else text)
         returns = self.returns.value if isinstance(self.returns, Type) else self.returns
         return f"{self.name}({', '.join(parts)}) -> {returns}"

@@ -11,13 +11,16 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tracerules.dsl import ast
 from tracerules.dsl.builtins import BUILTINS, SAME_AS_FIRST, Builtin
 from tracerules.dsl.context import Context
-from tracerules.dsl.values import NUMERIC, Missing, Type, Vote, unit_type
+from tracerules.dsl.values import NUMERIC, Missing, Type, Vote, show_with_unit, unit_type
 from tracerules.errors import DslError
+
+if TYPE_CHECKING:
+    from tracerules.products.sites import Site
 
 Fn = Callable[[Context], Any]
 
@@ -174,9 +177,15 @@ _METHODS: dict[type, Callable[[Compiler, Any], Compiled]] = {}
 class Compiler:
     """Compiles expressions against a fixed set of names with static types."""
 
-    def __init__(self, names: Mapping[str, Type], builtins: Mapping[str, Builtin] | None = None):
+    def __init__(
+        self,
+        names: Mapping[str, Type],
+        builtins: Mapping[str, Builtin] | None = None,
+        sites: Mapping[str, Site] | None = None,
+    ):
         self.names = dict(names)
         self.builtins = BUILTINS if builtins is None else builtins
+        self.sites = sites  # None: no site registry was loaded (not the same as no sites)
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -513,9 +522,9 @@ class Compiler:
         meta = _merge(args)
         fn = self._call_fn(spec, args)
         shown = meta["shown"]
-        if spec.needs_context and all(a.is_const for a in args):
+        if spec.needs_context and (spec.figure or all(a.is_const for a in args)):
             fn = _once(fn, f"={ast.unparse(node)}")  # the vote and its detail ask once
-            shown = (*shown, (ast.unparse(node), fn))
+            shown = (*shown, (ast.unparse(node), show_with_unit(fn, result) if spec.figure else fn))
         built = Compiled(
             fn, result, meta["names"], functions=meta["functions"] | {spec.name}, shown=shown
         )
@@ -532,6 +541,8 @@ class Compiler:
         return f"{spec.min_args} to {spec.max_args} arguments"
 
     def _call_arg(self, spec: Builtin, index: int, node: ast.Expr) -> Compiled:
+        if spec.site_arg == index:
+            return self._site_arg(spec, node)
         if spec.regex_arg != index:
             return self.compile(node)
         if not isinstance(node, ast.Str):
@@ -545,6 +556,30 @@ class Compiler:
         except re.error as err:
             raise _err("E305", f"invalid regular expression: {err}", node.pos) from None
         return Compiled(lambda ctx: pattern, Type.STRING, const=pattern)
+
+    def _site_arg(self, spec: Builtin, node: ast.Expr) -> Compiled:
+        """A site named by a literal string, resolved now: an unknown name is a load error."""
+        if not isinstance(node, ast.Str):
+            raise _err(
+                "E309",
+                f"the site of {spec.name}() must be a literal site name, like 'mwa'",
+                getattr(node, "pos", ast.NOWHERE),
+                "name a site declared under sites: in a rule file",
+            )
+        sites = self.sites or {}
+        site = sites.get(node.value)
+        if site is None:
+            if self.sites is None:
+                hint = (
+                    "no sites were loaded: validate the whole rules folder, which holds "
+                    "sites.yaml, e.g. 'tracerules validate rules'"
+                )
+            elif sites:
+                hint = _suggest(node.value, sites) or "known sites: " + ", ".join(sorted(sites))
+            else:
+                hint = "declare it under sites: in a rule file"
+            raise _err("E606", f"unknown site '{node.value}'", node.pos, hint)
+        return Compiled(lambda ctx: site, Type.STRING, const=site)
 
     @staticmethod
     def _call_fn(spec: Builtin, args: list[Compiled]) -> Fn:
@@ -566,11 +601,14 @@ class Compiler:
 
 
 def compile_expression(
-    text_or_node: str | ast.Expr, names: Mapping[str, Type], condition: bool = False
+    text_or_node: str | ast.Expr,
+    names: Mapping[str, Type],
+    condition: bool = False,
+    sites: Mapping[str, Site] | None = None,
 ) -> Compiled:
-    """Parse (if given text) and compile one expression against the given names."""
+    """Parse (if given text) and compile one expression against the given names (and sites)."""
     from tracerules.dsl.parser import parse
 
     node = parse(text_or_node) if isinstance(text_or_node, str) else text_or_node
-    compiler = Compiler(names)
+    compiler = Compiler(names, sites=sites)
     return compiler.compile_condition(node) if condition else compiler.compile(node)

@@ -6,6 +6,8 @@ types below exist only at compile time, so the hot path handles plain floats.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 
@@ -111,3 +113,33 @@ def unit_type(unit: str) -> tuple[Type, float] | None:
 
 
 ALL_UNITS: Final = tuple(SECONDS_PER_UNIT) + tuple(DEGREES_PER_UNIT)
+
+
+class WithUnit:
+    """A figure as shown beside a vote: its value and unit, e.g. ``42.1 deg``."""
+
+    __slots__ = ("type", "value")
+
+    def __init__(self, value: Any, type_: Type) -> None:
+        self.value, self.type = value, type_
+
+    def __str__(self) -> str:
+        value, type_ = self.value, self.type
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if not isinstance(value, int | float):
+            return str(value)
+        if type_ is Type.TIME:
+            return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")[:-6] + "Z"
+        unit = {Type.ANGLE: " deg", Type.DURATION: " s"}.get(type_, "")
+        return f"{value:.4g}{unit}" if abs(value) < 1e4 else f"{value:.6g}{unit}"
+
+
+def show_with_unit(fn: Callable[[Any], Any], type_: Type) -> Callable[[Any], Any]:
+    """`fn`'s value wrapped to print with its unit; a Missing value stays Missing."""
+
+    def shown(ctx: Any) -> Any:
+        value = fn(ctx)
+        return value if isinstance(value, Missing) else WithUnit(value, type_)
+
+    return shown

@@ -1,8 +1,10 @@
 """Action and product types, and the pure maths behind the sky-map products.
 
 Importing the package registers the sky-map functions of the expression language (`area()`,
-`dist_mean()`, ...): the rule compiler imports the action registry from here, so they are
-known before any condition is compiled.
+`dist_mean()`, ...) and the observability functions (`alt()`, `visible_prob()`, ...): the rule
+compiler imports the action registry from here, so they are known before any condition is
+compiled.
 """
 
+from tracerules.products import observability_functions as observability_functions
 from tracerules.products import skymap_functions as skymap_functions

@@ -29,6 +29,9 @@ class ActionConfig(BaseModel):
 
     # Config fields holding `{name}` templates, checked against the trigger's fields at load.
     template_fields: ClassVar[tuple[str, ...]] = ()
+    # Config fields naming a site (`site: mwa`): checked against the declared sites at load,
+    # and resolved onto CompiledAction.sites.
+    site_refs: ClassVar[tuple[str, ...]] = ()
 
     def label(self) -> str:
         return self.name or self.type

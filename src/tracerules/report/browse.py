@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tracerules.rules.compile import RuleSet
+from tracerules.runtime.history import statuses
 from tracerules.runtime.store import Store
 
 PAYLOAD_CHARS: Final = 200_000  # pretty payloads beyond this are cut (sky maps are ~1 MB)
@@ -25,6 +26,7 @@ class NoticeFilter:
     event_id: str | None = None
     limit: int = 50
     offset: int = 0
+    status: str | None = None  # new, evaluated, unsubscribed, dead (dead letters), duplicate
 
 
 @dataclass
@@ -63,6 +65,9 @@ def _where(f: NoticeFilter, topics: list[str], rules: RuleSet | None) -> tuple[s
     if f.until is not None:
         clauses.append("n.received<=?")
         params.append(f.until)
+    if f.status:
+        clauses.append("n.status=?")
+        params.append(f.status)
     if f.event_id:
         clauses.append(
             "n.id IN (SELECT en.notice_id FROM event_notices en JOIN events e "
@@ -79,12 +84,15 @@ def notices(store: Store, f: NoticeFilter, rules: RuleSet | None = None) -> Noti
     total = int(store.scalar(f"SELECT count(*) FROM notices n WHERE {where}", tuple(params)))
     rows = store.query(
         'SELECT n.id, n.topic, n.partition, n."offset", n.created, n.received, n.source, '
-        "n.name, n.size, n.status FROM notices n "
+        "n.name, n.size, d.reason AS dead_reason FROM notices n "
+        "LEFT JOIN dead_letters d ON d.notice_id = n.id "
         f"WHERE {where} ORDER BY n.received DESC, n.id DESC LIMIT ? OFFSET ?",
         (*params, int(f.limit), int(f.offset)),
     )
     out = [dict(r) for r in rows]
+    status = statuses(store, [(r["id"], r["received"]) for r in out])  # not from the row
     for row in out:
+        row["status"] = status[row["id"]]
         row["format"] = topic_format(row["topic"], rules)
     _attach_events(store, out)
     return NoticePage(out, total, f, topics)
@@ -173,7 +181,10 @@ def topics(store: Store, rules: RuleSet | None) -> list[dict[str, Any]]:
         )
     }
     subscribed = {t: [x.id for x in ts] for t, ts in (rules.by_topic.items() if rules else ())}
-    rows = {r["topic"]: dict(r) for r in store.query("SELECT * FROM topic_stats")}
+    from tracerules.runtime.health import topic_health
+
+    stats = store.query("SELECT * FROM topic_stats")
+    rows = {r["topic"]: topic_health(store, dict(r)) for r in stats}
     for topic in subscribed:
         rows.setdefault(topic, {"topic": topic, "count": 0, "bytes": 0, "last_seen": None})
     out = []
@@ -188,7 +199,7 @@ def topics(store: Store, rules: RuleSet | None) -> list[dict[str, Any]]:
 
 
 def _topic_status(row: dict[str, Any]) -> str:
-    if row.get("last_error"):
+    if row.get("error_current"):
         return "error"
     if not row["triggers"]:
         return "stored only" if row["count"] else "unused"

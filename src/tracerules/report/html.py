@@ -59,6 +59,10 @@ def relpath(path: str) -> str:
         return path
 
 
+def no_link(recorded: str) -> str | None:
+    return None
+
+
 def configure(env: Environment) -> Environment:
     """Filters and helpers every tracerules template may use (report and dashboard)."""
     env.filters.update(
@@ -75,6 +79,7 @@ def configure(env: Environment) -> Environment:
         tally=tally,
         notice_of=model.notice_of,
         version=__version__,
+        product_href=no_link,  # the report is one file: it links nothing; the dashboard does
     )
     return env
 

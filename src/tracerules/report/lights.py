@@ -7,6 +7,7 @@ styles live in `templates/style.css` (classes `light`, `vote-*`, `inherited`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Final
@@ -51,6 +52,7 @@ def factor_title(factor: Factor, condition: str | None = None) -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=8192)  # a page repeats lights: inherited votes, the summary row
 def light(factor: Factor, condition: str | None = None) -> Markup:
     """One factor as a coloured light; inherited votes are washed out."""
     classes = f"light {vote_class(factor.vote)}" + (" inherited" if factor.inherited else "")

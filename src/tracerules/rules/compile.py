@@ -27,6 +27,7 @@ from tracerules.dsl.values import Missing, Type, Vote
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
 from tracerules.products.registry import ActionConfig, ActionType, field_refs
 from tracerules.products.registry import get as get_action_type
+from tracerules.products.sites import Site
 from tracerules.rules.loader import (
     LoadedFile,
     LoadResult,
@@ -108,6 +109,7 @@ class CompiledAction:
     kind: ActionType
     config: ActionConfig
     where: Where
+    sites: Mapping[str, Site] = field(default_factory=dict)  # the sites its site_refs name
 
     @property
     def span(self) -> Span:
@@ -173,6 +175,7 @@ class RuleSet:
     diagnostics: tuple[Diagnostic, ...] = ()
     sources: SourceCache = field(default_factory=SourceCache)
     git_commit: str | None = None
+    sites: Mapping[str, Site] = field(default_factory=dict)  # by name, from sites: in rule files
 
     def trigger(self, trigger_id: str) -> CompiledTrigger | None:
         return next((t for t in self.triggers if t.id == trigger_id), None)
@@ -244,11 +247,14 @@ class TriggerCompiler:
         located: Located,
         loaded: LoadedFile,
         topics: Mapping[str, TopicSpec],
+        sites: Mapping[str, Site] | None = None,
         memo: dict[Any, Compiled] | None = None,
     ):
         self.located, self.loaded, self.topics = located, loaded, topics
+        self.sites = sites  # None when no rule file declares sites
         # Conditions compiled by the triggers of one load, by expression and the types of
-        # the names it reads: rule sets repeat conditions across triggers (issue 16).
+        # the names it reads: rule sets repeat conditions across triggers (issue 16). The
+        # sites are those of the same load, so they need not be part of the key.
         self.memo: dict[Any, Compiled] = {} if memo is None else memo
         self.spec = located.spec
         self.base: Loc = ("triggers", located.index)
@@ -405,7 +411,7 @@ class TriggerCompiler:
 
     def _compile_computed(self, name: str, node: ast.Expr, span: Where) -> CompiledField | None:
         try:
-            compiled = Compiler(self.names).compile(node)
+            compiled = Compiler(self.names, sites=self.sites).compile(node)
         except DslError as err:
             self.dsl_error(err, ("fields", name, "expr"))
             self.names[name] = Type.ANY
@@ -503,7 +509,7 @@ class TriggerCompiler:
 
     def compile_conditions(self) -> tuple[CompiledCondition, ...]:
         out = []
-        compiler = Compiler(self.names)
+        compiler = Compiler(self.names, sites=self.sites)
         for name, raw in self.spec.conditions.items():
             loc: Loc = ("conditions", name)
             text = raw.when if isinstance(raw, ConditionSpec) else raw
@@ -563,13 +569,14 @@ class TriggerCompiler:
                 )
                 continue
             self.check_field_refs(config, loc)
+            named = self._site_refs(config, loc)
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
                 try:
                     compile_template(text, known | set(getattr(config, "template_names", ())))
                 except DslError as err:
                     self.dsl_error(err, tloc)
-            out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc)))
+            out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc), named))
         return tuple(out)
 
     def check_field_refs(self, config: ActionConfig, loc: Loc) -> None:
@@ -589,6 +596,24 @@ class TriggerCompiler:
                 len(name) if written else len("observatory"),
                 key=not written,
             )
+
+    def _site_refs(self, config: ActionConfig, loc: Loc) -> dict[str, Site]:
+        """The sites an action's `site_refs` options name (e.g. `site: mwa`), which must be
+        declared; an unknown one is an error at its place."""
+        sites, named = self.sites or {}, {}
+        for ref in config.site_refs:
+            name = getattr(config, ref)
+            if name is None:
+                continue
+            if name in sites:
+                named[str(name)] = sites[name]
+                continue
+            if self.sites is None:
+                hint = "no sites were loaded: validate the whole rules folder (sites.yaml)"
+            else:
+                hint = _close(str(name), sites) or "known sites: " + ", ".join(sorted(sites))
+            self.error("E606", f"unknown site '{name}'", (*loc, ref), hint, len(str(name)))
+        return named
 
     def compile(self, revision: str) -> CompiledTrigger | None:
         fmt = self.topic_format()
@@ -618,6 +643,13 @@ class TriggerCompiler:
             revision,
             frozenset(spec.lint.disable),
         )
+
+
+def _close(name: str, candidates: Mapping[str, Any]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"did you mean '{close[0]}'?" if close else None
 
 
 def _then_convert(fn: Callable[[Context], Any], conv: Converter) -> Callable[[Context], Any]:
@@ -683,6 +715,34 @@ def _collect_topics(result: LoadResult) -> dict[str, TopicSpec]:
     return topics
 
 
+def _collect_sites(result: LoadResult) -> dict[str, Site] | None:
+    """Every declared site by name (None when no file declares any); a name declared twice,
+    differently, is an error."""
+    sites: dict[str, Site] = {}
+    where: dict[str, Where] = {}
+    declared = False
+    for loaded in result.files:
+        if loaded.spec is None:
+            continue
+        for i, spec in enumerate(loaded.spec.sites):
+            declared = True
+            span = Where(loaded, ("sites", i, "name"), len(spec.name))
+            site = spec.to_site()
+            if spec.name in sites and sites[spec.name] != site:
+                result.diagnostics.append(
+                    Diagnostic(
+                        "E607",
+                        f"site '{spec.name}' is defined again, differently",
+                        span.span(),
+                        f"first defined at {where[spec.name].span()}",
+                    )
+                )
+                continue
+            sites.setdefault(spec.name, site)
+            where.setdefault(spec.name, span)
+    return sites if declared else None
+
+
 def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
     """Trigger ids used twice, read from the YAML itself so invalid triggers count too."""
     out: list[Diagnostic] = []
@@ -713,13 +773,14 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     from tracerules.rules.lints import run_lints
 
     topics = _collect_topics(result)
+    sites = _collect_sites(result)
     result.diagnostics += _duplicate_ids(result)
     triggers: list[CompiledTrigger] = []
     memo: dict[Any, Compiled] = {}
     for loaded in result.files:
         revision = hashlib.sha256(loaded.text.encode()).hexdigest()[:16]
         for located in loaded.triggers:
-            tc = TriggerCompiler(located, loaded, topics, memo)
+            tc = TriggerCompiler(located, loaded, topics, sites, memo)
             compiled = tc.compile(revision)
             result.diagnostics += tc.diagnostics
             if compiled is not None:
@@ -744,6 +805,7 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
         tuple(lints),
         result.sources,
         commit,
+        sites or {},
     ), diagnostics
 
 

@@ -1,6 +1,7 @@
 """The rule-file format as pydantic models (`extra="forbid"`): the single source of the schema.
 
-A rule file holds a `schema_version`, and any of `topics` (the registry) and `triggers`.
+A rule file holds a `schema_version`, and any of `topics` (the registry), `sites` (where
+telescopes are) and `triggers`.
 Expressions stay text here; `rules.compile` turns them into closures.
 """
 
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from tracerules.products.sites import Site, parse_angle
 
 SCHEMA_VERSION = 1
 
@@ -31,6 +34,49 @@ class TopicSpec(Strict):
         default_factory=dict, description="extra XML namespace prefixes; voe is predeclared"
     )
     description: str | None = None
+
+
+Angle = float | str  # degrees, or text like '-26:42:11.95' / '116:40:14.93 E'
+
+
+class SiteSpec(Strict):
+    """An observing site: where it is and the limits within which it observes."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="how expressions name it, e.g. 'mwa'")
+    latitude: Angle = Field(description="geodetic latitude: degrees, or 'DD:MM:SS.s' text")
+    longitude: Angle = Field(description="east longitude: degrees, or 'DDD:MM:SS.s E' text")
+    height: float = Field(description="metres above the WGS84 ellipsoid")
+    elevation_limit: float = Field(
+        ge=-90, le=90, description="degrees: the lowest elevation the telescope observes at"
+    )
+    sun_limit: float | None = Field(
+        None,
+        ge=-90,
+        le=90,
+        description="degrees: observes only while the Sun is below this (e.g. -12); "
+        "leave out for a radio telescope",
+    )
+    description: str | None = None
+
+    @field_validator("latitude", "longitude")
+    @classmethod
+    def _angle(cls, value: Angle, info: ValidationInfo) -> Angle:
+        degrees = parse_angle(value)
+        low, high = (-90.0, 90.0) if info.field_name == "latitude" else (-180.0, 360.0)
+        if not low <= degrees <= high:
+            raise ValueError(f"{info.field_name} {degrees:g} deg is outside [{low:g}, {high:g}]")
+        return value
+
+    def to_site(self) -> Site:
+        return Site(
+            self.name,
+            parse_angle(self.latitude),
+            parse_angle(self.longitude),
+            self.height,
+            self.elevation_limit,
+            self.sun_limit,
+            self.description,
+        )
 
 
 class FieldSpec(Strict):
@@ -98,7 +144,18 @@ class RuleFileSpec(Strict):
     schema_version: Literal[1] = Field(description="the rule-format version")
     description: str | None = None
     topics: list[TopicSpec] = Field(default_factory=list)
+    sites: list[SiteSpec] = Field(default_factory=list, description="observing sites")
     triggers: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _functions() -> list[dict[str, str]]:
+    """The expression language's built-ins (as `tracerules functions` lists them), for editors."""
+    from tracerules.dsl.builtins import BUILTINS
+
+    return [
+        {"name": b.name, "signature": b.signature(), "category": b.category, "doc": b.doc}
+        for b in sorted(BUILTINS.values(), key=lambda b: (b.category, b.name))
+    ]
 
 
 def json_schema() -> dict[str, Any]:
@@ -121,6 +178,7 @@ def json_schema() -> dict[str, Any]:
     cond["description"] = "name: expression, or name: {when: expression, description: ...}"
     defs["TriggerSpec"] = trigger
     schema["properties"]["triggers"]["items"] = {"$ref": "#/$defs/TriggerSpec"}
+    schema["x-functions"] = _functions()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tracerules rule file"
     return schema

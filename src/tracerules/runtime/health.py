@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from tracerules import __version__
@@ -165,6 +166,21 @@ def read_state(store: Store, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def record_products(store: Store, folder: Path) -> None:
+    """Where file products go, so that `tracerules serve` finds them without being told."""
+    value = json.dumps({"dir": str(folder.resolve())})
+    store.db.execute(
+        "INSERT OR REPLACE INTO service_state (key, value, at) VALUES ('products', ?, ?)",
+        (value, time.time()),
+    )
+
+
+def recorded_products(store: Store) -> Path | None:
+    """The products folder the last service or dry run with this store wrote into."""
+    folder = read_state(store, "products").get("dir")
+    return Path(folder) if isinstance(folder, str) and folder else None
+
+
 def remembered_group(store: Store) -> str | None:
     """The consumer group this store was last run with: the group id persists with it."""
     group = read_state(store, "group").get("id")
@@ -241,6 +257,37 @@ def latest_decisions(store: Store, limit: int) -> list[dict[str, Any]]:
     return out
 
 
+GOOD_STATUSES: Final = ("evaluated", "unsubscribed")  # read and handled: the topic works
+
+
+def error_is_current(last_error_at: float | None, last_good: float | None) -> bool:
+    """A topic's last error still stands unless a good notice came after it."""
+    if last_error_at is None:
+        return False
+    return last_good is None or last_good < last_error_at
+
+
+def last_good_notice(store: Store, topic: str, after: float) -> float | None:
+    """When the topic's latest well-read notice after `after` arrived, if any."""
+    marks = ",".join("?" * len(GOOD_STATUSES))
+    value = store.scalar(
+        f"SELECT max(received) FROM notices WHERE topic=? AND received>=? AND status IN ({marks})",
+        (topic, after, *GOOD_STATUSES),
+    )
+    return None if value is None else float(value)
+
+
+def topic_health(store: Store, row: dict[str, Any]) -> dict[str, Any]:
+    """A topic_stats row with `error_current`, and `recovered`: when a good notice came after."""
+    at = row.get("last_error_at")
+    good = None
+    if row.get("last_error") and at is not None:
+        good = last_good_notice(store, row["topic"], float(at))
+    row["error_current"] = bool(row.get("last_error")) and error_is_current(at, good)
+    row["recovered"] = good if row.get("last_error") and not row["error_current"] else None
+    return row
+
+
 def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dict[str, Any]:
     """Everything `tracerules status` shows, as plain data."""
     now = time.time() if now is None else now
@@ -248,7 +295,7 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
     heartbeat = read_state(store, "heartbeat")
     health = stream_health(heartbeat.get("time"), now)
     topics = [
-        dict(r)
+        topic_health(store, dict(r))
         for r in store.query(
             "SELECT topic, count, bytes, last_seen, last_error, last_error_at FROM topic_stats "
             "ORDER BY topic"

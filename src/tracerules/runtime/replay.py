@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.engine import Engine, Processed
+from tracerules.runtime.health import record_products
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.store import Store
 
@@ -65,6 +66,8 @@ def replay(
         products=products_dir is not None,
     )
     result = Replay(store, tmp=tmp)
+    if products_dir is not None:
+        record_products(store, products_dir)
     try:
         with store.batch():
             _store_all(rules, store, notices, result)

@@ -246,6 +246,7 @@ class Service:
             store=str(self.options.store),
         )
         self.recorder.put("group", id=self.options.group_id)
+        self.recorder.put("products", dir=str(Path(self.options.out_dir).resolve()))
         self._record_rules(last_error=None, last_error_at=None)
 
     def _record_rules(self, **extra: object) -> None:

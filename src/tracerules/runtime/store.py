@@ -379,9 +379,12 @@ class Store:
                 (notice_id, reason, time.time()),
             )
             db.execute("UPDATE notices SET status='dead' WHERE id=?", (notice_id,))
+            # Dated by the notice's arrival, so that a good notice after it, in a replay too,
+            # shows the topic has recovered.
             db.execute(
-                "UPDATE topic_stats SET last_error=?, last_error_at=? WHERE topic=?",
-                (reason, time.time(), topic),
+                "UPDATE topic_stats SET last_error=?, last_error_at=(SELECT received FROM "
+                "notices WHERE id=?) WHERE topic=?",
+                (reason, notice_id, topic),
             )
 
     def notice(self, notice_id: int) -> sqlite3.Row | None:

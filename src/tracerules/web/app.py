@@ -1,8 +1,9 @@
 """The dashboard's Starlette application: read-only pages over the store.
 
 Pages: the overview, triggers, one trigger (its rule file, then paginated events with
-current and historic factor lights), notices with filters, one notice, and the action and
-observation log. Stream status is in the header of every page, and pages refresh themselves
+current and historic factor lights, product files linked, sky maps shown), notices with
+filters, one notice, and the action and observation log; `/products/` serves the products
+folder read-only. Stream status is in the header of every page, and pages refresh themselves
 while the service runs.
 """
 
@@ -24,20 +25,39 @@ from tracerules.report.model import Summary
 from tracerules.web import pages
 from tracerules.web.access import Rules, StorePool, TtlCache
 from tracerules.web.auth import Guard
+from tracerules.web.current import ConditionsMemo
+from tracerules.web.products import PREFIX, Products
 from tracerules.web.status import status
 
 SUMMARY_TTL_S = 5.0
+SKYMAP_TOPIC = "igwn.gwalert"  # its alerts carry sky maps, which current conditions decode
+
+
+def preload_skymaps() -> None:
+    """Import the FITS reader now: half a second the first sky-map page would otherwise pay."""
+    from astropy.io import fits  # noqa: F401
+
+    from tracerules.products import skymap  # noqa: F401
 
 
 class Dashboard:
     """Routes and rendering, over one store and one rules folder."""
 
-    def __init__(self, store: Path, rules: Sequence[Path], refresh: int = 10) -> None:
+    def __init__(
+        self,
+        store: Path,
+        rules: Sequence[Path],
+        refresh: int = 10,
+        products: Path | None = None,
+    ) -> None:
         self.stores = StorePool(store)
         self.rules = Rules(rules)
         self.refresh = refresh
+        self.products = Products(products)
         self.env = make_environment("tracerules.web")
+        self.env.globals["product_href"] = self.products.href
         self.cache = TtlCache(SUMMARY_TTL_S)
+        self.conditions = ConditionsMemo()
 
     def render(
         self, request: Request, template: str, context: dict[str, Any], code: int = 200
@@ -79,7 +99,12 @@ class Dashboard:
     def trigger(self, request: Request) -> Response:
         trigger_id = request.path_params["trigger"]
         data = pages.trigger(
-            self.stores.get(), self.rules.current(), trigger_id, self.page(request)
+            self.stores.get(),
+            self.rules.current(),
+            trigger_id,
+            self.page(request),
+            self.conditions,
+            self.summary().triggers,  # counts at most SUMMARY_TTL_S old, as on the overview
         )
         if data is None:
             return self.not_found(request, f"trigger {trigger_id}")
@@ -108,15 +133,26 @@ class Dashboard:
             Route("/notices", self.notices, methods=["GET"]),
             Route("/notices/{notice:int}", self.notice, methods=["GET"]),
             Route("/log", self.log, methods=["GET"]),
+            Route(PREFIX + "{path:path}", self.products.serve, methods=["GET"]),
         ]
 
 
 def create_app(
-    store: Path, rules: Sequence[Path], *, token: str | None = None, refresh: int = 10
+    store: Path,
+    rules: Sequence[Path],
+    *,
+    token: str | None = None,
+    refresh: int = 10,
+    products: Path | None = None,
 ) -> Guard:
-    """The ASGI application; with `token`, every request must present it."""
-    dashboard = Dashboard(store, rules, refresh)
-    dashboard.rules.current()  # load the rules and compile the templates now, not on a request
+    """The ASGI application; with `token`, every request must present it.
+
+    `products` is the folder served read-only under `/products/` and linked from the pages.
+    """
+    dashboard = Dashboard(store, rules, refresh, products)
+    loaded = dashboard.rules.current()  # load the rules and compile the templates now
+    if loaded is not None and any(SKYMAP_TOPIC in t.topics for t in loaded.triggers):
+        preload_skymaps()
     for name in dashboard.env.list_templates(extensions=["html"]):
         dashboard.env.get_template(name)
     app = Starlette(routes=dashboard.routes())

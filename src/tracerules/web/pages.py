@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -15,6 +16,7 @@ from tracerules.runtime import history
 from tracerules.runtime.decisions import Factor
 from tracerules.runtime.history import EventView
 from tracerules.runtime.store import Store
+from tracerules.web.current import ConditionsMemo, last_decisions
 
 EVENTS_PER_PAGE: Final = 20
 NOTICES_PER_PAGE: Final = 50
@@ -38,9 +40,16 @@ def overview(store: Store, summary: model.Summary) -> dict[str, Any]:
 
 
 def trigger(
-    store: Store, rules: RuleSet | None, trigger_id: str, page: int
+    store: Store,
+    rules: RuleSet | None,
+    trigger_id: str,
+    page: int,
+    memo: ConditionsMemo | None = None,
+    infos: list[model.TriggerInfo] | None = None,
 ) -> dict[str, Any] | None:
-    info = next((t for t in model.triggers(store, rules) if t.id == trigger_id), None)
+    """One trigger's page; `infos` are the triggers with their counts, when already known."""
+    known = infos if infos is not None else model.triggers(store, rules)
+    info = next((t for t in known if t.id == trigger_id), None)
     if info is None:
         return None
     paging = pages(info.stats.events, EVENTS_PER_PAGE, page)
@@ -55,7 +64,7 @@ def trigger(
         "commit": rules.git_commit if rules else None,
         "revisions": _revisions(store, trigger_id),
         "events": views,
-        "current": _current(store, rules, trigger_id, views),
+        "current": _current(store, rules, trigger_id, views, memo or ConditionsMemo(0)),
         "paging": paging,
     }
 
@@ -80,7 +89,11 @@ def _revisions(store: Store, trigger_id: str) -> list[dict[str, Any]]:
 
 
 def _current(
-    store: Store, rules: RuleSet | None, trigger_id: str, views: list[EventView]
+    store: Store,
+    rules: RuleSet | None,
+    trigger_id: str,
+    views: list[EventView],
+    memo: ConditionsMemo,
 ) -> dict[str, tuple[Factor, ...] | None]:
     """Current conditions per event id: the notices replayed under the rules of today."""
     if rules is None or rules.trigger(trigger_id) is None:
@@ -88,13 +101,22 @@ def _current(
     from tracerules.runtime.engine import Engine
 
     engine = Engine(rules, store, dry_run=True)
+    latest = last_decisions(store, rules, (v.event_id for v in views))
+
+    def replay(event_id: str) -> Callable[[], tuple[Factor, ...] | None]:
+        def run() -> tuple[Factor, ...] | None:
+            replayed = engine.current_conditions(trigger_id, event_id)
+            return replayed[0] if replayed else None
+
+        return run
+
     out: dict[str, tuple[Factor, ...] | None] = {}
     for view in views:
         if len(view.notices) > REPLAY_AT_MOST:
             out[view.event_id] = None
             continue
-        replayed = engine.current_conditions(trigger_id, view.event_id)
-        out[view.event_id] = replayed[0] if replayed else None
+        key = memo.key(rules, trigger_id, view.event_id, latest.get(view.event_id, 0))
+        out[view.event_id] = memo.get(key, replay(view.event_id))
     return out
 
 
@@ -106,13 +128,17 @@ def notices(
         fmt = params.get("format") or None
         if fmt not in (None, "json", "xml"):
             raise BadFilterError("format is json or xml")
+        status = params.get("status") or None
+        if status not in (None, *history.NOTICE_STATUSES):
+            raise BadFilterError(f"status is one of {', '.join(history.NOTICE_STATUSES)}")
         since = _time(params.get("since"), "since")
         until = _time(params.get("until"), "until")
     except BadFilterError as err:
-        error, fmt, since, until = str(err), None, None, None
+        error, fmt, status, since, until = str(err), None, None, None, None
     f = browse.NoticeFilter(
         params.get("topic") or None, fmt, since, until, params.get("event_id") or None
     )
+    f.status = status
     f.limit = NOTICES_PER_PAGE
     f.offset = (max(1, page) - 1) * NOTICES_PER_PAGE
     result = browse.notices(store, f, rules)
@@ -121,6 +147,7 @@ def notices(
         "params": params,
         "query": urlencode([(k, v) for k, v in sorted(params.items()) if v]),
         "error": error,
+        "statuses": history.NOTICE_STATUSES,
         "paging": pages(result.total, NOTICES_PER_PAGE, page),
     }
 
