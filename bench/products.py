@@ -7,29 +7,40 @@ alerts of MANIFEST.tsv whose embedded sky map decodes (the user-guide "display e
 truncate theirs). Each alert runs the whole product (alert JSON, FITS, meta.yaml, skymap.csv at
 --nside, skymap.png) into a scratch folder, --repeat times, with the decoded-map memo cleared
 before each run so every run decodes; the table gives medians per part. The first run of the
-process is reported apart: it pays the one-off imports (astropy, Matplotlib). Target: at most
-1 s per alert.
+process is reported apart: it pays the one-off imports (astropy, Matplotlib).
+
+Each alert also runs without the PNG, and two gocart-free floors are timed beside it, in the
+same loop so that they see the same machine load: "decode" (base64 and FITS to arrays, what
+any consumer pays) and "bare figure" (a fresh Matplotlib figure with the all-sky density
+image, the two contours and a PNG save, nothing else). Target: the whole set with the PNG at
+most 0.20 s per alert (median), i.e. 2.5 times the bare figure (79 ms on an idle machine); on a
+loaded machine read the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from tracerules.products import skymap_functions
+import numpy as np
+
+from tracerules.products import skymap_functions, skymap_raster
 from tracerules.products.gw_alert import GwAlertConfig, run
 from tracerules.products.registry import ActionRequest
 from tracerules.products.skymap import SkyMapError
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 PARTS = ("decode", "areas", "meta", "csv", "png")
-TARGET_S = 1.0
+TARGET_S = 0.20  # the whole set with the PNG, median per alert
+TARGET_RATIO = 0.20 / 0.079  # the same against the bare figure (79 ms when it was set)
 
 
 def alerts(corpus: Path) -> list[tuple[str, bytes]]:
@@ -50,15 +61,45 @@ def alerts(corpus: Path) -> list[tuple[str, bytes]]:
     return found
 
 
-def run_once(payload: bytes, out: Path, nside: int, index: int) -> tuple[float, dict[str, float]]:
+def run_once(
+    payload: bytes, out: Path, nside: int, index: int, png: bool = True
+) -> tuple[float, dict[str, float]]:
     skymap_functions.forget()
     request = ActionRequest("bench", f"E{index}", index, f"bench/{index}", {}, payload, out)
     started = time.perf_counter()
-    outcome = run(GwAlertConfig(type="gw-alert", nside=nside), request)
+    outcome = run(GwAlertConfig(type="gw-alert", nside=nside, png=png), request)
     elapsed = time.perf_counter() - started
     if not outcome.ok:
         raise RuntimeError("; ".join(outcome.log))
     return elapsed, dict(outcome.detail["seconds"])
+
+
+def decode_floor(payload: bytes) -> float:
+    """JSON, base64 and FITS to arrays: what reading the map costs anyone."""
+    skymap_functions.forget()
+    started = time.perf_counter()
+    skymap_functions.figures_for_alert(json.loads(payload))
+    return time.perf_counter() - started
+
+
+def bare_figure_floor(payload: bytes) -> float:
+    """A fresh figure with the density image, the 50/90% contours and a PNG save: no grid,
+    no zoom, no text. The map is decoded and rasterised beforehand (not timed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figures = skymap_functions.figures_for_alert(json.loads(payload))
+    assert figures is not None
+    _, _, density, level = skymap_raster.map_images(figures.skymap, 600)
+    started = time.perf_counter()
+    fig = Figure(figsize=(12.0, 5.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.01, 0.2, 0.5, 0.68))
+    ax.axis("off")
+    ax.imshow(np.ma.masked_invalid(density), origin="lower", cmap="OrRd")
+    ax.contour(level, levels=[0.5, 0.9])
+    fig.savefig(io.BytesIO(), format="png", pil_kwargs={"compress_level": 3})
+    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -76,31 +117,56 @@ def main() -> int:
         out = Path(scratch)
         cold, cold_parts = run_once(inputs[0][1], out, args.nside, 0)
         for index, (name, payload) in enumerate(inputs, start=1):
-            runs = [run_once(payload, out, args.nside, index) for _ in range(args.repeat)]
+            runs, bare, floors = [], [], []
+            for _ in range(args.repeat):  # interleaved: each figure sees the same load
+                runs.append(run_once(payload, out, args.nside, index))
+                bare.append(run_once(payload, out, args.nside, index, png=False)[0])
+                floors.append((decode_floor(payload), bare_figure_floor(payload)))
             total = statistics.median(t for t, _ in runs)
             parts = {p: statistics.median(d.get(p, 0.0) for _, d in runs) for p in PARTS}
-            rows.append((name, len(payload), total, parts))
+            floor = tuple(statistics.median(f[i] for f in floors) for i in range(2))
+            rows.append((name, len(payload), total, statistics.median(bare), parts, floor))
+    _report(rows, args, cold, cold_parts)
+    totals = [row[2] for row in rows]
+    return 0 if statistics.median(totals) <= TARGET_S else 1
+
+
+def _report(rows: list[Any], args: argparse.Namespace, cold: float, cold_parts: Any) -> None:
     print(
         f"gw-alert products at nside {args.nside}: {len(rows)} alerts, median of "
-        f"{args.repeat} runs each (ms)\n"
+        f"{args.repeat} runs each (ms); floors measured in the same loop\n"
     )
-    header = f"{'alert':<58} {'MB':>5} {'total':>7}" + "".join(f"{p:>8}" for p in PARTS)
+    names = (*PARTS, "no png", "decode*", "figure*")
+    header = f"{'alert':<50} {'MB':>5} {'total':>7}" + "".join(f"{p:>8}" for p in names)
     print(header)
     print("-" * len(header))
-    for name, size, total, parts in rows:
-        short = name.split("/", 2)[-1][-58:]
-        cells = "".join(f"{parts[p] * 1e3:8.1f}" for p in PARTS)
-        print(f"{short:<58} {size / 1e6:5.2f} {total * 1e3:7.1f}{cells}")
-    totals = [total for _, _, total, _ in rows]
-    medians = "".join(f"{statistics.median(r[3][p] for r in rows) * 1e3:8.1f}" for p in PARTS)
+    for name, size, total, bare, parts, floor in rows:
+        short = name.split("/", 2)[-1][-50:]
+        cells = [parts[p] for p in PARTS] + [bare, *floor]
+        print(f"{short:<50} {size / 1e6:5.2f} {total * 1e3:7.1f}" + _cells(cells))
     print("-" * len(header))
-    print(f"{'median over alerts':<58} {'':>5} {statistics.median(totals) * 1e3:7.1f}{medians}")
-    print(f"{'worst alert':<58} {'':>5} {max(totals) * 1e3:7.1f}")
-    first = "".join(f"{cold_parts.get(p, 0.0) * 1e3:8.1f}" for p in PARTS)
-    print(f"{'first run in the process (imports)':<58} {'':>5} {cold * 1e3:7.1f}{first}")
-    verdict = "meets" if max(totals) <= TARGET_S else "MISSES"
-    print(f"\nworst alert {max(totals):.3f} s: {verdict} the {TARGET_S:g} s target")
-    return 0 if max(totals) <= TARGET_S else 1
+    med = statistics.median
+    total = med(r[2] for r in rows)
+    columns = [med(r[4][p] for r in rows) for p in PARTS]
+    columns += [med(r[3] for r in rows), med(r[5][0] for r in rows), med(r[5][1] for r in rows)]
+    print(f"{'median over alerts':<50} {'':>5} {total * 1e3:7.1f}" + _cells(columns))
+    print(f"{'worst alert':<50} {'':>5} {max(r[2] for r in rows) * 1e3:7.1f}")
+    first = _cells([cold_parts.get(p, 0.0) for p in PARTS])
+    print(f"{'first run in the process (imports)':<50} {'':>5} {cold * 1e3:7.1f}{first}")
+    figure = med(r[5][1] for r in rows)
+    print("\n* gocart-free floors: decode = JSON+base64+FITS to arrays; figure = bare figure")
+    print("  (density image + 2 contours + PNG save, fresh figure, no grid/zoom/text)")
+    print(f"\nmedian with PNG    {total * 1e3:7.1f} ms = {total / figure:4.2f} x bare figure")
+    print(
+        f"median without PNG {columns[5] * 1e3:7.1f} ms = {columns[5] / columns[6]:4.2f} x decode"
+    )
+    verdict = "meets" if total <= TARGET_S else "MISSES"
+    ratio = "meets" if total / figure <= TARGET_RATIO else "MISSES"
+    print(f"target {TARGET_S:g} s per alert: {verdict}; as a ratio ({TARGET_RATIO:.2f} x): {ratio}")
+
+
+def _cells(values: list[float]) -> str:
+    return "".join(f"{v * 1e3:8.1f}" for v in values)
 
 
 if __name__ == "__main__":

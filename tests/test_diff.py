@@ -70,8 +70,10 @@ def test_a_planted_threshold_change_names_the_event_the_notice_and_the_factor(
     assert code == 0, out
     report = json.loads(out)
     assert report["notices"] == 85  # with the INTEGRAL SPI-ACS placeholder notice
-    assert report["events_before"] == report["events_after"] == 31
-    assert (report["firing_before"], report["firing_after"]) == (12, 11)
+    # 30 events for the original examples, 7 for the MWA and ATCA triggers (mwa.yaml, atca.yaml),
+    # 1 for the SPI-ACS placeholder (integral.yaml)
+    assert report["events_before"] == report["events_after"] == 38
+    assert (report["firing_before"], report["firing_after"]) == (15, 14)
     # Only the JSON GBM burst changes: its ground positions are 3.8-3.9 deg wide once the
     # systematic error is added, between the old and the new threshold. The VOEvent GBM
     # trigger has its own `localised` and does not change.

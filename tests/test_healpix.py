@@ -272,11 +272,14 @@ def test_flatten_copies_density_into_finer_pixels() -> None:
     np.testing.assert_allclose(flat.prob / hp.pixel_area(9), density, rtol=1e-12)
 
 
-def _global_distance(prob: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[float, float]:
+def _global_distance(
+    prob: np.ndarray, mean: np.ndarray, std: np.ndarray, total: float
+) -> tuple[float, float]:
+    """LVK's marginal moments of a flat map: weights are shares of ``total``, not renormalised."""
     good = np.isfinite(mean) & (prob > 0)
-    w, m, s = prob[good], mean[good], std[good]
-    mu = float(np.sum(w * m) / w.sum())
-    return mu, float(np.sqrt(np.sum(w * (s**2 + m**2)) / w.sum() - mu**2))
+    w, m, s = prob[good] / total, mean[good], std[good]
+    mu = float(np.sum(w * m))
+    return mu, float(np.sqrt(np.sum(w * (s**2 + m**2)) - mu**2))
 
 
 @pytest.mark.parametrize("nside", [16, 64, 256, 512])
@@ -290,14 +293,15 @@ def test_flattened_distance_agrees_with_multiorder(cbc_map: SkyMap, nside: int) 
     flat = flatten_skymap(cbc_map, nside)
     assert flat.dist_mean is not None
     assert flat.dist_std is not None
-    assert _global_distance(flat.prob, flat.dist_mean, flat.dist_std) == pytest.approx(
+    total = flat.prob.sum()
+    assert _global_distance(flat.prob, flat.dist_mean, flat.dist_std, total) == pytest.approx(
         expected, rel=1e-3
     )
     # Exactly, once the weights are the probability that carries distance information (a merged
     # pixel's distance comes only from its informative children).
     informative = np.where(np.isfinite(cbc_map.distmu), cbc_map.probdensity, 0.0)
     weights = hp.flatten(cbc_map.uniq, informative, nside).prob
-    assert _global_distance(weights, flat.dist_mean, flat.dist_std) == pytest.approx(
+    assert _global_distance(weights, flat.dist_mean, flat.dist_std, total) == pytest.approx(
         expected, rel=1e-12
     )
 
@@ -341,9 +345,12 @@ def test_distance_moments_match_brute_force(cbc_map: SkyMap) -> None:
     np.testing.assert_allclose(mean[good], brute_mean[good], rtol=1e-5)
     np.testing.assert_allclose(std[good], brute_std[good], rtol=1e-4)
 
-    w = prob[good]
-    brute_marginal = float(np.sum(w * brute_mean[good]) / w.sum())
-    brute_second = np.sum(w * (brute_std[good] ** 2 + brute_mean[good] ** 2)) / w.sum()
+    # LVK's marginal moments (ligo.skymap's parameters_to_marginal_moments): every pixel weighs
+    # its share of the whole map; pixels without distance add nothing and nothing is
+    # renormalised over the informative ones.
+    w = prob[good] / prob.sum()
+    brute_marginal = float(np.sum(w * brute_mean[good]))
+    brute_second = np.sum(w * (brute_std[good] ** 2 + brute_mean[good] ** 2))
     brute_sd = float(np.sqrt(brute_second - brute_marginal**2))
     marginal = hp.marginal_distance(cbc_map.uniq, cbc_map.probdensity, mu, sigma, norm)
     assert marginal == pytest.approx((brute_marginal, brute_sd), rel=1e-5)
@@ -351,11 +358,10 @@ def test_distance_moments_match_brute_force(cbc_map: SkyMap) -> None:
 
 def test_marginal_distance_matches_header(cbc_map: SkyMap) -> None:
     summary = summarize(cbc_map, ephemeris=False)
-    # ligo.skymap 2.x writes DISTMEAN from this very multi-order formula. Older versions used
-    # another map, and kept uninformative pixels (up to 2e-4 of the probability here) in the
-    # normalisation, where we drop them.
+    # ligo.skymap 2.x writes DISTMEAN from this very multi-order formula. Older versions
+    # computed it on another (flattened) map, so agree to a few parts in 1e4 only.
     exact = str(cbc_map.header.get("VCSVERS", "")).startswith("ligo.skymap 2")
-    rel = 1e-9 if exact else 5e-4
+    rel = 1e-9 if exact else 1e-3
     assert summary.distance_mean == pytest.approx(cbc_map.header["DISTMEAN"], rel=rel)
     assert summary.distance_std == pytest.approx(cbc_map.header["DISTSTD"], rel=rel)
 
@@ -366,6 +372,40 @@ def test_uninformative_pixels_are_ignored() -> None:
     assert np.isnan(std[:2]).all()
     assert np.isfinite(mean[2])
     assert hp.marginal_distance([4, 5], [1.0, 1.0], [np.inf] * 2, [1.0] * 2, [0.0] * 2) is None
+
+
+def test_pixels_without_distance_are_not_renormalised_away() -> None:
+    # Two equal order-0 pixels, one without distance: LVK's convention gives it weight 1/2 at
+    # distance 0 (mean halved, spread widened), instead of dropping it and renormalising.
+    mu, sigma = np.array([100.0, np.inf]), np.array([10.0, 1.0])
+    norm = np.array([1.0, 0.0])
+    norm[0] = 1.0 / (mu[0] ** 2 + sigma[0] ** 2)  # DISTNORM when the tail below 0 is negligible
+    mean, std = hp.distance_moments(mu, sigma, norm)
+    density = np.full(2, 3.0 / np.pi)
+    got = hp.marginal_distance([4, 5], density, mu, sigma, norm)
+    assert got is not None
+    assert got[0] == pytest.approx(0.5 * mean[0], rel=1e-12)
+    assert got[1] == pytest.approx(np.sqrt(0.5 * (std[0] ** 2 + mean[0] ** 2) - got[0] ** 2))
+
+
+def test_marginal_distance_follows_lvk_on_a_map_with_uninformative_pixels() -> None:
+    # bayestar.multiorder.02.fits: 992 pixels without distance. Renormalising over the others
+    # (the former rule) moves the mean by 1.1e-4 and the std by 1.0e-3 relative.
+    skymap = _load("bayestar.multiorder.02.fits")
+    assert skymap.distmu is not None and skymap.distsigma is not None
+    assert skymap.distnorm is not None
+    prob = skymap.probdensity * hp.pixel_area(hp.uniq_to_order_ipix(skymap.uniq)[0])
+    mean, std = hp.distance_moments(skymap.distmu, skymap.distsigma, skymap.distnorm)
+    good = np.isfinite(mean)
+    w = prob / prob.sum()
+    lvk_mean = np.sum(w[good] * mean[good])
+    lvk_std = np.sqrt(np.sum(w[good] * (std[good] ** 2 + mean[good] ** 2)) - lvk_mean**2)
+    got = hp.marginal_distance(
+        skymap.uniq, skymap.probdensity, skymap.distmu, skymap.distsigma, skymap.distnorm
+    )
+    assert got == pytest.approx((lvk_mean, lvk_std), rel=1e-10)
+    renormalised = np.sum(w[good] * mean[good]) / w[good].sum()
+    assert abs(got[0] / renormalised - 1) > 5e-5  # the test tells the two conventions apart
 
 
 # --- decoding and summaries -----------------------------------------------------------------

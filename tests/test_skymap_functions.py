@@ -202,3 +202,108 @@ def test_engine_extras_can_be_replaced(
     )
     factor = processed.decisions[0].factors[1]
     assert factor.vote.value == "UNKNOWN" and factor.reason == "no skymap in this notice"
+
+
+# --- credible_level(ra, dec) ------------------------------------------------------------------
+
+
+def _independent_levels(uniq: Any, density: Any, ra: Any, dec: Any) -> tuple[Any, Any]:
+    """Bounds on the credible level of each position, from astropy-healpix and numpy only.
+
+    The containing pixel is found order by order with astropy-healpix's ``lonlat_to_healpix``;
+    its level lies between the probability of strictly denser pixels and that of pixels at
+    least as dense minus its own (equal when no other pixel has its density).
+    """
+    import astropy.units as u
+    import numpy as np
+    from astropy_healpix import level_ipix_to_uniq, lonlat_to_healpix, uniq_to_level_ipix
+
+    level, _ = uniq_to_level_ipix(uniq)
+    prob = density * np.pi / 3.0 / 4.0**level
+    prob = prob / prob.sum()
+    row_of = {int(q): i for i, q in enumerate(uniq)}
+    low, high = np.ones(len(ra)), np.ones(len(ra))
+    for k, (a, d) in enumerate(zip(ra, dec, strict=True)):
+        for order in np.unique(level):
+            ipix = lonlat_to_healpix(a * u.deg, d * u.deg, 2 ** int(order), order="nested")
+            row = row_of.get(int(level_ipix_to_uniq(order, ipix)))
+            if row is not None:
+                low[k] = prob[density > density[row]].sum()
+                high[k] = prob[density >= density[row]].sum() - prob[row]
+    return low, high
+
+
+@pytest.mark.parametrize("name", ["igwn_gwalert_preliminary.json", "S230528ay-preliminary.json"])
+def test_credible_level_matches_an_independent_computation(name: str) -> None:
+    import numpy as np
+
+    doc = _alert(name)
+    skymap = skymap_from_alert(doc)
+    assert skymap is not None
+    figures = sf.figures_for_alert(doc)
+    assert figures is not None
+    ra0, dec0 = hp.max_probability_position(skymap.uniq, skymap.probdensity)
+    rng = np.random.default_rng(14)
+    # Positions all over the sky, and a cloud around the most probable one (inside the
+    # credible regions), for a spread of levels from 0 to 1.
+    spread = 0.5 * np.sqrt(hp.credible_areas(skymap.uniq, skymap.probdensity, [0.9])[0])
+    near_ra = ra0 + rng.normal(0, spread, 150) / max(np.cos(np.radians(dec0)), 0.1)
+    near_dec = np.clip(dec0 + rng.normal(0, spread, 150), -90, 90)
+    ra = np.concatenate([[ra0], rng.uniform(0, 360, 150), np.mod(near_ra, 360)])
+    dec = np.concatenate([[dec0], np.degrees(np.arcsin(rng.uniform(-1, 1, 150))), near_dec])
+    got = np.array([figures.credible_level(a, d) for a, d in zip(ra, dec, strict=True)])
+    low, high = _independent_levels(skymap.uniq, skymap.probdensity, ra, dec)
+    assert np.all(got >= low - 1e-12) and np.all(got <= high + 1e-12)
+    assert got[0] == 0.0  # the most probable pixel
+    assert np.ptp(got) > 0.9 and ((got > 0.05) & (got < 0.9)).sum() > 20
+    # The rule language gives the same numbers.
+    for k in (0, 5, 200):
+        text = f"credible_level({ra[k]:.12f} deg, {dec[k]:.12f} deg)"
+        assert _evaluate(text, doc) == pytest.approx(got[k], abs=1e-9)
+    # Inside the 90% region exactly when below 0.9: the region's area is area(0.9).
+    levels = hp.credible_levels(skymap.uniq, skymap.probdensity)
+    area = hp.pixel_area(hp.uniq_to_order_ipix(skymap.uniq)[0])
+    inside = float(area[levels < 0.9].sum()) * (180 / np.pi) ** 2
+    assert inside == pytest.approx(_evaluate("area(0.9)", doc), rel=1e-12)
+
+
+def test_credible_level_is_one_outside_the_support_and_missing_without_a_map() -> None:
+    import numpy as np
+
+    # Twelve base pixels, only the first with probability: outside it the level is 1.
+    uniq = np.arange(4, 16, dtype=np.int64)
+    density = np.zeros(12)
+    density[0] = 3.0 / np.pi
+    figures = sf.SkyMapFigures(sf_skymap(uniq, density), b"")
+    assert figures.credible_level(45.0, 40.0) == 0.0  # inside base pixel 0
+    assert figures.credible_level(225.0, -40.0) == 1.0
+    partial = sf.SkyMapFigures(sf_skymap(uniq[:1], density[:1]), b"")
+    assert partial.credible_level(225.0, -40.0) == 1.0  # no pixel at all there
+    retraction = _evaluate("credible_level(10 deg, 20 deg)", _alert("igwn_gwalert_retraction.json"))
+    assert isinstance(retraction, Missing)
+    bad = _evaluate("credible_level(10 deg, 95 deg)", _alert("igwn_gwalert_preliminary.json"))
+    assert isinstance(bad, Missing)
+    with pytest.raises(DslError) as err:
+        compile_expression('credible_level("10h", 20 deg)', {})  # a string is not an angle
+    assert err.value.code == "E304"
+    assert compile_expression("credible_level(1 deg, 2 deg) <= 0.9", {}).type is Type.BOOL
+
+
+def sf_skymap(uniq: Any, density: Any) -> Any:
+    from tracerules.products.skymap import SkyMap
+
+    return SkyMap(uniq, density, None, None, None, {})
+
+
+def test_credible_level_is_listed_for_users_and_editors() -> None:
+    from typer.testing import CliRunner
+
+    from tracerules.cli.main import app
+    from tracerules.rules.models import json_schema
+
+    listed = json.loads(CliRunner().invoke(app, ["functions", "--format", "json"]).stdout)
+    (entry,) = [f for f in listed if f["name"] == "credible_level"]
+    assert entry["signature"] == "credible_level(angle, angle) -> number"
+    assert entry["category"] == "skymap"
+    names = {f["name"] for f in json_schema()["x-functions"]}
+    assert "credible_level" in names

@@ -5,19 +5,24 @@ Per alert, in ``<out>/<superevents|mockevents>/<id>/<YYYYMMDDTHHMMSS>_<alert_typ
 
 * ``<id>-<alert_type>.json``: the alert exactly as received (the payload bytes);
 * ``<creator>.multiorder.fits``: the sky map as received, named after the header's CREATOR;
+* ``combined-ext.multiorder.fits``: the GW x external combined sky map of an alert with
+  ``external_coinc`` (as GraceDB names it), written as received;
 * ``meta.yaml``: ALERT (minus sky maps), HEADER (FITS keys), EXTRA (figures), PROVENANCE;
 * ``skymap.csv``: the map flattened to ``nside``;
-* ``skymap.png``: the all-sky figure.
+* ``skymap.png``: the all-sky figure, and a zoom on a small 90% region.
 
-Each part can be switched off. A retraction (``event: null``) gets its JSON and a meta.yaml;
-a Burst map has no distance columns. The decoded map is the one the conditions used when
-they asked for it (see :mod:`skymap_functions`), else it is decoded here. Every file is
-written atomically and stamped with its provenance. Part timings go into the outcome's
+Two alerts of one type created in the same second would share that folder: the later one
+gets ``<folder>_2`` (see :func:`_claim`). Each part can be switched off. A retraction
+(``event: null``) gets its JSON and a meta.yaml; a Burst map has no distance columns. The
+decoded map is the one the conditions used when they asked for it (see
+:mod:`skymap_functions`), else it is decoded here. Every file is written atomically; all but
+the gocart-shaped CSV are stamped with their provenance. Part timings go into the outcome's
 ``detail["seconds"]`` for the benchmark.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -29,7 +34,7 @@ from pydantic import Field, field_validator
 from tracerules.dsl.convert import to_angle
 from tracerules.dsl.values import Missing
 from tracerules.products import gw_meta
-from tracerules.products.io import atomic_write, safe_relative
+from tracerules.products.io import atomic_write, claim_folder, safe_relative
 from tracerules.products.provenance import Provenance
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
 from tracerules.products.skymap_functions import SkyMapFigures, figures_for_alert
@@ -49,12 +54,16 @@ class GwAlertConfig(ActionConfig):
     )
     alert_json: bool = Field(True, description="write the alert as received")
     skymap: bool = Field(True, description="write the sky map FITS as received")
+    combined_skymap: bool = Field(
+        True, description="write the external-coincidence combined sky map, when the alert has one"
+    )
     meta: bool = Field(True, description="write meta.yaml")
     csv: bool = Field(True, description="write skymap.csv")
     png: bool = Field(True, description="write skymap.png")
     nside: int = Field(64, description="resolution of skymap.csv: a power of two up to 512")
     png_width: int = Field(1200, ge=400, le=4000, description="skymap.png width in pixels")
     png_height: int = Field(560, ge=200, le=2000, description="skymap.png height in pixels")
+    zoom: bool = Field(True, description="skymap.png: add a zoom on a small 90% region")
     galactic_plane: bool = Field(True, description="draw the galactic plane")
     sun_moon: bool = Field(True, description="draw the Sun and the Moon with their footprints")
     sun_radius: float = Field(33.0, description="Sun footprint radius (e.g. '33 deg')")
@@ -117,6 +126,20 @@ def _folder(config: GwAlertConfig, request: ActionRequest, alert: dict[str, Any]
     return request.out_dir / safe_relative(relative)
 
 
+def _claim(config: GwAlertConfig, request: ActionRequest, alert: dict[str, Any]) -> Path:
+    """The alert's folder, claimed by its JSON (or a hidden hash when the JSON is not kept).
+
+    Two alerts of one type created in the same second (MS181101ab's UPDATE and EXT-UPDATE)
+    render the same folder name: the second gets ``_2``. A replay of the same alert reuses
+    its folder, and the common case keeps gocart's layout unchanged.
+    """
+    base = _folder(config, request, alert)
+    if config.alert_json:
+        return claim_folder(base, gw_meta.alert_json_name(alert), request.payload)
+    digest = hashlib.sha256(request.payload).hexdigest().encode()
+    return claim_folder(base, gw_meta.CLAIM_MARKER, digest)
+
+
 def _figures(request: ActionRequest, alert: dict[str, Any]) -> SkyMapFigures | None:
     given = request.extras.get("skymap")
     return given if isinstance(given, SkyMapFigures) else figures_for_alert(alert)
@@ -130,9 +153,16 @@ def run(config: GwAlertConfig, request: ActionRequest) -> ActionOutcome:
     if not isinstance(alert, dict):
         return ActionOutcome(False, ["the notice is not a JSON alert object"])
     prov = Provenance.of(request)
-    out = _Writer(_folder(config, request, alert), request.out_dir)
+    started = time.perf_counter()
+    try:
+        folder = _claim(config, request, alert)
+    except OSError as err:
+        return ActionOutcome(False, [f"no folder for the alert: {err}"])
+    out = _Writer(folder, request.out_dir)
     if config.alert_json:
-        out.write("json", gw_meta.alert_json_name(alert), lambda: request.payload)
+        out.seconds["json"] = time.perf_counter() - started
+        out.files.append(str(folder / gw_meta.alert_json_name(alert)))
+        out.log.append(f"wrote {folder.relative_to(request.out_dir)}/{Path(out.files[-1]).name}")
     figures = out.timed("decode", lambda: _figures(request, alert))
     summary = None
     if figures is not None:
@@ -143,6 +173,10 @@ def run(config: GwAlertConfig, request: ActionRequest) -> ActionOutcome:
         if config.skymap:
             name = gw_meta.skymap_file_name(figures.skymap.header, figures.raw)
             out.write("skymap", name, lambda: figures.raw)
+    combined = gw_meta.combined_skymap_payload(alert) if config.combined_skymap else None
+    if combined is not None:
+        name = gw_meta.COMBINED_SKYMAP_NAME
+        out.write("combined", name, lambda: gw_meta.fits_from_base64(combined))
     note = _note(alert, figures, "decode failed" in "\n".join(out.log))
     if config.meta:
         skymap = figures.skymap if figures is not None else None
@@ -181,7 +215,7 @@ def _map_files(
 
         def csv() -> bytes:
             flat = flatten_skymap(figures.skymap, config.nside)
-            return gw_meta.skymap_csv(flat, prov, event_id)
+            return gw_meta.skymap_csv(flat, event_id)
 
         out.write("csv", "skymap.csv", csv)
     if config.png:
@@ -191,6 +225,7 @@ def _map_files(
             width_px=config.png_width,
             height_px=config.png_height,
             galactic_plane=config.galactic_plane,
+            zoom=config.zoom,
             sun_moon=config.sun_moon,
             sun_radius=config.sun_radius,
             moon_radius=config.moon_radius,

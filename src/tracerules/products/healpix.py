@@ -10,7 +10,8 @@ path and easy to test. Conventions:
 * Distances follow the ansatz of Singer et al. (2016, ApJS 226, 10): in each pixel the
   conditional distance density is ``DISTNORM * r**2 * N(r; DISTMU, DISTSIGMA)`` for ``r > 0``.
   Pixels whose DISTMU/DISTSIGMA/DISTNORM are not finite (BAYESTAR writes ``inf``, 1, 0) carry
-  no distance information and are left out of every distance statistic.
+  no distance information. The sky-marginalised mean and std follow LVK's convention (see
+  :func:`marginal_distance`): such pixels add nothing, and the others are not renormalised.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "DISTANCE_CONVENTION",
     "MAX_ORDER",
     "FlatMap",
     "angular_separation",
@@ -249,10 +251,12 @@ def credible_levels(uniq: ArrayLike, probdensity: ArrayLike) -> FloatArray:
     A pixel belongs to the p credible region of :func:`credible_areas` exactly when its value is
     below p, so contours for plotting and the reported areas agree.
     """
-    prob, _ = _probabilities(uniq, probdensity)
     rank, cum = _sorted_cumulative(uniq, probdensity)
     levels = np.empty_like(cum)
-    levels[rank] = cum - prob[rank] / prob.sum()
+    # The cumulative sum *before* each pixel: exactly 0 for the densest one, and exactly 1 for
+    # pixels of zero density (they come after every other pixel).
+    levels[rank[0]] = 0.0
+    levels[rank[1:]] = cum[:-1]
     return levels
 
 
@@ -335,18 +339,29 @@ def distance_moments(
     return np.where(good, mean, np.nan), np.where(good, std, np.nan)
 
 
-def _weighted_moments(
+#: The convention of :func:`marginal_distance`, named in ``meta.yaml`` and the docs.
+DISTANCE_CONVENTION = (
+    "LVK marginal moments (ligo.skymap parameters_to_marginal_moments, as in the FITS header "
+    "keys DISTMEAN/DISTSTD): pixels without distance count as zero weight, no renormalisation"
+)
+
+
+def _marginal_moments(
     weight: FloatArray, mean: FloatArray, std: FloatArray
 ) -> tuple[float, float] | None:
-    """Mean and std of a mixture of distributions with given weights, means and stds."""
+    """First two moments of sum(weight * pixel distribution), ``weight`` summing to 1.
+
+    The informative weights may sum to W < 1: then E[r] = sum(w m) and
+    Var = sum(w (s**2 + m**2)) - E[r]**2 = sum(w s**2) + sum(w (m - E[r])**2) + E[r]**2 (1 - W),
+    written in the second form, which has no large-number cancellation.
+    """
     good = np.isfinite(mean) & (weight > 0)
     w, m, s = weight[good], mean[good], std[good]
     if not w.size:
         return None
-    mixture_mean = float(np.sum(w * m) / w.sum())
-    # Within-pixel variance plus spread of the pixel means: no large-number cancellation.
-    var = np.sum(w * (s**2 + (m - mixture_mean) ** 2)) / w.sum()
-    return mixture_mean, float(np.sqrt(var))
+    first = float(np.sum(w * m))
+    var = np.sum(w * s**2) + np.sum(w * (m - first) ** 2) + first**2 * (1.0 - w.sum())
+    return first, float(np.sqrt(max(float(var), 0.0)))
 
 
 def marginal_distance(
@@ -356,12 +371,16 @@ def marginal_distance(
     distsigma: ArrayLike,
     distnorm: ArrayLike,
 ) -> tuple[float, float] | None:
-    """Sky-marginalised distance mean and std, or None if no pixel has distance information.
+    """Sky-marginalised distance mean and std (Mpc) by LVK's convention, or None without any
+    pixel with distance information.
 
-    Pixels without information are dropped and the rest reweighted by their probability.
+    As ligo.skymap's ``parameters_to_marginal_moments`` (which gives the FITS header's
+    DISTMEAN/DISTSTD): each pixel weighs its share of the map's probability; pixels without
+    distance are left out *without* renormalising the others, as if they sat at distance 0.
     """
     prob, _ = _probabilities(uniq, probdensity)
-    return _weighted_moments(prob, *distance_moments(distmu, distsigma, distnorm))
+    total = prob.sum()
+    return _marginal_moments(prob / total, *distance_moments(distmu, distsigma, distnorm))
 
 
 # --- flattening -----------------------------------------------------------------------------
@@ -372,13 +391,17 @@ class FlatMap(NamedTuple):
 
     ``prob`` is the probability in each pixel (not a density). ``dist_mean``/``dist_std`` are
     the conditional distance mean and std in each pixel (NaN where unknown), or None when the
-    map has no distance columns.
+    map has no distance columns. ``dist_mu``/``dist_sigma`` are the ansatz parameters DISTMU
+    and DISTSIGMA: copied into finer pixels, probability-weighted means over merged ones (an
+    approximation kept for gocart's CSV columns), and LVK's ``inf``/1 where unknown.
     """
 
     nside: int
     prob: FloatArray
     dist_mean: FloatArray | None
     dist_std: FloatArray | None
+    dist_mu: FloatArray | None = None
+    dist_sigma: FloatArray | None = None
 
 
 def _contributions(
@@ -438,4 +461,11 @@ def flatten(
         w_sum = _bincount(dest, w, npix)
         flat_mean = _bincount(dest, w * m, npix) / w_sum
         flat_var = _bincount(dest, w * (v + (m - flat_mean[dest]) ** 2), npix) / w_sum
-    return FlatMap(nside, flat_prob, flat_mean, np.sqrt(flat_var))
+    mu, sigma = (
+        np.where(good, np.asarray(a, dtype=np.float64), 0.0)[src] for a in (distmu, distsigma)
+    )
+    known = w_sum > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flat_mu = np.where(known, _bincount(dest, w * mu, npix) / w_sum, np.inf)
+        flat_sigma = np.where(known, _bincount(dest, w * sigma, npix) / w_sum, 1.0)
+    return FlatMap(nside, flat_prob, flat_mean, np.sqrt(flat_var), flat_mu, flat_sigma)

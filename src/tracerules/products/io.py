@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -39,3 +40,38 @@ def atomic_write(target: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_MAX_SIBLINGS = 1000
+
+
+def claim_folder(base: Path, token: str, content: bytes) -> Path:
+    """The first of ``base``, ``base_2``, ``base_3``, ... that this ``content`` may use.
+
+    A folder belongs to whoever first wrote its ``token`` file: it is ours if that file is
+    absent (we then write it) or already holds ``content`` (a replay of the same input), and
+    another input's otherwise. Creating the token is atomic and exclusive (a hard link of a
+    complete temporary file), so two writers racing for one folder never both win it.
+    """
+    for number in itertools.count(1):
+        if number > _MAX_SIBLINGS:
+            raise OSError(f"more than {_MAX_SIBLINGS} inputs claim {base}")
+        folder = base if number == 1 else base.with_name(f"{base.name}_{number}")
+        if _take(folder / token, content):
+            return folder
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _take(target: Path, content: bytes) -> bool:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            os.fchmod(handle.fileno(), _MODE)
+        os.link(tmp, target)  # fails if the token exists: the exclusive step
+        return True
+    except FileExistsError:
+        return target.read_bytes() == content
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,8 @@ schedulers that watch a folder; the `webhook` type sends it to an observatory's 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -25,6 +27,52 @@ def _parsed(value: Any, convert: Any, what: str) -> float:
     if isinstance(result, Missing) or result <= 0:
         raise ValueError(f"{value!r} is not a positive {what}")
     return float(result)
+
+
+@dataclass(frozen=True)
+class ObservationPlan:
+    """What an observation request will ask for, decided when the action is planned.
+
+    It is computed on the evaluation clock inside the decision's transaction, so arbitration
+    sees the request's real pointings and its real end, and the run sends exactly what was
+    planned. `refused` says why the request must not be sent at all (e.g. below the horizon).
+    `details` are stored with the action (JSON) for its run to use.
+    """
+
+    pointings: tuple[tuple[float, float], ...]
+    duration: float
+    kind: str = ""
+    refused: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pointings": [list(p) for p in self.pointings],
+            "duration": self.duration,
+            "kind": self.kind,
+            "refused": self.refused,
+            **self.details,
+        }
+
+
+@dataclass(frozen=True)
+class PlanningContext:
+    """What planning an observation may read: the trigger's values, the evaluation clock,
+    the notice's lazily built extras (the sky map), the rule set's sites and what the trigger
+    already planned for the event."""
+
+    values: Mapping[str, Any]
+    now: float
+    extra: Callable[[str], Any] = lambda name: None
+    sites: Mapping[str, Any] = field(default_factory=dict)
+    # The plans of this trigger's earlier observation actions for the same event, oldest first.
+    earlier: Callable[[], list[dict[str, Any]]] = list
+
+    def number(self, name: str) -> float | None:
+        value = self.values.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return None
 
 
 class ObservatoryMixin(BaseModel):
@@ -48,6 +96,15 @@ class ObservatoryMixin(BaseModel):
         if self.observatory is not None:
             return self.field_refs
         return tuple(ref for ref in self.field_refs if ref in self.model_fields_set)
+
+    def plan_observation(self, ctx: PlanningContext) -> ObservationPlan:
+        """One pointing at the trigger's (ra, dec), held for `duration`."""
+        ra, dec = ctx.number(self.ra), ctx.number(self.dec)
+        pointings = ((ra, dec),) if ra is not None and dec is not None else ()
+        return ObservationPlan(pointings, self.duration)
+
+    def is_test(self, values: Mapping[str, Any]) -> bool:
+        return bool(self.test and values.get(self.test) is True)
 
     @field_validator("repoint", mode="before")
     @classmethod

@@ -97,6 +97,8 @@ _BUILTIN_MODULES: dict[str, str] = {
     "webhook": "tracerules.products.webhook",
     "command": "tracerules.products.command",
     "kafka": "tracerules.products.kafka_message",
+    "mwa": "tracerules.products.mwa",
+    "atca": "tracerules.products.atca",
 }
 
 

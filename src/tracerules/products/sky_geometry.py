@@ -120,9 +120,11 @@ def multiorder_rows(uniq: ArrayLike, nest: ArrayLike, order: int) -> IntArray:
     return np.where(found, rank[safe], -1).astype(np.int64)
 
 
-def mollweide(ra: ArrayLike, dec: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """Projected (x, y) of (RA, Dec): RA 180 deg in the centre, RA increasing to the left."""
-    lon = np.radians(np.mod(np.asarray(ra, dtype=np.float64), 360.0) - 180.0)
+def mollweide(
+    ra: ArrayLike, dec: ArrayLike, centre: float = 180.0
+) -> tuple[FloatArray, FloatArray]:
+    """Projected (x, y) of (RA, Dec): RA ``centre`` in the middle, RA increasing to the left."""
+    lon = np.radians(np.mod(np.asarray(ra, dtype=np.float64) - centre + 180.0, 360.0) - 180.0)
     lat = np.radians(np.asarray(dec, dtype=np.float64))
     target = np.pi * np.sin(lat)
     theta = lat.copy()
@@ -140,7 +142,7 @@ def mollweide(ra: ArrayLike, dec: ArrayLike) -> tuple[FloatArray, FloatArray]:
 
 
 def mollweide_inverse(
-    x: ArrayLike, y: ArrayLike
+    x: ArrayLike, y: ArrayLike, centre: float = 180.0
 ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """(RA, Dec) of projected points, and a mask of the points inside the ellipse."""
     xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -150,7 +152,7 @@ def mollweide_inverse(
     with np.errstate(divide="ignore", invalid="ignore"):
         lon = -np.pi * xa / (2.0 * SQRT2 * np.cos(theta))
     lon = np.where(inside, lon, 0.0)
-    ra = np.mod(np.degrees(lon) + 180.0, 360.0)
+    ra = np.mod(np.degrees(lon) + centre, 360.0)
     return ra, np.degrees(lat), inside
 
 
@@ -172,13 +174,23 @@ def galactic_plane(latitude: float = 0.0, points: int = 721) -> tuple[FloatArray
     return healpix.galactic_to_equatorial(lon, np.full_like(lon, latitude))
 
 
-def break_wraps(ra: ArrayLike, dec: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """Split a curve where it crosses RA 0/360, so that no line runs across the map.
+def break_wraps(
+    ra: ArrayLike, dec: ArrayLike, centre: float = 180.0
+) -> tuple[FloatArray, FloatArray]:
+    """Split a curve where it crosses the map's edge (RA ``centre`` + 180; 0/360 by default),
+    so that no line runs across the map.
 
     At each crossing the curve is carried to the edge on both sides (Dec interpolated) with
     a NaN between, which Matplotlib draws as a gap.
     """
-    r, d = np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
+    shift = centre - 180.0  # work with the edge at 0/360, then move it back
+    r = np.mod(np.asarray(ra, dtype=np.float64) - shift, 360.0)
+    d = np.asarray(dec, dtype=np.float64)
+    out_r, out_d = _break_at_zero(r, d)
+    return out_r + shift, out_d
+
+
+def _break_at_zero(r: FloatArray, d: FloatArray) -> tuple[FloatArray, FloatArray]:
     out_r: list[FloatArray] = []
     out_d: list[FloatArray] = []
     start = 0
@@ -198,7 +210,7 @@ def break_wraps(ra: ArrayLike, dec: ArrayLike) -> tuple[FloatArray, FloatArray]:
 
 
 def mollweide_grid(
-    width: int,
+    width: int, centre: float = 180.0
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
     """A raster over the Mollweide ellipse, ``width`` cells across and half that high.
 
@@ -209,5 +221,5 @@ def mollweide_grid(
     xs = (np.arange(width) + 0.5) / width * (2 * X_MAX) - X_MAX
     ys = (np.arange(height) + 0.5) / height * (2 * Y_MAX) - Y_MAX
     x, y = np.meshgrid(xs, ys)
-    ra, dec, inside = mollweide_inverse(x, y)
+    ra, dec, inside = mollweide_inverse(x, y, centre)
     return x, y, ra, dec, inside

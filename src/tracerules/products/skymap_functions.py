@@ -114,6 +114,21 @@ class SkyMapFigures:
             self.skymap.uniq, self.skymap.probdensity, ra, dec, radius
         )
 
+    def credible_level(self, ra: float, dec: float) -> float:
+        """The smallest credible level whose region contains (ra, dec), as skyTag tags it.
+
+        0 in the densest pixel, rising to 1 outside the map's support (zero density, or no
+        pixel); a position is in the p credible region of :meth:`area` when it is below p.
+        """
+        from tracerules.products import healpix, sky_geometry
+
+        if not -90.0 <= dec <= 90.0:
+            raise ValueError(f"no such position: dec {dec:g}")
+        m = self.skymap
+        levels = self._once("levels", lambda: healpix.credible_levels(m.uniq, m.probdensity))
+        row = int(sky_geometry.multiorder_lookup(m.uniq, [ra], [dec])[0])
+        return 1.0 if row < 0 else float(levels[row])
+
     def summary(self, time: str | None = None) -> SkyMapSummary:
         """Every value-added figure, Sun and Moon included (for products, not conditions)."""
         from tracerules.products.skymap import summarize
@@ -238,6 +253,24 @@ def _prob_in_circle(ctx: Context, ra: float, dec: float, radius: float) -> float
     return figures.prob_in_circle(float(ra), float(dec), float(radius))
 
 
+def _credible_level(ctx: Context, ra: float, dec: float) -> float | Missing:
+    figures = _figures(ctx)
+    if isinstance(figures, Missing):
+        return figures
+    return figures.credible_level(float(ra), float(dec))
+
+
+CREDIBLE_LEVEL = Builtin(
+    "credible_level",
+    (Type.ANGLE, Type.ANGLE),
+    Type.NUMBER,
+    _credible_level,
+    "smallest credible level whose region holds (ra, dec): 0 at the most probable pixel, 1 "
+    "outside the map, e.g. credible_level(ra, dec) <= 0.9 (as skyTag tags a position)",
+    "skymap",
+    needs_context=True,
+)
+
 N, A = Type.NUMBER, Type.ANGLE
 SKYMAP_BUILTINS = (
     Builtin(
@@ -298,3 +331,4 @@ SKYMAP_BUILTINS = (
 
 for _builtin in SKYMAP_BUILTINS:
     register(_builtin)
+register(CREDIBLE_LEVEL)

@@ -587,13 +587,15 @@ class TriggerCompiler:
             if name is None or name in self.names:
                 continue
             written = ref in config.model_fields_set
+            # A default left unwritten has no place of its own: the key that needs it does.
+            needer = "observatory" if "observatory" in config.model_fields_set else "type"
             self.error(
                 "E802",
                 f"{ref} names '{name}', which is not a field"
-                + ("" if written else f" ({ref} defaults to '{name}' under observatory:)"),
-                (*loc, ref) if written else (*loc, "observatory"),
+                + ("" if written else f" ({ref} defaults to '{name}')"),
+                (*loc, ref) if written else (*loc, needer),
                 f"declare '{name}' under fields:, or set {ref}: to the field that holds it",
-                len(name) if written else len("observatory"),
+                len(name) if written else len(needer),
                 key=not written,
             )
 

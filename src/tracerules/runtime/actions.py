@@ -8,6 +8,8 @@ never run one action; logs have secrets redacted before they are stored.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import threading
@@ -20,10 +22,16 @@ from typing import Any
 
 from tracerules.dsl.templates import ENV_REF
 from tracerules.dsl.values import Missing
-from tracerules.products.observation import ObservatoryMixin
+from tracerules.products.observation import ObservationPlan, ObservatoryMixin, PlanningContext
 from tracerules.products.registry import ActionOutcome, ActionRequest
 from tracerules.rules.compile import CompiledAction, CompiledTrigger, RuleSet
-from tracerules.runtime.arbitration import Outcome, Request, arbitrate
+from tracerules.runtime.arbitration import (
+    Outcome,
+    Request,
+    arbitrate,
+    current_observation,
+    planned_kind,
+)
 from tracerules.runtime.decisions import ActionRecord, Decision, Source
 from tracerules.runtime.store import Store
 
@@ -57,29 +65,58 @@ def _status(
 
 
 def _observation(
-    action: CompiledAction, trigger: CompiledTrigger, event_id: str, values: Mapping[str, Any]
-) -> Request | None:
+    action: CompiledAction,
+    trigger: CompiledTrigger,
+    event_id: str,
+    ctx: PlanningContext,
+) -> tuple[Request, ObservationPlan] | None:
     config = action.config
     if not isinstance(config, ObservatoryMixin) or not config.observatory:
         return None
-
-    def number(name: str) -> float | None:
-        value = values.get(name)
-        return (
-            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        )
-
-    return Request(
+    try:
+        planned = config.plan_observation(ctx)
+    except Exception as err:  # a broken sky map refuses this request, never the decision
+        tail = traceback.format_exception_only(type(err), err)[-1].strip()
+        planned = ObservationPlan((), config.duration, refused=f"planning failed: {tail}")
+    request = Request(
         config.observatory,
-        bool(config.test and values.get(config.test) is True),
+        config.is_test(ctx.values),
         trigger.priority,
-        number(config.ra),
-        number(config.dec),
+        planned.pointings,
         config.repoint,
-        config.duration,
+        planned.duration,
         trigger.id,
         event_id,
     )
+    return request, planned
+
+
+def _arbitrated(
+    db: Any, request: Request, planned: ObservationPlan, action_id: int, now: float
+) -> tuple[str, str, ObservationPlan]:
+    """Arbitrate a planned observation: (status, log line, the plan as it will run)."""
+    if planned.refused is not None:
+        return "refused", f"refused before the request: {planned.refused}", planned
+    running = current_observation(db, request.observatory, request.test, now)
+    outcome, reason = arbitrate(db, request, action_id, now)
+    status = "clash" if outcome is Outcome.CLASH else "pending"
+    if running is not None and outcome is not Outcome.CLASH:
+        # The request may depend on what it replaces (an MWA buffer is dumped only once).
+        details = {**planned.details, "replaces": planned_kind(running)}
+        planned = dataclasses.replace(planned, details=details)
+    return status, f"arbitration: {outcome.value}: {reason}", planned
+
+
+def _earlier_plans(store: Store, trigger: str, event_id: str, before: int) -> list[dict[str, Any]]:
+    """Plans of the trigger's earlier observation actions for the event that were not refused
+    or refused by arbitration (planned, running or done), oldest first."""
+    rows = store.db.execute(
+        "SELECT request FROM actions WHERE trigger=? AND event_id=? AND id<? "
+        "AND status IN ('pending', 'running', 'done') ORDER BY id",
+        (trigger, event_id, before),
+    ).fetchall()
+    plans = (json.loads(r["request"] or "{}").get("_plan") for r in rows)
+    return [p for p in plans if isinstance(p, dict)]
 
 
 def plan(
@@ -89,8 +126,14 @@ def plan(
     values: Mapping[str, Any],
     dry_run: bool,
     products: bool = False,
+    extra: Callable[[str], Any] | None = None,
+    sites: Mapping[str, Any] | None = None,
 ) -> list[ActionRecord]:
-    """Insert the actions of a PASS decision; the caller holds the transaction."""
+    """Insert the actions of a PASS decision; the caller holds the transaction.
+
+    An observation is planned (pointings, end, refusal) on the decision's clock, from the
+    notice's extras (its sky map) and the rule set's sites, then arbitrated.
+    """
     assert decision.id is not None and decision.event_id is not None
     request = json.dumps(plain(values))
     # A manual retrigger of the same event state reuses its key, so running it twice acts once.
@@ -125,15 +168,20 @@ def plan(
         record = ActionRecord(
             action_id, position, action.kind.name, action.config.label(), status, key
         )
-        obs = _observation(action, trigger, decision.event_id, values)
-        if obs is not None and status == "pending":
-            outcome, reason = arbitrate(store.db, obs, action_id, now)
-            record.log = f"arbitration: {outcome.value}: {reason}"
-            if outcome is Outcome.CLASH:
-                record.status = "clash"
+        ctx = PlanningContext(
+            values,
+            now,
+            extra or (lambda name: None),
+            action.sites or sites or {},  # the sites the action names, resolved at load
+            functools.partial(_earlier_plans, store, trigger.id, decision.event_id, action_id),
+        )
+        obs = _observation(action, trigger, decision.event_id, ctx) if status == "pending" else None
+        if obs is not None:
+            record.status, record.log, planned = _arbitrated(store.db, *obs, action_id, now)
+            planned_request = json.dumps({**plain(values), "_plan": planned.as_json()})
             store.db.execute(
-                "UPDATE actions SET status=?, log=? WHERE id=?",
-                (record.status, record.log + "\n", action_id),
+                "UPDATE actions SET status=?, log=?, request=? WHERE id=?",
+                (record.status, record.log + "\n", planned_request, action_id),
             )
         records.append(record)
     return records
@@ -167,8 +215,11 @@ class Dispatcher:
         rules: Callable[[], RuleSet],
         out_dir: Path,
         clock: Callable[[], float] = time.time,
+        dry_run: bool = False,
     ) -> None:
         self.store, self.rules, self.out_dir, self.clock = store, rules, out_dir, clock
+        # In a dry run, actions that talk to services write what they would send instead.
+        self.dry_run = dry_run
 
     def claim(self, action_id: int | None = None) -> Any:
         """Atomically take one pending action (a given one, or the oldest)."""
@@ -212,7 +263,7 @@ class Dispatcher:
             json.loads(row["request"]),
             bytes(payload_row["payload"]) if payload_row else b"",
             self.out_dir,
-            extras={"files": self._earlier_files(row)},
+            extras={"files": self._earlier_files(row), "dry_run": self.dry_run},
         )
         secrets = secrets_of(action.config)
         attempts = 1 + action.config.retries

@@ -68,7 +68,9 @@ class Engine:
         self.clock = clock
         # Per-notice lazy values, a callable(notice, doc); by default the LVK alert sky map.
         self.extras = extras if extras is not None else skymap_extras
-        self.dispatcher = Dispatcher(store, lambda: self.rules, Path(out_dir), clock)
+        self.dispatcher = Dispatcher(
+            store, lambda: self.rules, Path(out_dir), clock, dry_run=self.dry_run
+        )
 
     def reload(self, rules: RuleSet) -> None:
         """Swap in a new, already validated rule set whole."""
@@ -180,7 +182,9 @@ class Engine:
                 state.seq,
                 notice_id,
             )
-            return self._record(trigger, state, notice_id, decision, reading.ctx.values)
+            return self._record(
+                trigger, state, notice_id, decision, reading.ctx.values, reading.ctx.extra
+            )
         except Exception as err:  # one trigger's failure never stops the others
             tail = traceback.format_exception_only(type(err), err)[-1].strip()
             return self._undecided(trigger, notice_id, source, now, Conclusion.ERROR, tail)
@@ -207,6 +211,7 @@ class Engine:
         notice_id: int | None,
         decision: Decision,
         values: dict[str, Any],
+        extra: Callable[[str], Any] | None = None,
     ) -> Decision:
         decision.rule_file = trigger.path
         decision.rule_revision = trigger.revision
@@ -247,7 +252,14 @@ class Engine:
         if decision.passed and trigger.actions:
             facts = self._facts(trigger, decision, notice_id, values)
             decision.actions = plan(
-                self.store, trigger, decision, {**values, **facts}, self.dry_run, self.products
+                self.store,
+                trigger,
+                decision,
+                {**values, **facts},
+                self.dry_run,
+                self.products,
+                extra,
+                getattr(self.rules, "sites", None),
             )
         return decision
 
@@ -336,7 +348,9 @@ class Engine:
                 "SELECT notice_id FROM event_notices WHERE event=? ORDER BY seq DESC LIMIT 1",
                 (state.pk,),
             )
-            decision = self._record(trigger, state, last_notice, decision, reading.ctx.values)
+            decision = self._record(
+                trigger, state, last_notice, decision, reading.ctx.values, reading.ctx.extra
+            )
             self.store.db.execute("UPDATE decisions SET actor=? WHERE id=?", (actor, decision.id))
         if self.run_actions:
             self._run(decision.actions)
