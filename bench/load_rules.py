@@ -35,11 +35,14 @@ def make_rules(folder: Path, count: int) -> None:
     from ruamel.yaml import YAML
 
     yaml = YAML()
-    (folder / "topics.yaml").write_text((ROOT / "rules" / "topics.yaml").read_text())
+    yaml.preserve_quotes = True  # `ra: "19:39:25.0"` in a flow mapping must stay quoted
+    for registry in sorted((ROOT / "rules").glob("*.yaml")):  # topics.yaml, sites.yaml
+        (folder / registry.name).write_text(registry.read_text())
     triggers = []
     for example in sorted((ROOT / "examples" / "rules").glob("*.yaml")):
-        if example.name != "topics.yaml" and not example.name.endswith(".test.yaml"):
-            triggers += yaml.load(example.read_text()).get("triggers", [])
+        if (ROOT / "rules" / example.name).exists() or example.name.endswith(".test.yaml"):
+            continue  # the registries, copied above, and the rule tests
+        triggers += yaml.load(example.read_text()).get("triggers", [])
     for written in range(count):
         trigger = triggers[written % len(triggers)]
         trigger["id"] = f"n{written}-{str(trigger['id']).split('-', 1)[-1]}"
