@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
+from shared_data import CORPUS, require_corpus
 
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Vote
@@ -245,7 +246,7 @@ def check_trigger(  # noqa: PLR0915 - one linear report, easier to read in one p
 def main() -> None:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=here.parent / "shared" / "corpus")
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--rules", type=Path, default=here / "examples" / "rules")
     parser.add_argument("--trigger", action="append", help="only these trigger ids")
     parser.add_argument("--events", action="store_true", help="list every event")
@@ -259,7 +260,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     ruleset = load_ruleset([args.rules])
-    by_topic = read_manifest(args.corpus)
+    by_topic = read_manifest(require_corpus(args.corpus, "--corpus PATH"))
     for trigger in ruleset.triggers:
         if args.trigger and trigger.id not in args.trigger:
             continue

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 from lxml import etree
+from shared_data import ARCHIVE, require, require_archive
 
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.sources import guess_topic
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE = ROOT.parent / "shared" / "corpus" / "archives" / "gcn-voevents-2023-11.tar.bz2"
 
 
 def floor(archive: Path, subscribed: dict[str, str]) -> tuple[float, int]:
@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--rules", type=Path, default=ROOT / "examples" / "rules")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    require_archive(args.archive)
+    require(args.rules, "the rules folder", "--rules PATH")
     rules = load_ruleset([args.rules])
     subscribed = {t: rules.topics[t].format for t in rules.by_topic}
     ratios, rates = [], []

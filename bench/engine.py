@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from lxml import etree
+from shared_data import ARCHIVE, require, require_archive
 
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.engine import Engine
@@ -31,7 +32,6 @@ from tracerules.runtime.sources import iter_notices
 from tracerules.runtime.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE = ROOT.parent / "shared" / "corpus" / "archives" / "gcn-voevents-2023-11.tar.bz2"
 
 
 def read_archive(path: Path) -> list[Notice]:
@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--rules", type=Path, default=ROOT / "examples" / "rules")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    require_archive(args.archive)
+    require(args.rules, "the rules folder", "--rules PATH")
     rules = load_ruleset([args.rules])
     notices = read_archive(args.archive)
     subscribed = sum(1 for n in notices if n.topic in rules.by_topic)

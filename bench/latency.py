@@ -50,9 +50,9 @@ from tests.kafka_broker import TansuBroker, create_topic  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
 from tracerules.runtime.sources import guess_topic, iter_notices  # noqa: E402
 
-ARCHIVE = Path("/work/shared/corpus/archives/gcn-voevents-2023-11.tar.bz2")
-if not ARCHIVE.exists():
-    ARCHIVE = ROOT.parent / "shared" / "corpus" / "archives" / ARCHIVE.name
+sys.path.insert(0, str(ROOT / "bench"))
+from shared_data import ARCHIVE, require_archive  # noqa: E402
+
 EXAMPLES = ROOT / "examples" / "rules"
 NOTICES = ROOT / "tests" / "data" / "notices"
 
@@ -274,11 +274,13 @@ def main() -> None:
     parser.add_argument("--fetch-wait-ms", type=int, default=10)
     parser.add_argument("--examples-only", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--archive", type=Path, default=ARCHIVE, help=f"default: {ARCHIVE}")
     args = parser.parse_args()
+    require_archive(args.archive)
 
     work = Path(tempfile.mkdtemp(prefix="tracerules-latency-"))
     t0 = time.perf_counter()
-    archive = read_archive(ARCHIVE)
+    archive = read_archive(args.archive)
     print(
         f"archive: {len(archive)} notices, {sum(len(p) for _, p in archive) / 1e6:.0f} MB "
         f"read in {time.perf_counter() - t0:.1f} s"

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from shared_data import CORPUS as DEFAULT_CORPUS
+from shared_data import require_corpus
 
 from tracerules.products import skymap_functions, skymap_raster
 from tracerules.products.gw_alert import GwAlertConfig, run
 from tracerules.products.registry import ActionRequest
 from tracerules.products.skymap import SkyMapError
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 PARTS = ("decode", "areas", "meta", "csv", "png")
 TARGET_S = 0.20  # the whole set with the PNG, median per alert
 TARGET_RATIO = 0.20 / 0.079  # the same against the bare figure (79 ms when it was set)
@@ -108,7 +109,7 @@ def main() -> int:
     parser.add_argument("--nside", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    inputs = alerts(args.corpus)
+    inputs = alerts(require_corpus(args.corpus, "the CORPUS_DIR argument"))
     if not inputs:
         print(f"no igwn.gwalert alert with a sky map under {args.corpus}", file=sys.stderr)
         return 1

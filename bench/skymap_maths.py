@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from shared_data import CORPUS as DEFAULT_CORPUS
+from shared_data import require_corpus
+
 from tracerules.products import healpix
 from tracerules.products.skymap import (
     SkyMapError,
@@ -26,8 +29,6 @@ from tracerules.products.skymap import (
     flatten_skymap,
     summarize,
 )
-
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 def _alert_payloads(corpus: Path) -> dict[str, str]:
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
+    require_corpus(args.corpus, "the CORPUS_DIR argument")
 
     start = time.perf_counter()
     maps = _inputs(args.corpus)  # also imports astropy.io.fits: the cold cost is paid here

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from lxml import etree
+from shared_data import CORPUS, require_archive, require_corpus
 
 from tracerules.runtime.topics import (
     GCN_PACKET_TYPES,
@@ -33,7 +34,7 @@ from tracerules.runtime.topics import (
     topic_for_voevent,
 )
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+DEFAULT_CORPUS = CORPUS
 ARCHIVE = "archives/gcn-voevents-2023-11.tar.bz2"
 BARE_TOPIC = re.compile(r"^(gcn|igwn)\.[A-Za-z0-9_.]+$")
 
@@ -132,10 +133,9 @@ def main() -> int:
     ap.add_argument("--show", type=int, default=50, help="list at most N files per category")
     ap.add_argument("--skip-archive", action="store_true")
     args = ap.parse_args()
-    corpus: Path = args.corpus
-    if not (corpus / "MANIFEST.tsv").exists():
-        print(f"corpus not found at {corpus}", file=sys.stderr)
-        return 2
+    corpus: Path = require_corpus(args.corpus, "--corpus PATH")
+    if not args.skip_archive:
+        require_archive(corpus / ARCHIVE, "--corpus PATH (or --skip-archive)")
     manifest_check(corpus, args.show)
     if not args.skip_archive:
         archive_check(corpus)

@@ -73,7 +73,8 @@ def test_a_planted_threshold_change_names_the_event_the_notice_and_the_factor(
     # 30 events for the original examples, 7 for the MWA and ATCA triggers (mwa.yaml, atca.yaml),
     # 1 for the SPI-ACS placeholder (integral.yaml)
     assert report["events_before"] == report["events_after"] == 38
-    assert (report["firing_before"], report["firing_after"]) == (15, 14)
+    # (16 with MS181101ab's complete sky maps: mwa-lvk-gw now plans the mock, as a test.)
+    assert (report["firing_before"], report["firing_after"]) == (16, 15)
     # Only the JSON GBM burst changes: its ground positions are 3.8-3.9 deg wide once the
     # systematic error is added, between the old and the new threshold. The VOEvent GBM
     # trigger has its own `localised` and does not change.
@@ -165,3 +166,15 @@ def test_a_bad_revision_or_a_folder_outside_git_is_a_usage_error(
         rules_at(outside, "HEAD", tmp_path / "out")
     code, _ = _diff(repo, str(tmp_path / "no-such-source"))
     assert code == 2
+
+
+def test_values_are_shown_in_the_unit_the_condition_uses(repo: Path) -> None:
+    """`error < 5 arcmin` tightened to 2 arcmin: the XRT-less BAT position (3 arcmin) changes,
+    and the report shows what was read in arcmin, beside the condition (issue 16, item 9)."""
+    swift = repo / "examples" / "rules" / "swift.yaml"
+    swift.write_text(swift.read_text().replace("error < 5 arcmin", "error < 2 arcmin"))
+    code, text = _diff(repo, str(NOTICES / "swift" / "1016881"))
+    assert code == 0, text
+    assert "factor localised: PASS" in text
+    read = [line.strip() for line in text.splitlines() if line.strip().startswith("read:")]
+    assert "read: error=3 arcmin" in read, text

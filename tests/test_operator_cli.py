@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,15 @@ def test_commands_refuse_a_missing_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["events", "list", "--store", str(tmp_path / "none.sqlite")])
     assert result.exit_code == 2
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_retrigger_shows_ages_a_person_can_read(store_file: Path) -> None:
+    """Years after the burst, the expiry factor reads `age 2.3 yr > expiry 1 d`, not
+    `age 1.09e+03 d` (issue 16, item 9)."""
+    args = ("retrigger", "gbm-json", "745121685", "--rules", RULES, "--dry-run")
+    rehearsal = run(store_file, *args)
+    expiry = next(f for f in rehearsal["factors"] if f["name"] == "expiry")
+    assert re.fullmatch(r"age \d+\.\d+ yr > expiry \d+(\.\d+)? (d|h|min)", expiry["detail"])
+    text = CliRunner().invoke(app, [*args, "--store", str(store_file)])
+    assert text.exit_code == 0 and "e+" not in text.stdout
+    assert re.search(r"age \d+\.\d+ yr", text.stdout)

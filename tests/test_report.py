@@ -156,7 +156,10 @@ def test_the_page_is_self_contained_and_escaped(doc: lxml_html.HtmlElement, repo
 def test_actions_that_would_run_are_listed(doc: lxml_html.HtmlElement, replayed: Replay) -> None:
     chips = doc.xpath("//span[contains(@class, 'chip') and @data-action]")
     assert len(chips) == replayed.store.scalar("SELECT count(*) FROM actions")
-    assert all("dry-run" in c.text_content() for c in chips)
+    # A dry run arbitrates observations as the service would: a refused one is a clash.
+    clashes = replayed.store.scalar("SELECT count(*) FROM actions WHERE status='clash'")
+    assert sum("clash" in c.text_content() for c in chips) == clashes
+    assert all(any(s in c.text_content() for s in ("dry-run", "clash")) for c in chips)
 
 
 def test_one_trigger_only(replayed: Replay, rules: RuleSet) -> None:

@@ -110,7 +110,7 @@ def test_a_failing_test_shows_expected_against_got_per_factor_and_exits_1(
         ln[:6] for ln in lines
     ]  # an inherited PASS satisfies a plain PASS
     assert ["actions", "expected", "none", "got", "notice"] in [ln[:5] for ln in lines]
-    assert "(dec=-66.98)" in out  # the value the condition read
+    assert "(dec=-66.98 deg)" in out  # the value the condition read, in its unit
     assert "factors: expiry=PASS current=PASS grb_like=PASS* bright=PASS" in out
     assert "2 tests: 1 passed, 1 failed" in out
 

@@ -1,6 +1,7 @@
 """`tracerules dry-run`: replay archived notices through the rules, never acting.
 
-Text output is a table per event with a coloured light per factor (inherited ones dimmed);
+Text output is a table per event with a light per factor, a shape coloured when colour is on
+(inherited ones marked `*`);
 `--format json|ndjson|html` for machines and browsers.
 """
 
@@ -21,17 +22,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from tracerules.cli.glyphs import factor_light, legend
 from tracerules.cli.operator import UsageError, parse_time
+from tracerules.cli.operator import console as terminal
 from tracerules.cli.trigger_names import unknown_trigger
-from tracerules.dsl.values import Vote
 from tracerules.errors import RuleError, render_human
 from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.runtime.decisions import ActionRecord
 from tracerules.runtime.history import EventView, count_events, counts, iter_events
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.replay import Replay, replay
 from tracerules.runtime.sources import SourceError, iter_notices
-
-LIGHT = {Vote.PASS: "green", Vote.MAYBE: "yellow", Vote.FAIL: "red", Vote.UNKNOWN: "grey50"}
 
 
 def iso(t: float | None) -> str:
@@ -153,7 +154,7 @@ def emit(
     elif output == "ndjson":
         _write(out_file, (json.dumps(event_json(v)) + "\n" for v in views()))
     elif out_file is None:
-        print_text(Console(), result, views, show_all, trigger)
+        print_text(terminal(), result, views, show_all, trigger)
     else:
         with out_file.open("w", encoding="utf-8") as handle:
             console = Console(file=handle, width=140, color_system=None)
@@ -206,10 +207,6 @@ def event_json(view: EventView) -> dict[str, Any]:
     }
 
 
-def _light(vote: Vote, inherited: bool) -> Text:
-    return Text("○" if inherited else "●", style=f"{'dim ' if inherited else ''}{LIGHT[vote]}")
-
-
 def short_topic(topic: str) -> str:
     for prefix in ("gcn.classic.voevent.", "gcn.notices."):
         if topic.startswith(prefix):
@@ -241,7 +238,7 @@ def event_table(view: EventView) -> Table:
         ("topic", "left"),
         ("factors", "left"),
         ("conclusion", "left"),
-        ("would run", "left"),
+        ("actions", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     notices = {n.id: n for n in view.notices}
@@ -250,8 +247,7 @@ def event_table(view: EventView) -> Table:
         when = notice.received if notice else decision.at
         by_name = {f.name: f for f in decision.factors}
         lights = Text(" ").join(
-            _light(by_name[n].vote, by_name[n].inherited) if n in by_name else Text("·")
-            for n in names
+            factor_light(by_name[n]) if n in by_name else Text("·") for n in names
         )
         table.add_row(
             str(decision.seq),
@@ -259,9 +255,14 @@ def event_table(view: EventView) -> Table:
             short_topic(notice.topic) if notice else "(manual)",
             lights,
             Text(decision.conclusion.value, style="green" if decision.passed else "red"),
-            ", ".join(a.label for a in decision.actions) or "-",
+            ", ".join(action_cell(a) for a in decision.actions) or "-",
         )
     return table
+
+
+def action_cell(action: ActionRecord) -> str:
+    """An action's label, with what happened to it unless it merely would have run."""
+    return action.label if action.status == "dry-run" else f"{action.label} ({action.status})"
 
 
 TEXT_LIMIT = 50  # beyond this many events, text output shows only those that passed
@@ -296,11 +297,34 @@ def print_text(
         f"[bold]{result.processed}[/] notices{_repeats(result)}, {summary['events']} events, "
         f"[green]{decided.get('PASS', 0)} PASS[/], [red]{decided.get('FAIL', 0)} FAIL[/]"
         + (f", [magenta]{decided.get('ERROR', 0)} ERROR[/]" if decided.get("ERROR") else "")
-        + f"; {sum(summary['actions'].values())} actions would run; "
+        + f"; {action_summary(summary['actions'], result.products)}; "
         f"{summary['dead_letters']} dead letters; "
         f"{summary['notices'].get('unsubscribed', 0)} notices on topics no trigger reads"
     )
-    console.print(
-        "legend: [green]●[/] PASS  [yellow]●[/] MAYBE  [red]●[/] FAIL  "
-        "[grey50]●[/] UNKNOWN  ○ inherited from an earlier notice"
-    )
+    console.print(legend())
+
+
+# How each action status reads in the summary, in this order; a dry run acts on nothing else.
+ACTION_WORDS: tuple[tuple[str, str], ...] = (
+    ("dry-run", "[bold]{n}[/] would run"),
+    ("done", "[green]{n} done[/]"),
+    ("failed", "[red]{n} failed[/]"),
+    ("clash", "[yellow]{n} clashed[/] (refused by arbitration)"),
+    ("refused", "[red]{n} refused[/] (could not be planned)"),
+    ("skipped", "{n} skipped (live actions: a dry run writes files only)"),
+    ("pending", "{n} not run"),
+)
+
+
+def action_summary(by_status: dict[str, int], products: bool = False) -> str:
+    """Actions counted by what happened to them: a failure or a clash is never 'would run'.
+    With products, the file products ran, and the live actions left are skipped."""
+    if not by_status:
+        return "no actions"
+    if products and "dry-run" in by_status:
+        by_status = {**by_status, "skipped": by_status["dry-run"]}
+        del by_status["dry-run"]
+    known = {status for status, _ in ACTION_WORDS}
+    parts = [word.format(n=by_status[s]) for s, word in ACTION_WORDS if by_status.get(s)]
+    parts += [f"{n} {status}" for status, n in sorted(by_status.items()) if status not in known]
+    return f"{sum(by_status.values())} actions: " + ", ".join(parts)

@@ -14,8 +14,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from tracerules.cli.glyphs import factor_light
 from tracerules.cli.operator import (
-    COLOURS,
     EXIT_FAIL,
     EXIT_OK,
     UsageError,
@@ -141,10 +141,8 @@ def _as_json(view: EventView, now: dict[str, Any] | None) -> dict[str, Any]:
 def _cell(factor: Factor | None) -> Text:
     if factor is None:
         return Text("\u00b7", style="grey50")
-    colour = COLOURS[factor.vote]
-    if factor.inherited:
-        return Text(f"\u25cb {factor.vote.value}*", style=f"dim {colour}")
-    return Text(f"\u25cf {factor.vote.value}", style=colour)
+    shape = factor_light(factor)
+    return Text.assemble(shape, (f" {factor.vote.value}", shape.style))
 
 
 def _print(view: EventView, now: dict[str, Any] | None) -> None:

@@ -17,8 +17,9 @@ from typing import Any, Final
 from rich.console import Console
 from rich.text import Text
 
+from tracerules.cli.glyphs import factor_light
 from tracerules.dsl.convert import to_time
-from tracerules.dsl.values import Missing, Vote
+from tracerules.dsl.values import Missing
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.decisions import Factor
 from tracerules.runtime.store import Store
@@ -26,12 +27,6 @@ from tracerules.runtime.store import Store
 STORE_ENV: Final = "TRACERULES_STORE"
 DEFAULT_STORE: Final = "tracerules.sqlite"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-COLOURS: Final = {
-    Vote.PASS: "green",
-    Vote.MAYBE: "dark_orange",
-    Vote.FAIL: "red",
-    Vote.UNKNOWN: "grey50",
-}
 
 
 class UsageError(Exception):
@@ -95,11 +90,8 @@ def iso(seconds: float | None) -> str:
 
 
 def light(factor: Factor) -> Text:
-    """A factor as a coloured dot; an inherited one is dimmed and hollow."""
-    colour = COLOURS[factor.vote]
-    if factor.inherited:
-        return Text("\u25cb", style=f"dim {colour}")
-    return Text("\u25cf", style=colour)
+    """A factor as its shape (✓ ~ ✕ ?), coloured when colour is on; `*` when inherited."""
+    return factor_light(factor)
 
 
 def lights(factors: Sequence[Factor]) -> Text:

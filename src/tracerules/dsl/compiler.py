@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tracerules.dsl import ast
 from tracerules.dsl.builtins import BUILTINS, SAME_AS_FIRST, Builtin
 from tracerules.dsl.context import Context
+from tracerules.dsl.display import show
 from tracerules.dsl.values import NUMERIC, Missing, Type, Vote, show_with_unit, unit_type
 from tracerules.errors import DslError
 
@@ -463,7 +464,9 @@ class Compiler:
         if len(types) > 1 and Type.VOTE in types | {result}:
             raise _err("E304", "every branch of a vote must give PASS, MAYBE or FAIL", node.pos)
         arms = tuple((c.fn, v.fn) for c, v in whens)
-        other = default.fn if default else (lambda ctx: Missing("no case matched"))
+        other = (
+            default.fn if default else _no_case(sorted(set().union(*(c.names for c, _ in whens))))
+        )
 
         def case(ctx: Context) -> Any:
             for cond, value in arms:
@@ -612,3 +615,13 @@ def compile_expression(
     node = parse(text_or_node) if isinstance(text_or_node, str) else text_or_node
     compiler = Compiler(names, sites=sites)
     return compiler.compile_condition(node) if condition else compiler.compile(node)
+
+
+def _no_case(names: list[str]) -> Callable[[Context], Missing]:
+    """A case without `else` that matched nothing: say what its `when`s read."""
+
+    def no_case(ctx: Context) -> Missing:
+        read = ", ".join(f"{n}={show(ctx.values.get(n, Missing('unset')))}" for n in names)
+        return Missing(f"no case matched ({read})" if read else "no case matched")
+
+    return no_case

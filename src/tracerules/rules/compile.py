@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,11 @@ from tracerules.dsl import ast
 from tracerules.dsl.compiler import Compiled, Compiler
 from tracerules.dsl.context import Context
 from tracerules.dsl.convert import CONVERSIONS, Converter, to_duration
+from tracerules.dsl.display import DURATION, TIME
 from tracerules.dsl.parser import parse
 from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
-from tracerules.dsl.values import Missing, Type, Vote
+from tracerules.dsl.values import Missing, Type, Vote, unit_type
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
 from tracerules.products.registry import ActionConfig, ActionType, field_refs
 from tracerules.products.registry import get as get_action_type
@@ -102,6 +103,9 @@ class CompiledCondition:
     const: Vote | None
     node: ast.Expr
     shown: tuple[tuple[str, Callable[[Context], Any]], ...] = ()  # figures such as area(0.9)
+    # how each name is shown: the angle or duration unit the condition is written in, or
+    # "duration" / "time" (runtime/display.py); names absent here are shown as they are
+    units: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,9 +539,22 @@ class TriggerCompiler:
                     const,
                     node,
                     compiled.shown,
+                    self.display_units(node, compiled.names),
                 )
             )
         return tuple(out)
+
+    def display_units(self, node: ast.Expr, names: Iterable[str]) -> dict[str, str]:
+        """Angles and durations in the first unit the condition writes for their kind (so
+        `error < 4 arcmin` shows `error=3 arcmin`), else degrees and readable durations."""
+        written = literal_units(node)
+        fallback = {Type.ANGLE: "deg", Type.DURATION: DURATION, Type.TIME: TIME}
+        units = {}
+        for name in names:
+            kind = self.names.get(name)
+            if kind in fallback:
+                units[name] = written.get(kind, fallback[kind])
+        return units
 
     def compile_actions(self) -> tuple[CompiledAction, ...]:
         out = []
@@ -660,6 +677,19 @@ def _then_convert(fn: Callable[[Context], Any], conv: Converter) -> Callable[[Co
         return value if isinstance(value, Missing) else conv(value)
 
     return converted
+
+
+def literal_units(node: ast.Expr) -> dict[Type, str]:
+    """The first unit word written in an expression for each kind: {ANGLE: 'arcmin'}."""
+    found: dict[Type, str] = {}
+    if isinstance(node, ast.Num) and node.unit is not None:
+        kind = unit_type(node.unit)
+        if kind is not None:
+            found[kind[0]] = node.unit
+    for child in _children(node):
+        for kind_, unit in literal_units(child).items():
+            found.setdefault(kind_, unit)
+    return found
 
 
 def _names_in(node: ast.Expr) -> Iterator[str]:

@@ -50,6 +50,7 @@ class Check:
     votes: Vote | None
     factors: tuple[FactorCheck, ...]
     actions: tuple[str, ...] | None
+    arbitration: tuple[str, ...] | None = None  # started, clash, override, re-point
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ def _check(
         None if exp.votes is None else Vote(exp.votes),
         factors,
         None if exp.actions is None else tuple(exp.actions),
+        None if exp.arbitration is None else tuple(exp.arbitration),
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tracerules.rules.compile import RuleSet
 from tracerules.ruletest.load import Check, FactorCheck, RuleTest
-from tracerules.ruletest.spec import ALL_TRIGGERS
+from tracerules.ruletest.spec import ALL_TRIGGERS, ARBITRATION_WORDS
 from tracerules.ruletest.steps import Step
 from tracerules.runtime.decisions import ActionRecord, Decision, Factor
 from tracerules.runtime.engine import Engine, Processed
@@ -92,10 +92,13 @@ def verify(check: Check, step: Step, processed: Processed) -> Failure | None:
     if check.votes is not None and decision.votes is not check.votes:
         found.append(Mismatch("votes", check.votes.value, decision.votes.value))
     found += [m for f in check.factors if (m := _factor(f, decision))]
-    if check.actions is not None and not _same_actions(check.actions, decision.actions):
-        found.append(
-            Mismatch("actions", _listed(check.actions), _listed(_labels(decision.actions)))
-        )
+    started = [a for a in decision.actions if a.status != "clash"]
+    if check.actions is not None and not _same_actions(check.actions, started):
+        found.append(Mismatch("actions", _listed(check.actions), _listed(_labels(started))))
+    if check.arbitration is not None:
+        got = rulings(decision.actions)
+        if tuple(got) != check.arbitration:
+            found.append(Mismatch("arbitration", _listed(check.arbitration), _listed(got)))
     if not found:
         return None
     return Failure(step, check.trigger, decision.event_id, tuple(found), decision.factors)
@@ -136,6 +139,12 @@ def _factor(want: FactorCheck, decision: Decision) -> Mismatch | None:
 def show_factor(factor: Factor) -> str:
     """A factor's vote as tests write it: 'PASS', or 'PASS*' when inherited."""
     return factor.vote.value + ("*" if factor.inherited else "")
+
+
+def rulings(actions: list[ActionRecord]) -> list[str]:
+    """What arbitration did to each observation action, in the words tests use."""
+    words = {engine: word for word, engine in ARBITRATION_WORDS.items()}
+    return [words.get(a.arbitration, a.arbitration) for a in actions if a.arbitration]
 
 
 def _labels(actions: list[ActionRecord]) -> list[str]:

@@ -16,6 +16,14 @@ VoteName = Literal["PASS", "MAYBE", "FAIL", "UNKNOWN"]
 ConclusionName = Literal["PASS", "FAIL", "ERROR", "NOT_APPLICABLE"]
 TimeValue = datetime | float | str
 
+# What arbitration did to an observation, as tests state it; the engine's names beside them.
+ARBITRATION_WORDS = {
+    "started": "start",
+    "override": "override",
+    "re-point": "repoint",
+    "clash": "clash",
+}
+ArbitrationName = Literal["started", "clash", "override", "re-point"]
 ALL_TRIGGERS = "*"  # `no_pass: all`, kept apart from trigger ids
 _FACTOR_TEXT = re.compile(r"^(PASS|MAYBE|FAIL|UNKNOWN)(\*?)$")
 
@@ -35,6 +43,9 @@ class NoticeStep(Strict):
     """One notice fed to the rules: a file, or an inline payload."""
 
     file: str | None = Field(None, description="a notice file, relative to the test file")
+    member: str | None = Field(
+        None, description="with a tar archive as `file`: the notice's name inside it"
+    )
     payload: str | dict[str, Any] | None = Field(
         None, description="the notice itself: text (XML or JSON), or a mapping sent as JSON"
     )
@@ -54,6 +65,8 @@ class NoticeStep(Strict):
     def _one_source(self) -> NoticeStep:
         if (self.file is None) == (self.payload is None):
             raise ValueError("a notice needs exactly one of file or payload")
+        if self.member is not None and self.file is None:
+            raise ValueError("`member:` names a notice inside the archive `file:` gives")
         return self
 
 
@@ -91,13 +104,23 @@ class Expectation(Strict):
     actions: list[str] | None = Field(
         None, description="the actions started, by type or name, in order; [] for none"
     )
+    arbitration: list[ArbitrationName] | None = Field(
+        None,
+        description="per observation action, in order: started, clash, override or re-point",
+    )
+
+    @field_validator("arbitration", mode="before")
+    @classmethod
+    def _one_ruling(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _states_something(self) -> Expectation:
-        stated = (self.conclusion, self.votes, self.actions, self.event_id)
+        stated = (self.conclusion, self.votes, self.actions, self.arbitration, self.event_id)
         if all(v is None for v in stated) and not self.factors:
             raise ValueError(
-                "an expectation needs one of conclusion, votes, factors, actions or event_id"
+                "an expectation needs one of conclusion, votes, factors, actions, "
+                "arbitration or event_id"
             )
         return self
 

@@ -3,7 +3,9 @@ times. Every problem is a diagnostic at the notice's place in the test file."""
 
 from __future__ import annotations
 
+import functools
 import json
+import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,7 @@ from tracerules.errors import Diagnostic
 from tracerules.rules.loader import LoadedFile, Loc, Where
 from tracerules.ruletest.spec import NoticeStep
 from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import guess_topic, payload_time
+from tracerules.runtime.sources import guess_topic, payload_time, tar_member
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,13 @@ def diag(
 
 
 def step_name(spec: NoticeStep, index: int) -> str:
-    """What `after:` calls a notice: its `name:`, else its file name, else 'notice <n>'."""
-    return spec.name or (Path(spec.file).name if spec.file else f"notice {index}")
+    """What `after:` calls a notice: its `name:`, else its file (or archive member) name, else
+    'notice <n>'."""
+    if spec.name:
+        return spec.name
+    if spec.file:
+        return Path(spec.member or spec.file).name
+    return f"notice {index}"
 
 
 def build_step(
@@ -85,11 +92,10 @@ def _payload(
     """The notice's bytes: read from its file, or written from the inline payload; edited."""
     if spec.file is not None:
         try:
-            payload = (base / spec.file).read_bytes()
-        except OSError as err:
-            reason = err.strerror or str(err)
+            payload = _read(base / spec.file, spec.member)
+        except (OSError, KeyError, tarfile.TarError) as err:
             where = Where(loaded, (*loc, "file"), len(spec.file)).span()
-            problems.append(Diagnostic("E904", f"cannot read the notice: {reason}", where))
+            problems.append(Diagnostic("E904", f"cannot read the notice: {_reason(err)}", where))
             return None
     elif isinstance(spec.payload, dict):
         payload = json.dumps(spec.payload, default=_json_default).encode()
@@ -102,6 +108,20 @@ def _payload(
             problems.append(diag(loaded, (*loc, "set"), "E906", str(err), key=True))
             return None
     return payload
+
+
+@functools.lru_cache(maxsize=16)
+def _read(path: Path, member: str | None) -> bytes:
+    """A notice file, or a member of a tar archive (read once per test run)."""
+    return path.read_bytes() if member is None else tar_member(path, member)
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, KeyError):
+        return f"the archive has no member {err.args[0]!r}"
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return str(err)
 
 
 def _json_default(value: Any) -> Any:

@@ -32,7 +32,7 @@ from tracerules.runtime.arbitration import (
     current_observation,
     planned_kind,
 )
-from tracerules.runtime.decisions import ActionRecord, Decision, Source
+from tracerules.runtime.decisions import ARBITRATION_PREFIX, ActionRecord, Decision, Source
 from tracerules.runtime.store import Store
 
 # Secrets that may appear in any log line, besides those an action refers to.
@@ -104,15 +104,16 @@ def _arbitrated(
         # The request may depend on what it replaces (an MWA buffer is dumped only once).
         details = {**planned.details, "replaces": planned_kind(running)}
         planned = dataclasses.replace(planned, details=details)
-    return status, f"arbitration: {outcome.value}: {reason}", planned
+    return status, f"{ARBITRATION_PREFIX}{outcome.value}: {reason}", planned
 
 
 def _earlier_plans(store: Store, trigger: str, event_id: str, before: int) -> list[dict[str, Any]]:
     """Plans of the trigger's earlier observation actions for the event that were not refused
-    or refused by arbitration (planned, running or done), oldest first."""
+    or refused by arbitration (planned, running or done; in a dry run, as planned), oldest
+    first."""
     rows = store.db.execute(
         "SELECT request FROM actions WHERE trigger=? AND event_id=? AND id<? "
-        "AND status IN ('pending', 'running', 'done') ORDER BY id",
+        "AND status IN ('pending', 'running', 'done', 'dry-run') ORDER BY id",
         (trigger, event_id, before),
     ).fetchall()
     plans = (json.loads(r["request"] or "{}").get("_plan") for r in rows)
@@ -175,9 +176,12 @@ def plan(
             action.sites or sites or {},  # the sites the action names, resolved at load
             functools.partial(_earlier_plans, store, trigger.id, decision.event_id, action_id),
         )
-        obs = _observation(action, trigger, decision.event_id, ctx) if status == "pending" else None
+        # A dry run arbitrates as the service would, so its clashes are the service's clashes.
+        arbitrated = status in ("pending", "dry-run")
+        obs = _observation(action, trigger, decision.event_id, ctx) if arbitrated else None
         if obs is not None:
-            record.status, record.log, planned = _arbitrated(store.db, *obs, action_id, now)
+            ruled, record.log, planned = _arbitrated(store.db, *obs, action_id, now)
+            record.status = status if ruled == "pending" else ruled  # dry-run stays dry-run
             planned_request = json.dumps({**plain(values), "_plan": planned.as_json()})
             store.db.execute(
                 "UPDATE actions SET status=?, log=?, request=? WHERE id=?",

@@ -6,6 +6,7 @@ definite vote, and otherwise the old vote stays, marked inherited. Expiry is fac
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -13,6 +14,7 @@ from enum import Enum
 from tracerules.dsl.values import Vote
 
 EXPIRY = "expiry"
+ARBITRATION_PREFIX = "arbitration: "  # an observation's log starts with the ruling
 
 
 class Source(str, Enum):
@@ -37,8 +39,13 @@ class Factor:
     detail: str | None = None  # the values the condition read, for people to check
 
 
-def inherit(previous: Sequence[Factor] | None, fresh: Sequence[Factor]) -> tuple[Factor, ...]:
-    """This notice's votes over the event's previous factors: the newest definite vote wins."""
+def inherit(
+    previous: Sequence[Factor] | None, fresh: Sequence[Factor], origin: str | None = None
+) -> tuple[Factor, ...]:
+    """This notice's votes over the event's previous factors: the newest definite vote wins.
+
+    `origin` names the notice the previous factors were decided on: a vote kept from it says
+    so beside its values (a vote kept twice already says where it came from)."""
     before = {f.name: f for f in previous or ()}
     out = []
     for factor in fresh:
@@ -46,8 +53,21 @@ def inherit(previous: Sequence[Factor] | None, fresh: Sequence[Factor]) -> tuple
         if factor.vote.definite or old is None:
             out.append(factor)
         else:
-            out.append(Factor(factor.name, old.vote, True, factor.reason, old.detail))
+            detail = old.detail if old.inherited or origin is None else _from(old.detail, origin)
+            out.append(Factor(factor.name, old.vote, True, factor.reason, detail))
     return tuple(out)
+
+
+def _from(detail: str | None, origin: str) -> str:
+    return f"{detail}; from {origin}" if detail else f"from {origin}"
+
+
+def notice_label(seq: int, topic: str, when: float) -> str:
+    """Which notice of an event: its number in the event, its topic and its time (UTC)."""
+    for prefix in ("gcn.classic.voevent.", "gcn.notices."):
+        topic = topic.removeprefix(prefix)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    return f"notice {seq} ({topic}, {stamp})"
 
 
 def tally(factors: Sequence[Factor]) -> Vote:
@@ -79,6 +99,14 @@ class ActionRecord:
     idempotency_key: str
     log: str = ""
     files: list[str] = field(default_factory=list)
+
+    @property
+    def arbitration(self) -> str | None:
+        """How observation arbitration ruled (start, override, repoint, clash), if it did."""
+        head = self.log.partition("\n")[0]
+        if not head.startswith(ARBITRATION_PREFIX):
+            return None
+        return head[len(ARBITRATION_PREFIX) :].partition(":")[0]
 
 
 @dataclass

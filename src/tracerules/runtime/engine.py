@@ -17,6 +17,7 @@ from typing import Any
 from tracerules.dsl.values import Missing, Vote
 from tracerules.products.skymap_functions import skymap_extras
 from tracerules.rules.compile import CompiledTrigger, RuleSet
+from tracerules.runtime import history
 from tracerules.runtime.actions import Dispatcher, plan
 from tracerules.runtime.decisions import (
     ActionRecord,
@@ -25,6 +26,7 @@ from tracerules.runtime.decisions import (
     Factor,
     Source,
     conclude,
+    notice_label,
     tally,
 )
 from tracerules.runtime.evaluate import Reading, earliest, fold, read
@@ -168,8 +170,9 @@ class Engine:
                 return self._undecided(trigger, notice_id, source, now, unknown, why)
             state = self.events.get(trigger.id, reading.event_id, now)
             event_time = earliest(state.event_time, reading.event_time)
-            factors, votes = fold(trigger, reading, event_time, state.factors)
-            self.events.advance(state, notice_id, event_time, factors, now)
+            factors, votes = fold(trigger, reading, event_time, state.factors, state.factors_from)
+            origin = notice_label(state.seq + 1, notice.topic, notice.time)
+            self.events.advance(state, notice_id, event_time, factors, now, origin)
             decision = Decision(
                 trigger.id,
                 state.event_id,
@@ -272,13 +275,13 @@ class Engine:
     ) -> dict[str, Any]:
         """Template names besides the fields: where the notice came from and what was decided."""
         row = self.store.db.execute(
-            'SELECT partition, "offset" FROM notices WHERE id=?', (notice_id,)
+            'SELECT partition, "offset", source FROM notices WHERE id=?', (notice_id,)
         ).fetchone()
         event_time = values.get("event_time")
         return {
             "notice_id": notice_id,
             "partition": row["partition"] if row else -1,
-            "offset": row["offset"] if row else -1,
+            "offset": self._offset(notice_id, row),
             "decision": decision.id,
             "conclusion": decision.conclusion.value,
             "event_id": decision.event_id,
@@ -287,6 +290,15 @@ class Engine:
             if isinstance(event_time, float)
             else "-",
         }
+
+    def _offset(self, notice_id: int | None, row: Any) -> int:
+        """The Kafka offset; for a replayed notice (never on Kafka), its stable sequence
+        number, so that products named by `{offset}` do not overwrite each other."""
+        if row is None or notice_id is None:
+            return -1
+        if row["offset"] >= 0 or row["source"] == "kafka":
+            return int(row["offset"])
+        return history.sequence(self.store, notice_id)
 
     # -- people ------------------------------------------------------------------------------
 
@@ -300,8 +312,9 @@ class Engine:
         factors: tuple[Factor, ...] | None = None
         event_time: float | None = None
         last: Reading | None = None
+        origin: str | None = None
         for row in self.store.query(
-            "SELECT n.* FROM notices n JOIN event_notices en ON en.notice_id = n.id "
+            "SELECT n.*, en.seq FROM notices n JOIN event_notices en ON en.notice_id = n.id "
             "JOIN events e ON e.id = en.event WHERE e.trigger=? AND e.event_id=? "
             "ORDER BY en.seq",
             (trigger_id, event_id),
@@ -314,7 +327,8 @@ class Engine:
             clock = notice.received if now is None else now
             last = read(trigger, notice, doc, clock, self._extras(notice, doc))
             event_time = earliest(event_time, last.event_time)
-            factors, _ = fold(trigger, last, event_time, factors)
+            factors, _ = fold(trigger, last, event_time, factors, origin)
+            origin = notice_label(row["seq"], notice.topic, notice.time)
         if factors is None or last is None:
             return None
         return factors, last

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracerules.dsl.context import Context
+from tracerules.dsl.display import readable_duration, show
 from tracerules.dsl.values import Missing, Vote
 from tracerules.rules.compile import CompiledTrigger
 from tracerules.runtime.decisions import EXPIRY, Factor, inherit, tally
@@ -61,14 +62,6 @@ def earliest(a: float | None, b: float | None) -> float | None:
     return a if b is None else min(a, b)
 
 
-def _human(seconds: float) -> str:
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size:
-            return f"{sign}{seconds / size:.3g} {unit}"
-    return f"{sign}{seconds:.3g} s"
-
-
 def expiry_factor(trigger: CompiledTrigger, event_time: float | None, now: float) -> Factor:
     """PASS while now - event time <= expiry, else MAYBE; UNKNOWN with no event time yet."""
     if event_time is None:
@@ -79,17 +72,20 @@ def expiry_factor(trigger: CompiledTrigger, event_time: float | None, now: float
         )
     age = now - event_time
     within = age <= trigger.expiry
-    detail = f"age {_human(age)} {'<=' if within else '>'} expiry {_human(trigger.expiry)}"
+    detail = (
+        f"age {readable_duration(age)} {'<=' if within else '>'} "
+        f"expiry {readable_duration(trigger.expiry)}"
+    )
     return Factor(EXPIRY, Vote.PASS if within else Vote.MAYBE, detail=detail)
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, Missing):
-        return "missing"
-    if isinstance(value, float):
-        return f"{value:.6g}"  # enough to judge a threshold, short enough to read
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def why_unknown(vote: Missing, names: tuple[str, ...], values: dict[str, Any]) -> str:
+    """Why a condition could not vote: the fields it read that are missing, each with its
+    own reason (`error is missing: no case matched (coords_type=0)`), else the vote's."""
+    missing = [(n, values[n]) for n in names if isinstance(values.get(n), Missing)]
+    if not missing:
+        return vote.reason
+    return "; ".join(f"{name} is missing: {value.reason}" for name, value in missing)
 
 
 def votes(trigger: CompiledTrigger, ctx: Context) -> list[Factor]:
@@ -98,11 +94,13 @@ def votes(trigger: CompiledTrigger, ctx: Context) -> list[Factor]:
     values = ctx.values
     for cond in trigger.conditions:
         vote = cond.vote(ctx)
-        shown = [f"{n}={_show(values[n])}" for n in cond.names if n in values]
-        shown += [f"{text}={_show(figure(ctx))}" for text, figure in cond.shown]
+        units = cond.units
+        shown = [f"{n}={show(values[n], units.get(n))}" for n in cond.names if n in values]
+        shown += [f"{text}={show(figure(ctx))}" for text, figure in cond.shown]
         detail = ", ".join(shown)
         if isinstance(vote, Missing):
-            out.append(Factor(cond.name, Vote.UNKNOWN, reason=vote.reason, detail=detail))
+            reason = why_unknown(vote, cond.names, values)
+            out.append(Factor(cond.name, Vote.UNKNOWN, reason=reason, detail=detail))
         else:
             out.append(Factor(cond.name, vote, detail=detail))
     return out
@@ -113,13 +111,15 @@ def fold(
     reading: Reading,
     event_time: float | None,
     previous: tuple[Factor, ...] | None,
+    origin: str | None = None,
 ) -> tuple[tuple[Factor, ...], Vote]:
-    """This notice's votes over the event's previous factors, and their tally."""
+    """This notice's votes over the event's previous factors (decided on the notice `origin`
+    names), and their tally."""
     ctx = reading.ctx
     ctx.values["event_time"] = (
         event_time if event_time is not None else Missing("the event has no time yet")
     )
     ctx.values["event_id"] = reading.event_id
     fresh = [expiry_factor(trigger, event_time, ctx.now), *votes(trigger, ctx)]
-    factors = inherit(previous, fresh)
+    factors = inherit(previous, fresh, origin)
     return factors, tally(factors)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracerules.dsl.values import Missing, Vote
-from tracerules.runtime.decisions import Factor
+from tracerules.runtime.decisions import Factor, notice_label
 from tracerules.runtime.store import Store
 
 
@@ -24,6 +24,7 @@ class EventState:
     event_time: float | None
     factors: tuple[Factor, ...] | None  # the latest decided factors, None before any
     seq: int  # how many notices the event has
+    factors_from: str | None = None  # the notice the latest factors were decided on
 
 
 def event_key(value: Any) -> str | Missing:
@@ -63,8 +64,10 @@ class EventBook:
         event_time: float | None,
         factors: tuple[Factor, ...] | None,
         now: float,
+        origin: str | None = None,
     ) -> None:
-        """Record that a notice joined the event (notice_id None: no new notice)."""
+        """Record that a notice joined the event (notice_id None: no new notice); `origin`
+        names the notice `factors` were decided on."""
         if notice_id is not None:
             state.seq += 1
             self.store.db.execute(
@@ -73,7 +76,7 @@ class EventBook:
             )
         state.event_time = event_time
         if factors is not None:
-            state.factors = factors
+            state.factors, state.factors_from = factors, origin
         self.store.db.execute(
             "UPDATE events SET event_time=?, last_seen=max(last_seen, ?), notices=? WHERE id=?",
             (event_time, now, state.seq, state.pk),
@@ -95,32 +98,37 @@ class EventBook:
         ).fetchone()
         if row is None:
             return None
+        factors, origin = self._last_factors(row["id"])
         return EventState(
-            row["id"],
-            trigger,
-            event_id,
-            row["event_time"],
-            self._last_factors(row["id"]),
-            row["notices"],
+            row["id"], trigger, event_id, row["event_time"], factors, row["notices"], origin
         )
 
-    def _last_factors(self, pk: int) -> tuple[Factor, ...] | None:
+    def _last_factors(self, pk: int) -> tuple[tuple[Factor, ...] | None, str | None]:
+        """The latest decided factors, and the notice they were decided on."""
         last = self.store.db.execute(
-            "SELECT id FROM decisions WHERE event=? AND conclusion IN ('PASS', 'FAIL') "
-            "ORDER BY id DESC LIMIT 1",
+            "SELECT d.id, d.seq, n.topic, coalesce(n.created, n.received) AS received "
+            "FROM decisions d "
+            "LEFT JOIN notices n ON n.id = d.notice_id "
+            "WHERE d.event=? AND d.conclusion IN ('PASS', 'FAIL') ORDER BY d.id DESC LIMIT 1",
             (pk,),
         ).fetchone()
         if last is None:
-            return None
+            return None, None
+        origin = (
+            notice_label(last["seq"], last["topic"], last["received"])
+            if last["topic"] is not None
+            else None
+        )
         rows = self.store.db.execute(
             "SELECT name, vote, inherited, reason, detail FROM factors WHERE decision=? "
             "ORDER BY position",
             (last["id"],),
         )
-        return tuple(
+        factors = tuple(
             Factor(r["name"], Vote(r["vote"]), bool(r["inherited"]), r["reason"], r["detail"])
             for r in rows
         )
+        return factors, origin
 
     def _create(self, trigger: str, event_id: str, now: float) -> EventState:
         cur = self.store.db.execute(

@@ -237,3 +237,19 @@ def iter_decisions(store: Store, trigger: str | None = None) -> Iterator[Decisio
     decisions = [_decision(r) for r in rows]
     attach(store, decisions)
     yield from decisions
+
+
+def sequence(store: Store, notice_id: int) -> int:
+    """A notice's place (from 0) among the stored notices of its topic that have no Kafka
+    offset, in notice-time order, ties broken by payload hash: what `{offset}` is for a
+    replayed notice. It depends only on which notices were stored, not on their order or
+    packaging (folder, tar, NDJSON)."""
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM notices n JOIN notices o ON o.topic = n.topic "
+            'WHERE n.id = ? AND o."offset" < 0 AND o.duplicate_of IS NULL AND '
+            "(o.received < n.received OR (o.received = n.received AND o.sha256 < n.sha256))",
+            (notice_id,),
+        )
+        or 0
+    )

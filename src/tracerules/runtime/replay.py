@@ -27,6 +27,7 @@ class Replay:
     processed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     tmp: tempfile.TemporaryDirectory[str] | None = None
+    products: bool = False  # file products were rendered (the other actions never run)
 
     def count(self, status: str) -> None:
         self.processed += status != "duplicate"
@@ -65,7 +66,7 @@ def replay(
         dry_run=True,
         products=products_dir is not None,
     )
-    result = Replay(store, tmp=tmp)
+    result = Replay(store, tmp=tmp, products=products_dir is not None)
     if products_dir is not None:
         record_products(store, products_dir)
     try:

@@ -122,9 +122,7 @@ def iter_notices(sources: Iterable[str | Path], topic: str | None = None) -> Ite
             raise SourceError(f"no such file or folder: {raw}")
         kind = _kind(path)
         if kind == "dir":
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if child.name.lower().endswith(NOTICE_SUFFIXES):
-                    yield notice_from_file(child, topic=topic)
+            yield from _from_dir(path, topic)
         elif kind == "tar":
             yield from _from_tar(path, topic)
         elif kind == "ndjson":
@@ -133,6 +131,28 @@ def iter_notices(sources: Iterable[str | Path], topic: str | None = None) -> Ite
             yield from _from_store(path, topic)
         else:
             yield notice_from_file(path, topic=topic)
+
+
+def _from_dir(path: Path, topic: str | None) -> Iterator[Notice]:
+    """Notice files, and the tar archives among them (large alerts travel compressed)."""
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        name = child.name.lower()
+        if name.endswith(NOTICE_SUFFIXES):
+            yield notice_from_file(child, topic=topic)
+        elif name.endswith(TAR_SUFFIXES):
+            yield from _from_tar(child, topic)
+
+
+def tar_member(path: Path, member: str) -> bytes:
+    """One file of a tar archive (rule tests name notices inside one); KeyError if absent."""
+    with tarfile.open(path, "r:*") as archive:
+        try:
+            handle = archive.extractfile(member)
+        except KeyError:
+            handle = None
+        if handle is None:
+            raise KeyError(member)
+        return handle.read()
 
 
 def _from_tar(path: Path, topic: str | None) -> Iterator[Notice]:

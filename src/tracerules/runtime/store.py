@@ -173,6 +173,13 @@ def _without_offset(notice: Notice) -> Notice:
     return dataclasses.replace(notice, offset=-1, name=f"{where} (offset reused)")
 
 
+def _replayed(notice: Notice) -> bool:
+    """A notice read from a file, an archive or a store, not from Kafka. Replaying the same
+    bytes again is the same notice, so it is found rather than stored twice; a Kafka re-send
+    under a new offset is kept as a duplicate row, because its arrival is news."""
+    return notice.offset < 0 and notice.source != "kafka"
+
+
 @dataclass(frozen=True)
 class StoredNotice:
     id: int
@@ -276,8 +283,12 @@ class Store:
         The common case is one INSERT: the unique indexes detect a redelivery (same offset)
         or a re-send (same payload), and only then is anything looked up. Other bytes at a
         stored offset mean the offset was reused (a recreated topic, another cluster): the
-        new notice is kept without an offset, so that it is not taken for the old one.
+        new notice is kept without an offset, so that it is not taken for the old one. A
+        replayed notice (a file, never on Kafka) already stored is found, not stored again.
         """
+        return self._add(notice, status, _replayed(notice))
+
+    def _add(self, notice: Notice, status: str, replayed: bool) -> StoredNotice:
         with self.transaction() as db:
             try:
                 notice_id = self._insert(db, notice, status, None)
@@ -285,8 +296,10 @@ class Store:
                 found = self._find(db, notice)
                 if isinstance(found, StoredNotice):
                     return found
+                if isinstance(found, int) and replayed:
+                    return self._stored(db, found)
                 if found is None:
-                    return self.add_notice(_without_offset(notice), status)
+                    return self._add(_without_offset(notice), status, False)
                 notice_id = self._insert(db, notice, "duplicate", found)
                 status = "duplicate"
             self._count(notice)
@@ -338,6 +351,11 @@ class Store:
             if row is not None:
                 return StoredNotice(row["id"], False, row["status"], row["duplicate_of"])
         return self._original(db, notice)
+
+    @staticmethod
+    def _stored(db: sqlite3.Connection, notice_id: int) -> StoredNotice:
+        row = db.execute("SELECT status FROM notices WHERE id=?", (notice_id,)).fetchone()
+        return StoredNotice(notice_id, False, row["status"])
 
     @staticmethod
     def _original(db: sqlite3.Connection, notice: Notice) -> int:
