@@ -1,7 +1,9 @@
 """Loading and compiling 200 trigger files, and `tracerules --help` start-up.
 
-Targets (issue 2): 200 trigger files load and compile in under 2 s; `--help` under 0.5 s.
-Each figure is the median of several runs, in fresh processes so import time counts.
+Targets (issue 16): 200 trigger files load and compile in at most 1 s per process; `--help`
+in at most 0.3 s. Each figure is the median of several runs, in fresh processes so import
+time counts. Wall time is what a user waits; the CPU time of the process (user + system) is
+printed beside it because it hardly moves when other work shares the machine.
 
     python bench/load_rules.py [--files 200] [--runs 5]
 """
@@ -9,6 +11,7 @@ Each figure is the median of several runs, in fresh processes so import time cou
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,11 +35,14 @@ def make_rules(folder: Path, count: int) -> None:
     from ruamel.yaml import YAML
 
     yaml = YAML()
-    (folder / "topics.yaml").write_text((ROOT / "rules" / "topics.yaml").read_text())
+    yaml.preserve_quotes = True  # `ra: "19:39:25.0"` in a flow mapping must stay quoted
+    for registry in sorted((ROOT / "rules").glob("*.yaml")):  # topics.yaml, sites.yaml
+        (folder / registry.name).write_text(registry.read_text())
     triggers = []
     for example in sorted((ROOT / "examples" / "rules").glob("*.yaml")):
-        if example.name != "topics.yaml" and not example.name.endswith(".test.yaml"):
-            triggers += yaml.load(example.read_text()).get("triggers", [])
+        if (ROOT / "rules" / example.name).exists() or example.name.endswith(".test.yaml"):
+            continue  # the registries, copied above, and the rule tests
+        triggers += yaml.load(example.read_text()).get("triggers", [])
     for written in range(count):
         trigger = triggers[written % len(triggers)]
         trigger["id"] = f"n{written}-{str(trigger['id']).split('-', 1)[-1]}"
@@ -44,14 +50,22 @@ def make_rules(folder: Path, count: int) -> None:
             yaml.dump({"schema_version": 1, "triggers": [trigger]}, handle)
 
 
-def median_run(argv: list[str], runs: int) -> tuple[float, str]:
-    times, out = [], ""
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median_run(argv: list[str], runs: int) -> tuple[float, float, str]:
+    """Median wall and CPU seconds of `argv` run `runs` times, and its last output."""
+    walls, cpus, out = [], [], ""
     for _ in range(runs):
+        cpu = _child_cpu()
         start = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
-        times.append(time.perf_counter() - start)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_child_cpu() - cpu)
         out = done.stdout
-    return statistics.median(times), out
+    return statistics.median(walls), statistics.median(cpus), out
 
 
 def main() -> None:
@@ -62,17 +76,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_rules(folder, args.files)
-        floor, _ = median_run([sys.executable, "-c", "pass"], args.runs)
-        wall, out = median_run([sys.executable, "-c", LOAD, str(folder)], args.runs)
+        floor, floor_cpu, _ = median_run([sys.executable, "-c", "pass"], args.runs)
+        wall, cpu, out = median_run([sys.executable, "-c", LOAD, str(folder)], args.runs)
         inner, triggers = out.split()
-        help_wall, _ = median_run([sys.executable, "-m", "tracerules.cli", "--help"], args.runs)
+        help_argv = [sys.executable, "-m", "tracerules.cli", "--help"]
+        help_wall, help_cpu, _ = median_run(help_argv, args.runs)
     print(
-        f"load+compile {args.files} files ({triggers} triggers): "
-        f"{wall:.3f} s per process (in-process {float(inner):.3f} s)  target < 2 s"
+        f"load+compile {args.files} files ({triggers} triggers): {wall:.3f} s per process "
+        f"(cpu {cpu:.3f} s, in-process {float(inner):.3f} s)  target <= 1 s"
     )
     print(
-        f"tracerules --help: {help_wall:.3f} s  target < 0.5 s "
-        f"(bare python start-up floor {floor:.3f} s, ratio {help_wall / floor:.1f})"
+        f"tracerules --help: {help_wall:.3f} s (cpu {help_cpu:.3f} s)  target <= 0.3 s "
+        f"(bare python start-up floor {floor:.3f} s, cpu {floor_cpu:.3f} s; "
+        f"ratio {help_wall / floor:.1f})"
     )
 
 

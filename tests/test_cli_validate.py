@@ -124,7 +124,18 @@ def test_functions_lists_the_table() -> None:
     assert {"sep", "gal_lat", "age", "matches", "exists", "default", "int"} <= names
 
 
-@pytest.mark.parametrize("heavy", ["astropy", "matplotlib", "confluent_kafka"])
+def test_functions_text_shows_optional_arguments() -> None:
+    """Optional arguments print in brackets; rich once read `[number]` as markup and ate it."""
+    result = runner.invoke(app, ["functions"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "round(number, [number]) -> number" in result.output
+    assert "extract(string, string, [number]) -> string" in result.output
+    assert ", )" not in result.output
+
+
+@pytest.mark.parametrize(
+    "heavy", ["astropy", "matplotlib", "confluent_kafka", "numpy", "markdown_it", "rich.markdown"]
+)
 def test_help_imports_nothing_heavy(heavy: str) -> None:
     code = (
         "import sys; from tracerules.cli.main import app\n"
@@ -133,3 +144,22 @@ def test_help_imports_nothing_heavy(heavy: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
+
+
+def test_help_shows_bracketed_text_as_written() -> None:
+    """Help texts such as `[env TRACERULES_STORE; ...]` were read as rich markup and lost."""
+    result = runner.invoke(app, ["events", "list", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "[env TRACERULES_STORE; ./tracerules.sqlite]" in result.output
+
+
+def test_loading_rules_that_need_no_sky_map_imports_no_numpy() -> None:
+    """Action types are imported when a rule uses them: notice-only rules skip numpy."""
+    rules = ROOT / "src" / "tracerules" / "scaffold" / "rules"
+    code = (
+        "import sys; from tracerules.rules.compile import load_ruleset\n"
+        f"rules = load_ruleset([{str(rules)!r}])\n"
+        "print(len(rules.triggers), 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "False"]

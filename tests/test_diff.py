@@ -69,9 +69,10 @@ def test_a_planted_threshold_change_names_the_event_the_notice_and_the_factor(
     code, out = _diff(repo, str(NOTICES), "--format", "json")
     assert code == 0, out
     report = json.loads(out)
-    assert report["notices"] == 84
-    # 30 events for the original examples, 7 for the MWA and ATCA triggers (mwa.yaml, atca.yaml)
-    assert report["events_before"] == report["events_after"] == 37
+    assert report["notices"] == 85  # with the INTEGRAL SPI-ACS placeholder notice
+    # 30 events for the original examples, 7 for the MWA and ATCA triggers (mwa.yaml, atca.yaml),
+    # 1 for the SPI-ACS placeholder (integral.yaml)
+    assert report["events_before"] == report["events_after"] == 38
     # (16 with MS181101ab's complete sky maps: mwa-lvk-gw now plans the mock, as a test.)
     assert (report["firing_before"], report["firing_after"]) == (16, 15)
     # Only the JSON GBM burst changes: its ground positions are 3.8-3.9 deg wide once the

@@ -113,6 +113,16 @@ def test_topic_override_sends_every_notice_to_one_topic() -> None:
     assert forced["summary"]["dead_letters"] == len(list((NOTICES / "swift_chain").iterdir()))
 
 
+def test_an_unknown_trigger_is_a_usage_error_with_close_matches() -> None:
+    sources = [str(NOTICES / f) for f in FOLDERS]
+    typo = dry_run("--rules", str(RULES), "--trigger", "swift-grbb", *sources, code=2)
+    assert "--trigger 'swift-grbb' names no trigger in the rules" in typo
+    assert "did you mean 'swift-grb'" in typo
+    nope = dry_run("--rules", str(RULES), "--trigger", "nope", *sources, code=2)
+    assert "'nope' names no trigger" in nope
+    assert "gbm-json" in nope  # no close match: the triggers there are are listed
+
+
 def test_trigger_and_time_filters() -> None:
     sources = [str(NOTICES / f) for f in FOLDERS]
     only = as_json("--trigger", "swift-grb", *sources)

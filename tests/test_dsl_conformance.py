@@ -146,11 +146,11 @@ CASES: list[tuple[str, Any]] = [
     ("time('yesterday')", MISSING),
     # sky
     ("round(sep(0, 0, 90, 0), 9)", 90.0),
-    ("round(sep(ra, dec, ra, dec + 1), 9)", 1.0),
+    ("round(sep(ra, dec, ra, dec + 1 deg), 9)", 1.0),
     ("sep(10, 20, 10, 20.0001) < 1 arcsec", True),
     ("round(gal_lat(10, 20), 3)", -42.79),  # astropy: -42.79039
     ("abs(gal_lat(266.40499, -28.93617)) < 1 arcsec", True),  # Sgr A*
-    ("abs(gal_lat(192.85948, 27.12825)) > 89.99", True),
+    ("abs(gal_lat(192.85948, 27.12825)) > 89.99 deg", True),
     ("sep(0, 95, 0, 0)", MISSING),
     # math
     ("max(1, snr, 3)", 8.5),
@@ -171,6 +171,24 @@ CASES: list[tuple[str, Any]] = [
     ("sepp(1, 2, 3, 4)", "ERR:E302"),
     ("sep(1, 2)", "ERR:E303"),
     ("age() < 90", "ERR:E304"),
+    # nullif: a sentinel becomes a missing value
+    ("nullif(snr, 8.5)", MISSING),
+    ("nullif(snr, 0)", 8.5),
+    ("nullif(err, 0.05 deg)", MISSING),
+    ("nullif(name, '')", "GRB 231101A"),
+    ("nullif(ok, 1)", True),
+    ("nullif(gone, 0)", MISSING),
+    # a bare number beside an angle: arcmin or degrees? (zero is the same in every unit)
+    ("err < 4", "ERR:E304"),
+    ("4 > err", "ERR:E304"),
+    ("0 < err < 4", "ERR:E304"),
+    ("dec + 1", "ERR:E304"),
+    ("ra - -30", "ERR:E304"),
+    ("err < 4 arcmin", True),
+    ("dec < 0", True),
+    ("err * 2 < 7 arcmin", True),
+    ("err / 2 < 2 arcmin", True),
+    ("snr > 4", True),
     ("snr > 'high'", "ERR:E304"),
     ("name + 1", "ERR:E304"),
     ("t + t", "ERR:E304"),

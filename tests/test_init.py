@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from tracerules import __version__
 from tracerules.cli.main import app
 from tracerules.rules.compile import compile_loaded
 from tracerules.rules.loader import load_paths
@@ -15,6 +18,7 @@ from tracerules.ruletest.load import RuleCache, discover, load_suite
 from tracerules.ruletest.run import run_test
 
 ROOT = Path(__file__).resolve().parents[1]
+INSTALL = re.compile(r'^python -m pip install "(?P<requirement>[^"]+)"$')
 runner = CliRunner()
 
 EXPECTED = {
@@ -71,7 +75,6 @@ def test_ci_and_pre_commit_run_validate_and_test(tmp_path: Path) -> None:
     yaml = YAML(typ="safe")
     workflow = yaml.load((team / ".github/workflows/rules.yml").read_text())
     runs = [s.get("run", "") for s in workflow["jobs"]["check"]["steps"]]
-    assert f'python -m pip install "tracerules=={__version__}"' in runs
     assert any(r.startswith("tracerules validate") and r.endswith(" rules") for r in runs)
     assert any(r.startswith("tracerules test") and r.endswith(" rules") for r in runs)
     hooks = yaml.load((team / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
@@ -117,3 +120,70 @@ def test_the_scaffold_sites_are_the_project_sites() -> None:
     """The scaffold ships a copy of rules/sites.yaml (the MWA and the ATCA)."""
     shipped = ROOT / "src" / "tracerules" / "scaffold" / "rules" / "sites.yaml"
     assert shipped.read_bytes() == (ROOT / "rules" / "sites.yaml").read_bytes()
+
+
+def _install_requirement(team: Path) -> str:
+    """The requirement the scaffold's CI workflow installs tracerules from."""
+    workflow = YAML(typ="safe").load((team / ".github/workflows/rules.yml").read_text())
+    runs = [s.get("run", "") for s in workflow["jobs"]["check"]["steps"]]
+    [requirement] = [m["requirement"] for r in runs if (m := INSTALL.match(r))]
+    return requirement
+
+
+def test_ci_installs_tracerules_from_this_checkout_at_a_commit_that_exists(
+    tmp_path: Path,
+) -> None:
+    """tracerules is not on PyPI: `tracerules==0.1.0` made a new team's first CI run fail."""
+    team = tmp_path / "team"
+    assert runner.invoke(app, ["init", str(team)]).exit_code == 0
+    requirement = _install_requirement(team)
+    for text in (
+        (team / ".github/workflows/rules.yml").read_text(),
+        (team / "README.md").read_text(),
+    ):
+        assert "tracerules==" not in text
+        assert "not published on PyPI" in text
+    assert f'python -m pip install "{requirement}"' in (team / "README.md").read_text()
+    pinned = re.fullmatch(
+        r"tracerules @ git\+file://(?P<path>/.+)@(?P<commit>[0-9a-f]{40})", requirement
+    )
+    if pinned is None:  # a checkout that is not a git repository: its path
+        assert Path(requirement) == ROOT
+        return
+    assert Path(pinned["path"]) == ROOT
+    exists = subprocess.run(
+        ["git", "-C", pinned["path"], "cat-file", "-e", f"{pinned['commit']}^{{commit}}"],
+        check=False,
+    )
+    assert exists.returncode == 0, f"{pinned['commit']} is not a commit of {ROOT}"
+
+
+def test_the_scaffolds_own_ci_steps_pass_against_this_checkout(tmp_path: Path) -> None:
+    """Every `tracerules` step of the workflow and every pre-commit hook, run as CI runs them,
+    with this checkout's tracerules (what the install step installs)."""
+    team = tmp_path / "team"
+    assert runner.invoke(app, ["init", str(team)]).exit_code == 0
+    yaml = YAML(typ="safe")
+    steps = yaml.load((team / ".github/workflows/rules.yml").read_text())["jobs"]["check"]["steps"]
+    commands = [
+        s["run"] for s in steps if s.get("run", "").startswith("tracerules ") and "if" not in s
+    ]
+    hooks = yaml.load((team / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+    commands += [h["entry"] for h in hooks]
+    assert len(commands) == 4
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1"}
+    for command in commands:
+        argv = [sys.executable, "-m", "tracerules.cli", *command.split()[1:]]
+        done = subprocess.run(argv, cwd=team, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"{command}:\n{done.stdout}{done.stderr}"
+    junit = (team / "rule-tests.xml").read_text()
+    assert 'failures="0"' in junit and 'errors="0"' in junit
+
+
+def test_the_install_source_can_be_chosen(tmp_path: Path) -> None:
+    team = tmp_path / "team"
+    chosen = "tracerules @ git+https://git.example.org/tracerules.git@0123456789abcdef"
+    result = runner.invoke(app, ["init", str(team), "--install", chosen])
+    assert result.exit_code == 0, result.output
+    assert _install_requirement(team) == chosen
+    assert f'python -m pip install "{chosen}"' in (team / "README.md").read_text()

@@ -83,6 +83,12 @@ def test_notices_show_pretty_payload_and_envelope(store_file: Path) -> None:
     assert "no notice 999999" in run(store_file, "notices", "show", "999999", code=1)
 
 
+def test_events_list_of_an_unknown_trigger_is_a_usage_error(store_file: Path) -> None:
+    typo = run(store_file, "events", "list", "--trigger", "gbm-jsn", code=2)
+    assert "--trigger 'gbm-jsn' names no trigger in the store" in typo
+    assert "did you mean 'gbm-json'" in typo
+
+
 def test_events_list_and_show_with_current_conditions(store_file: Path) -> None:
     listed = run(store_file, "events", "list", "--trigger", "gbm-json")
     assert [e["event_id"] for e in listed["events"]][-1] == "745121685"

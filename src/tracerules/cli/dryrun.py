@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -23,6 +24,7 @@ from rich.text import Text
 from tracerules.cli.glyphs import factor_light, legend
 from tracerules.cli.operator import UsageError, parse_time
 from tracerules.cli.operator import console as terminal
+from tracerules.cli.trigger_names import unknown_trigger
 from tracerules.errors import RuleError, render_human
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.decisions import ActionRecord
@@ -83,6 +85,11 @@ def run_dry_run(
     rules = load_rules(rules_dirs, err)
     if rules is None:
         return 1
+    if trigger is not None:
+        wrong = unknown_trigger(trigger, (t.id for t in rules.triggers), "the rules")
+        if wrong is not None:
+            err.print(f"[red]error:[/] {escape(wrong)}", soft_wrap=True)
+            return 2
     show_progress = not quiet and err.is_terminal
     progress = Progress(
         TextColumn("{task.description}"),

@@ -28,6 +28,7 @@ from tracerules.cli.operator import (
     print_json,
     rule_folders,
 )
+from tracerules.cli.trigger_names import unknown_trigger
 from tracerules.report import browse
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime import history
@@ -45,6 +46,12 @@ def run_list(
         store = open_store(store_option)
     except UsageError as err:
         return fail(str(err))
+    if trigger is not None:
+        stored = (r[0] for r in store.query("SELECT DISTINCT trigger FROM events"))
+        wrong = unknown_trigger(trigger, stored, "the store")
+        if wrong is not None:
+            store.close()
+            return fail(wrong)
     rows, total = browse.event_summaries(store, trigger, limit, offset)
     store.close()
     if output == "json":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import tracerules.products  # noqa: F401  (registers the sky-map functions, area() etc.)
@@ -34,5 +35,6 @@ def show_functions(output: str) -> None:
     table.add_column("signature", style="bold")
     table.add_column("what it does")
     for b in specs:
-        table.add_row(b.category, b.signature(), b.doc)
+        # `[number]` marks an optional argument: escaped, or rich reads it as a style tag.
+        table.add_row(b.category, escape(b.signature()), escape(b.doc))
     Console().print(table)

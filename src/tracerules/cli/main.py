@@ -15,6 +15,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: typer's rich help imports rich's Markdown (markdown-it) and more, a third of
+    # `tracerules --help`'s start-up (issue 16), and reads `[env ...]` in help texts as markup.
+    rich_markup_mode=None,
 )
 
 
@@ -164,9 +167,13 @@ StoreOption = Annotated[
 RulesOption = Annotated[list[Path] | None, typer.Option("--rules", "-r", help="rule folders")]
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json")]
 
-notices_app = typer.Typer(help="The notices in the store.", no_args_is_help=True)
+notices_app = typer.Typer(
+    help="The notices in the store.", no_args_is_help=True, rich_markup_mode=None
+)
 events_app = typer.Typer(
-    help="Events per trigger, with decisions and actions.", no_args_is_help=True
+    help="Events per trigger, with decisions and actions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(notices_app, name="notices")
 app.add_typer(events_app, name="events")
@@ -346,6 +353,15 @@ def init_command(
     force: Annotated[
         bool, typer.Option("--force", help="write into a folder that is not empty")
     ] = False,
+    install: Annotated[
+        str | None,
+        typer.Option(
+            "--install",
+            help="the pip requirement CI installs tracerules from, e.g. "
+            "'tracerules @ git+https://HOST/tracerules.git@COMMIT' or a path "
+            "[default: this tracerules' own checkout, at its commit]",
+        ),
+    ] = None,
 ) -> None:
     """Scaffold a rules repository for a new team: topics, a tested example trigger, CI.
 
@@ -353,7 +369,7 @@ def init_command(
     """
     from tracerules.cli.init import run_init
 
-    raise typer.Exit(run_init(directory, force))
+    raise typer.Exit(run_init(directory, force, install))
 
 
 def main() -> None:

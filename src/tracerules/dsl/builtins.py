@@ -139,6 +139,15 @@ def _default(value: Any, fallback: Any) -> Any:
     return fallback if isinstance(value, Missing) else value
 
 
+def _nullif(value: Any, placeholder: Any) -> Any:
+    # A number equals a number of the other kind (0 == 0.0), but true is not 1.
+    kinds = {type(value), type(placeholder)}
+    comparable = len(kinds) == 1 or kinds <= {int, float}
+    if comparable and value == placeholder:
+        return Missing(f"{value!r} is a placeholder value")
+    return value
+
+
 def _coalesce(*values: Any) -> Any:
     for value in values:
         if not isinstance(value, Missing):
@@ -289,6 +298,14 @@ _TABLE: tuple[Builtin, ...] = (
         "the value, or the fallback when it is missing",
         "missing",
         handles_missing=True,
+    ),
+    Builtin(
+        "nullif",
+        (ANY, ANY),
+        SAME_AS_FIRST,
+        _nullif,
+        "missing when the value equals the placeholder, e.g. nullif(error, 0 deg); else the value",
+        "missing",
     ),
     Builtin(
         "coalesce",

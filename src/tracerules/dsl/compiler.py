@@ -7,7 +7,6 @@ wrong kind at run time becomes a Missing with the reason. Nothing here raises on
 
 from __future__ import annotations
 
-import difflib
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -54,6 +53,8 @@ def _err(code: str, message: str, pos: ast.Pos, hint: str | None = None) -> DslE
 
 
 def _suggest(name: str, candidates: Any) -> str | None:
+    import difflib  # only for a mistake: not on the path of loading correct rules
+
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
@@ -150,6 +151,30 @@ def _comparable(left: Type, right: Type, op: str, pos: ast.Pos) -> None:
     raise _err("E304", f"cannot compare {left.value} with {right.value}", pos, hint)
 
 
+def _bare_number_with_angle(
+    pairs: list[tuple[Compiled, ast.Expr]], verb: str, pos: ast.Pos
+) -> None:
+    """A bare number beside an angle is an error: `error < 4` was meant as arcmin as often
+    as degrees. Zero means the same in every unit, and a number read from a field (no
+    literal) keeps the documented reading: degrees."""
+    types = {c.type for c, _ in pairs}
+    if Type.ANGLE not in types:
+        return
+    for compiled, node in pairs:
+        if compiled.type is Type.NUMBER and compiled.is_const and compiled.const != 0:
+            shown = f"{compiled.const:g}"
+            where = getattr(node, "pos", pos)
+            raise _err(
+                "E304",
+                f"{verb} an angle with the bare number {shown}: which unit?",
+                where if where is not ast.NOWHERE else pos,
+                f"write `{shown} arcmin` or `{shown} deg`",
+            )
+
+
+_METHODS: dict[type, Callable[[Compiler, Any], Compiled]] = {}
+
+
 class Compiler:
     """Compiles expressions against a fixed set of names with static types."""
 
@@ -166,8 +191,11 @@ class Compiler:
     # -- entry points ---------------------------------------------------------------------
 
     def compile(self, node: ast.Expr) -> Compiled:
-        method: Callable[[Any], Compiled] = getattr(self, "_" + type(node).__name__.lower())
-        return method(node)
+        kind = type(node)
+        method = _METHODS.get(kind)
+        if method is None:  # once per node class: this runs for every node of every rule
+            method = _METHODS[kind] = getattr(Compiler, "_" + kind.__name__.lower())
+        return method(self, node)
 
     def compile_condition(self, node: ast.Expr) -> Compiled:
         """A condition: its value becomes a Vote (bool: PASS/FAIL; Missing: UNKNOWN)."""
@@ -283,6 +311,9 @@ class Compiler:
                     raise _err("E304", f"'&' needs integers, not {side.type.value}", node.pos)
             result = Type.NUMBER if Type.ANY not in (left.type, right.type) else Type.ANY
         else:
+            if node.op in "+-":
+                sides = [(left, node.left), (right, node.right)]
+                _bare_number_with_angle(sides, f"'{node.op}' combines", node.pos)
             result = _arith_type(node.op, left.type, right.type, node.pos)
         pyop, op, lf, rf = _ARITH[node.op], node.op, left.fn, right.fn
 
@@ -305,8 +336,11 @@ class Compiler:
 
     def _compare(self, node: ast.Compare) -> Compiled:
         parts = [self.compile(o) for o in node.operands]
-        for op, a, b in zip(node.ops, parts, parts[1:], strict=False):
+        for op, a, b, na, nb in zip(
+            node.ops, parts, parts[1:], node.operands, node.operands[1:], strict=False
+        ):
             _comparable(a.type, b.type, op, node.pos)
+            _bare_number_with_angle([(a, na), (b, nb)], f"'{op}' compares", node.pos)
         fns = tuple(p.fn for p in parts)
         ops = tuple(_CMP[o] for o in node.ops)
         pairs = tuple(zip(ops, range(len(ops)), strict=True))

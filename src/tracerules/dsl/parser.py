@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Any
 
@@ -314,7 +314,16 @@ def _syntax_error(text: str, err: UnexpectedInput) -> DslError:
 
 
 def parse(text: str) -> ast.Expr:
-    """Parse one expression; raise DslError positioned within `text`."""
+    """Parse one expression; raise DslError positioned within `text`.
+
+    Trees are immutable (frozen nodes, positions relative to the text), so one text is
+    parsed once per process: rule sets repeat the same conditions across triggers.
+    """
+    return _parse_once(text)
+
+
+@lru_cache(maxsize=8192)
+def _parse_once(text: str) -> ast.Expr:
     deep = _too_deep(text)
     if deep is not None:
         raise deep

@@ -163,8 +163,15 @@ def _param_selector(name: str, text: str) -> Selector:
 
 
 def compile_xpath(text: str, namespaces: Mapping[str, str] | None = None) -> Selector:
-    """An XPath selector with `voe` predeclared; raises DslError E502 on bad syntax."""
-    ns = {**DEFAULT_NAMESPACES, **(namespaces or {})}
+    """An XPath selector with `voe` predeclared; raises DslError E502 on bad syntax.
+
+    Compiled once per text and namespaces: triggers repeat the same selectors."""
+    return _compile_xpath(text, tuple(sorted((namespaces or {}).items())))
+
+
+@lru_cache(maxsize=4096)
+def _compile_xpath(text: str, namespaces: tuple[tuple[str, str], ...]) -> Selector:
+    ns = {**DEFAULT_NAMESPACES, **dict(namespaces)}
     if text.lstrip().startswith("$"):
         raise DslError(
             "E503",

@@ -89,6 +89,14 @@ class ObservatoryMixin(BaseModel):
 
     field_refs: ClassVar[tuple[str, ...]] = ("ra", "dec", "test")
 
+    def used_field_refs(self) -> tuple[str, ...]:
+        """The keys naming fields this action reads. Without an observatory nothing is
+        arbitrated, so the defaults (`ra`, `dec`) are not needed; keys written out still are
+        checked, a typo being a typo."""
+        if self.observatory is not None:
+            return self.field_refs
+        return tuple(ref for ref in self.field_refs if ref in self.model_fields_set)
+
     def plan_observation(self, ctx: PlanningContext) -> ObservationPlan:
         """One pointing at the trigger's (ra, dec), held for `duration`."""
         ra, dec = ctx.number(self.ra), ctx.number(self.dec)

@@ -7,6 +7,7 @@ discovered by scanning modules.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -86,37 +87,42 @@ class ActionType:
 _TYPES: dict[str, ActionType] = {}
 _LOADED = False
 
+# The built-in types by name, each imported only when a rule uses it: loading rules that only
+# write notices must not import numpy for the sky-map products (issue 16: load time).
+_BUILTIN_MODULES: dict[str, str] = {
+    "notice": "tracerules.products.notice",
+    "observation": "tracerules.products.observation",
+    "gw-alert": "tracerules.products.gw_alert",
+    "plugin": "tracerules.products.plugin",
+    "webhook": "tracerules.products.webhook",
+    "command": "tracerules.products.command",
+    "kafka": "tracerules.products.kafka_message",
+    "mwa": "tracerules.products.mwa",
+    "atca": "tracerules.products.atca",
+}
+
 
 def register(action_type: ActionType) -> None:
     _TYPES[action_type.name] = action_type
 
 
+def _load_builtin(name: str) -> ActionType | None:
+    module = _BUILTIN_MODULES.get(name)
+    if module is None:
+        return None
+    if name not in _TYPES:
+        register(importlib.import_module(module).ACTION)
+    return _TYPES[name]
+
+
 def _load_builtin_types() -> None:
+    """Every type: the built-in ones, then those of installed plugins (entry points)."""
     global _LOADED
     if _LOADED:
         return
     _LOADED = True
-    from tracerules.products import (
-        atca,
-        command,
-        gw_alert,
-        kafka_message,
-        mwa,
-        notice,
-        observation,
-        plugin,
-        webhook,
-    )
-
-    register(notice.ACTION)
-    register(observation.ACTION)
-    register(gw_alert.ACTION)
-    register(plugin.ACTION)
-    register(webhook.ACTION)
-    register(command.ACTION)
-    register(kafka_message.ACTION)
-    register(mwa.ACTION)
-    register(atca.ACTION)
+    for name in _BUILTIN_MODULES:
+        _load_builtin(name)
     for ep in entry_points(group="tracerules.actions"):
         loaded = ep.load()
         register(loaded() if callable(loaded) and not isinstance(loaded, ActionType) else loaded)
@@ -128,5 +134,17 @@ def action_types() -> Mapping[str, ActionType]:
 
 
 def get(name: str) -> ActionType | None:
+    """The action type called `name`; installed plugins are looked up only for a name that
+    is not built in (reading entry points scans every installed package)."""
+    found = _load_builtin(name)
+    if found is not None:
+        return found
     _load_builtin_types()
     return _TYPES.get(name)
+
+
+def field_refs(config: ActionConfig) -> tuple[str, ...]:
+    """The keys of an action's config that name one of its trigger's fields: those its
+    `used_field_refs()` gives when it has one, else all its `field_refs`."""
+    used = getattr(config, "used_field_refs", None)
+    return tuple(used()) if callable(used) else tuple(getattr(config, "field_refs", ()))

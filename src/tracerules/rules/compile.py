@@ -6,6 +6,7 @@ expressions, conditions, expiry and action templates. The engine only calls clos
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,7 +26,7 @@ from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
 from tracerules.dsl.values import Missing, Type, Vote, unit_type
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
-from tracerules.products.registry import ActionConfig, ActionType
+from tracerules.products.registry import ActionConfig, ActionType, field_refs
 from tracerules.products.registry import get as get_action_type
 from tracerules.products.sites import Site
 from tracerules.rules.loader import (
@@ -39,6 +40,7 @@ from tracerules.rules.loader import (
     scalar_origin,
     validation_diagnostics,
 )
+from tracerules.rules.masks import apply_masks, attach_masks, parse_masks
 from tracerules.rules.models import NAME_PATTERN, ConditionSpec, TopicSpec
 
 # Names every expression may read without declaring them; the engine sets them.
@@ -77,7 +79,9 @@ class CompiledField:
     expr: Callable[[Context], Any] | None
     source: str
     where: Where
-    reads: frozenset[str] = frozenset()  # the names a computed field's expression reads
+    reads: frozenset[str] = frozenset()  # names its expression and its missing_if read
+    mask: Callable[[Context], Any] | None = None  # missing_if: true means a placeholder
+    mask_text: str = ""
 
     @property
     def span(self) -> Span:
@@ -140,9 +144,15 @@ class CompiledTrigger:
     revision: str
     lint_disabled: frozenset[str]
 
+    @functools.cached_property
+    def selected_masks(self) -> tuple[CompiledField, ...]:
+        """Selected fields with a missing_if, applied once every selected field is read."""
+        return tuple(f for f in self.fields if f.select is not None and f.mask is not None)
+
     def extract(self, doc: Any, ctx: Context) -> None:
         """Read every field of this trigger from a parsed notice into `ctx.values`."""
         values = ctx.values
+        masks = self.selected_masks
         for f in self.fields:
             if f.select is not None:
                 raw = f.select(doc)
@@ -150,7 +160,14 @@ class CompiledTrigger:
                     raw if isinstance(raw, Missing) or f.convert is None else f.convert(raw)
                 )
             elif f.expr is not None:
+                if masks:  # selected fields come first: they are all read by now
+                    apply_masks(masks, ctx)
+                    masks = ()
                 values[f.name] = f.expr(ctx)
+                if f.mask is not None:
+                    apply_masks((f,), ctx)
+        if masks:
+            apply_masks(masks, ctx)
 
 
 @dataclass(frozen=True)
@@ -235,9 +252,14 @@ class TriggerCompiler:
         loaded: LoadedFile,
         topics: Mapping[str, TopicSpec],
         sites: Mapping[str, Site] | None = None,
+        memo: dict[Any, Compiled] | None = None,
     ):
         self.located, self.loaded, self.topics = located, loaded, topics
         self.sites = sites  # None when no rule file declares sites
+        # Conditions compiled by the triggers of one load, by expression and the types of
+        # the names it reads: rule sets repeat conditions across triggers (issue 16). The
+        # sites are those of the same load, so they need not be part of the key.
+        self.memo: dict[Any, Compiled] = {} if memo is None else memo
         self.spec = located.spec
         self.base: Loc = ("triggers", located.index)
         self.diagnostics: list[Diagnostic] = []
@@ -323,13 +345,17 @@ class TriggerCompiler:
                     ok = False
                 else:
                     selected.append(field_)
-        ordered = self._order_computed(computed)
+        masks = parse_masks(self)
+        if masks is None:
+            return None
+        ordered = self._order_computed(computed, masks)
         if ordered is None:
             return None
         done = [self._compile_computed(name, *computed[name]) for name in ordered]
         if not ok or any(f is None for f in done):
             return None
-        return (*selected, *(f for f in done if f is not None))
+        fields = (*selected, *(f for f in done if f is not None))
+        return attach_masks(self, fields, masks)
 
     def _check_field_name(self, name: str) -> bool:
         import re
@@ -402,11 +428,17 @@ class TriggerCompiler:
         self.names[name] = type_
         return CompiledField(name, type_, None, None, fn, ast.unparse(node), span, compiled.names)
 
-    def _order_computed(self, computed: dict[str, tuple[ast.Expr, Where]]) -> list[str] | None:
-        """Computed fields in dependency order; a cycle is an error."""
+    def _order_computed(
+        self, computed: dict[str, tuple[ast.Expr, Where]], masks: Mapping[str, ast.Expr]
+    ) -> list[str] | None:
+        """Computed fields in dependency order (a field's missing_if reads count, but for
+        the field itself); a cycle is an error."""
         deps = {
             n: {d for d in _names_in(node) if d in computed} for n, (node, _) in computed.items()
         }
+        for n, mask in masks.items():
+            if n in deps:  # a mask reads its own field's value: not a cycle
+                deps[n] |= {d for d in _names_in(mask) if d in computed and d != n}
         order: list[str] = []
         state: dict[str, int] = {}
 
@@ -471,6 +503,14 @@ class TriggerCompiler:
             return 0.0
         return float(compiled.const)
 
+    def _condition(self, compiler: Compiler, node: ast.Expr) -> Compiled:
+        """A condition compiled once per load for the same text and the same name types."""
+        key = (node, tuple((n, self.names.get(n)) for n in sorted(set(_names_in(node)))))
+        compiled = self.memo.get(key)
+        if compiled is None:
+            compiled = self.memo[key] = compiler.compile_condition(node)
+        return compiled
+
     def compile_conditions(self) -> tuple[CompiledCondition, ...]:
         out = []
         compiler = Compiler(self.names, sites=self.sites)
@@ -481,7 +521,7 @@ class TriggerCompiler:
                 loc = (*loc, "when")
             try:
                 node = parse(text)
-                compiled: Compiled = compiler.compile_condition(node)
+                compiled = self._condition(compiler, node)
             except DslError as err:
                 self.dsl_error(err, loc)
                 continue
@@ -545,19 +585,7 @@ class TriggerCompiler:
                     err, kind.config, self.loaded, self.base + loc
                 )
                 continue
-            # A config may use only some of its field references (the MWA's gw mode reads
-            # the sky map, not ra/dec): `used_field_refs()` says which.
-            used = getattr(config, "used_field_refs", None)
-            for ref in used() if callable(used) else getattr(config, "field_refs", ()):
-                name = getattr(config, ref)
-                if name is not None and name not in self.names:
-                    self.error(
-                        "E802",
-                        f"{ref} names '{name}', which is not a field",
-                        (*loc, ref),
-                        f"declare '{name}' under fields:",
-                        len(name),
-                    )
+            self.check_field_refs(config, loc)
             named = self._site_refs(config, loc)
             for key, text in config.templates().items():
                 tloc = (*loc, *[int(p) if p.isdigit() else p for p in key.split(".")])
@@ -567,6 +595,26 @@ class TriggerCompiler:
                     self.dsl_error(err, tloc)
             out.append(CompiledAction(kind, config, Where(self.loaded, self.base + loc), named))
         return tuple(out)
+
+    def check_field_refs(self, config: ActionConfig, loc: Loc) -> None:
+        """Keys such as `ra: ra` must name fields; a default left unwritten is reported at
+        the `observatory:` that needs it (its own key is not in the file)."""
+        for ref in field_refs(config):
+            name = getattr(config, ref)
+            if name is None or name in self.names:
+                continue
+            written = ref in config.model_fields_set
+            # A default left unwritten has no place of its own: the key that needs it does.
+            needer = "observatory" if "observatory" in config.model_fields_set else "type"
+            self.error(
+                "E802",
+                f"{ref} names '{name}', which is not a field"
+                + ("" if written else f" ({ref} defaults to '{name}')"),
+                (*loc, ref) if written else (*loc, needer),
+                f"declare '{name}' under fields:, or set {ref}: to the field that holds it",
+                len(name) if written else len(needer),
+                key=not written,
+            )
 
     def _site_refs(self, config: ActionConfig, loc: Loc) -> dict[str, Site]:
         """The sites an action's `site_refs` options name (e.g. `site: mwa`), which must be
@@ -760,10 +808,11 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     sites = _collect_sites(result)
     result.diagnostics += _duplicate_ids(result)
     triggers: list[CompiledTrigger] = []
+    memo: dict[Any, Compiled] = {}
     for loaded in result.files:
         revision = hashlib.sha256(loaded.text.encode()).hexdigest()[:16]
         for located in loaded.triggers:
-            tc = TriggerCompiler(located, loaded, topics, sites)
+            tc = TriggerCompiler(located, loaded, topics, sites, memo)
             compiled = tc.compile(revision)
             result.diagnostics += tc.diagnostics
             if compiled is not None:

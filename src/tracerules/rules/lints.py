@@ -11,10 +11,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from tracerules.dsl import ast
-from tracerules.errors import Diagnostic, Severity, Span
+from tracerules.errors import Diagnostic, DslError, Severity, Span
+from tracerules.products.registry import field_refs
 
 if TYPE_CHECKING:
-    from tracerules.rules.compile import CompiledTrigger
+    from tracerules.rules.compile import CompiledField, CompiledTrigger
     from tracerules.rules.loader import LoadResult
 
 
@@ -41,16 +42,13 @@ class UnusedField(Lint):
         for cond in trigger.conditions:
             used.update(cond.names)
         for f in trigger.fields:
-            if f.expr is not None:
-                used |= f.reads
+            used |= f.reads
         for action in trigger.actions:
             from tracerules.dsl.templates import template_names
 
             for text in action.config.templates().values():
                 used |= {name for name, _ in template_names(text)}
-            used |= {
-                getattr(action.config, ref) for ref in getattr(action.config, "field_refs", ())
-            }
+            used |= {getattr(action.config, ref) for ref in field_refs(action.config)}
         for f in trigger.fields:
             if f.name not in used:
                 yield (
@@ -131,6 +129,47 @@ class CaseWithoutElse(Lint):
                 )
 
 
+# `voe:` on any element but the root: VOEvent children are not in the namespace.
+_VOE_CHILD = re.compile(r"\bvoe:(?!VOEvent\b)([A-Za-z_][\w.-]*)")
+
+
+class NamespacedXpathStep(Lint):
+    code = "W007"
+    summary = "an XPath step such as voe:Param that matches nothing in a VOEvent"
+
+    def check(self, trigger: CompiledTrigger) -> Iterator[tuple[str, Span, str | None]]:
+        if trigger.format != "xml":
+            return
+        for f in trigger.fields:
+            if f.select is None:
+                continue
+            found = _VOE_CHILD.search(f.source)
+            if found is None:
+                continue
+            fixed = _VOE_CHILD.sub(r"\1", f.source)
+            yield (
+                f"field '{f.name}': '{found.group(0)}' never matches: in a VOEvent only the "
+                "root element is in the voe namespace, so every notice would miss this field",
+                _inside_selector(f, found.start(), len(found.group(0))),
+                f"write {fixed}",
+            )
+
+
+def _inside_selector(f: CompiledField, offset: int, length: int) -> Span:
+    """The place of `offset` characters into a field's xpath: text in the rule file."""
+    from tracerules.rules.compile import place
+
+    err = DslError("W007", "", 1, offset + 1, length)
+    span = place(err, f.where.loaded, (*f.where.loc, "xpath")).span
+    # A quoted scalar's origin is its quote (quotes are not kept in the tree): find the text.
+    lines = f.where.loaded.text.splitlines()
+    if 0 < span.line <= len(lines):
+        found = lines[span.line - 1].find(f.source[offset : offset + length], span.col - 1)
+        if found >= 0:
+            return Span(span.path, span.line, found + 1, length)
+    return span
+
+
 LINTS: tuple[type[Lint], ...] = (
     UnusedField,
     ConstantCondition,
@@ -138,6 +177,7 @@ LINTS: tuple[type[Lint], ...] = (
     LiveWithoutActions,
     DuplicateCondition,
     CaseWithoutElse,
+    NamespacedXpathStep,
 )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
     FoldedScalarString,
@@ -281,8 +282,18 @@ def validation_diagnostics(
 # -- loading ---------------------------------------------------------------------------------
 
 
+class _Yaml12Resolver(VersionedResolver):
+    """Rule files are YAML 1.2. ruamel looks the version up again for every scalar it
+    resolves, a third of the time it takes to read a rule file (issue 16)."""
+
+    @property
+    def processing_version(self) -> Any:
+        return (1, 2)
+
+
 def _yaml(typ: str) -> YAML:
     yaml = YAML(typ=typ, pure=typ == "rt")
+    yaml.Resolver = _Yaml12Resolver
     yaml.allow_duplicate_keys = False
     return yaml
 

@@ -90,6 +90,11 @@ class FieldSpec(Strict):
         alias="as",
         description="conversion: auto keeps JSON types and XML text; the others are explicit",
     )
+    missing_if: str | None = Field(
+        None,
+        description="a true/false expression: when true, the value read is a placeholder "
+        "and the field is missing, e.g. 'error == 0 deg' or 'coords_type == 0'",
+    )
     description: str | None = None
 
     @model_validator(mode="after")

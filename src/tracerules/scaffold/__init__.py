@@ -1,7 +1,9 @@
 """The files `tracerules init` writes: a rules repository for a new observatory team.
 
 They live next to this module. A leading `dot-` in a name stands for a leading `.` (hidden
-files are easy to lose in packaging), and `{{version}}` becomes this tracerules' version.
+files are easy to lose in packaging), `{{version}}` becomes this tracerules' version,
+`{{install}}` the pip requirement tracerules is installed from and `{{install_note}}` a
+sentence saying where that is (see install.py).
 """
 
 from __future__ import annotations
@@ -12,16 +14,24 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from tracerules import __version__
+from tracerules.scaffold.install import InstallSource
 
 _SKIP = ("__init__.py", "__pycache__")
 
 
-def templates() -> list[tuple[str, bytes]]:
+def templates(source: InstallSource) -> list[tuple[str, bytes]]:
     """(path in the new repository, content) of every scaffold file, sorted by path."""
+    values = {
+        b"{{version}}": __version__,
+        b"{{install}}": source.requirement,
+        b"{{install_note}}": source.note,
+    }
     out = []
     for parts, node in _walk(files(__name__), ()):
         dest = "/".join("." + p[4:] if p.startswith("dot-") else p for p in parts)
-        data = node.read_bytes().replace(b"{{version}}", __version__.encode())
+        data = node.read_bytes()
+        for marker, value in values.items():
+            data = data.replace(marker, value.encode())
         out.append((dest, data))
     return sorted(out)
 
@@ -30,7 +40,7 @@ def _walk(
     node: Traversable, parts: tuple[str, ...]
 ) -> Iterator[tuple[tuple[str, ...], Traversable]]:
     for child in node.iterdir():
-        if child.name in _SKIP:
+        if child.name in _SKIP or child.name.endswith(".py"):
             continue
         if child.is_dir():
             yield from _walk(child, (*parts, child.name))
@@ -45,11 +55,11 @@ def conflicts(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-def write(directory: Path) -> list[Path]:
+def write(directory: Path, source: InstallSource) -> list[Path]:
     """Write the scaffold into `directory` (created if needed), replacing files of the same
     name and leaving every other file alone. Returns the files written."""
     written = []
-    for rel, data in templates():
+    for rel, data in templates(source):
         target = directory / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
