@@ -163,3 +163,24 @@ def test_loading_rules_that_need_no_sky_map_imports_no_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "False"]
+
+
+HEAVY = ["numpy", "astropy", "erfa", "matplotlib", "confluent_kafka", "tenacity"]
+
+
+def test_loading_the_examples_imports_no_maths() -> None:
+    """The examples use gw-alert, mwa and atca actions and sky-map and observability
+    functions: their maths (and the HTTP retry policy) is imported when a notice needs it,
+    never to load the rules (issue 16: load time)."""
+    code = (
+        "import json, sys; from tracerules.rules.compile import load_ruleset\n"
+        f"rules = load_ruleset([{str(ROOT / 'examples' / 'rules')!r}])\n"
+        "kinds = sorted({a.kind.name for t in rules.triggers for a in t.actions})\n"
+        f"print(json.dumps([len(rules.triggers), kinds, [m for m in {HEAVY!r} "
+        "if m in sys.modules]]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, kinds, loaded = json.loads(out.stdout)
+    assert count >= 10
+    assert {"atca", "gw-alert", "mwa"} <= set(kinds)
+    assert loaded == []

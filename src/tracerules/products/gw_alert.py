@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 
 from tracerules.dsl.convert import to_angle
 from tracerules.dsl.values import Missing
-from tracerules.products import gw_meta
+from tracerules.products import gw_names
 from tracerules.products.io import atomic_write, claim_folder, safe_relative
 from tracerules.products.provenance import Provenance
 from tracerules.products.registry import ActionConfig, ActionOutcome, ActionRequest, ActionType
@@ -71,7 +71,7 @@ class GwAlertConfig(ActionConfig):
     timeout: float = Field(60.0, gt=0, description="seconds before the product is abandoned")
 
     template_fields: ClassVar[tuple[str, ...]] = ("folder",)
-    template_names: ClassVar[tuple[str, ...]] = gw_meta.LAYOUT_NAMES
+    template_names: ClassVar[tuple[str, ...]] = gw_names.LAYOUT_NAMES
 
     @field_validator("nside")
     @classmethod
@@ -121,7 +121,7 @@ class _Writer:
 
 
 def _folder(config: GwAlertConfig, request: ActionRequest, alert: dict[str, Any]) -> Path:
-    values = {**request.values, **gw_meta.layout_names(alert)}
+    values = {**request.values, **gw_names.layout_names(alert)}
     relative = render_text(config.folder, values)
     return request.out_dir / safe_relative(relative)
 
@@ -135,9 +135,9 @@ def _claim(config: GwAlertConfig, request: ActionRequest, alert: dict[str, Any])
     """
     base = _folder(config, request, alert)
     if config.alert_json:
-        return claim_folder(base, gw_meta.alert_json_name(alert), request.payload)
+        return claim_folder(base, gw_names.alert_json_name(alert), request.payload)
     digest = hashlib.sha256(request.payload).hexdigest().encode()
-    return claim_folder(base, gw_meta.CLAIM_MARKER, digest)
+    return claim_folder(base, gw_names.CLAIM_MARKER, digest)
 
 
 def _figures(request: ActionRequest, alert: dict[str, Any]) -> SkyMapFigures | None:
@@ -161,7 +161,7 @@ def run(config: GwAlertConfig, request: ActionRequest) -> ActionOutcome:
     out = _Writer(folder, request.out_dir)
     if config.alert_json:
         out.seconds["json"] = time.perf_counter() - started
-        out.files.append(str(folder / gw_meta.alert_json_name(alert)))
+        out.files.append(str(folder / gw_names.alert_json_name(alert)))
         out.log.append(f"wrote {folder.relative_to(request.out_dir)}/{Path(out.files[-1]).name}")
     figures = out.timed("decode", lambda: _figures(request, alert))
     summary = None
@@ -171,14 +171,16 @@ def run(config: GwAlertConfig, request: ActionRequest) -> ActionOutcome:
         at = when if isinstance(when, str) else None
         summary = out.timed("areas", lambda: figures.summary(at))
         if config.skymap:
-            name = gw_meta.skymap_file_name(figures.skymap.header, figures.raw)
+            name = gw_names.skymap_file_name(figures.skymap.header, figures.raw)
             out.write("skymap", name, lambda: figures.raw)
-    combined = gw_meta.combined_skymap_payload(alert) if config.combined_skymap else None
+    combined = gw_names.combined_skymap_payload(alert) if config.combined_skymap else None
     if combined is not None:
-        name = gw_meta.COMBINED_SKYMAP_NAME
-        out.write("combined", name, lambda: gw_meta.fits_from_base64(combined))
+        name = gw_names.COMBINED_SKYMAP_NAME
+        out.write("combined", name, lambda: gw_names.fits_from_base64(combined))
     note = _note(alert, figures, "decode failed" in "\n".join(out.log))
     if config.meta:
+        from tracerules.products import gw_meta  # numpy: imported when a product is written
+
         skymap = figures.skymap if figures is not None else None
 
         def meta() -> bytes:
@@ -208,6 +210,7 @@ def _map_files(
     prov: Provenance,
     out: _Writer,
 ) -> None:
+    from tracerules.products import gw_meta
     from tracerules.products.skymap import flatten_skymap
 
     if config.csv:
