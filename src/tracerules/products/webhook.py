@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -37,7 +35,6 @@ from tracerules.products.templating import (
     strict_json,
     tree_templates,
 )
-from tracerules.runtime.retry import quick_retries
 from tracerules.runtime.secrets import redact
 
 USER_AGENT = "tracerules-webhook"
@@ -131,6 +128,11 @@ def _prepare(config: WebhookConfig, request: ActionRequest) -> _Prepared:
 def _send(
     method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float
 ) -> _Answer:
+    # The HTTP client is imported on the first request: loading rules that name a webhook
+    # (or an MWA or ATCA action, which send through here) does not need it (issue 16).
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
@@ -202,6 +204,8 @@ def run(config: WebhookConfig, request: ActionRequest) -> ActionOutcome:
             shown = redact(answer.body.decode("utf-8", "replace"), secrets)[:_BODY_LOG]
             log.append(f"attempt {sent}: {where}: status {answer.status} {shown}".rstrip())
         return answer
+
+    from tracerules.runtime.retry import quick_retries  # tenacity, imported on first run
 
     policy = quick_retries(
         config.attempts,

@@ -365,7 +365,7 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
     loaded = read_yaml(path, result.diagnostics, result.sources)
     if loaded is None:
         return None
-    name, data = loaded.path, loaded.data
+    name, data, text = loaded.path, loaded.data, loaded.text
     if not isinstance(data, dict):
         lc = getattr(loaded.rt, "lc", None)
         line, col = (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
@@ -378,7 +378,10 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
             )
         )
         return loaded
-    result.diagnostics += _inline_secrets(data, (), loaded)
+    # A key naming a secret is in the text as written, or spelled with escapes ("\x74oken"):
+    # a file with neither needs no walk over every value (issue 16).
+    if _SECRET_KEY.search(text) or "\\" in text:
+        result.diagnostics += _inline_secrets(data, (), loaded)
     if "schema_version" in data and data["schema_version"] != 1:
         result.diagnostics.append(
             Diagnostic(

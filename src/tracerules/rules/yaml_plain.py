@@ -19,12 +19,11 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ruamel.yaml import YAML
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.tag import Tag
 
 _STR: Final = "tag:yaml.org,2002:str"
-_MAP: Final = "tag:yaml.org,2002:map"
-_SEQ: Final = "tag:yaml.org,2002:seq"
 # Scalars built by ruamel's own constructors: plain functions of one node, no generator.
 _SCALAR_TAGS: Final = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "timestamp")
@@ -40,10 +39,36 @@ class _Yaml12Resolver(VersionedResolver):
         return (1, 2)
 
 
+class _PlainResolver(_Yaml12Resolver):
+    """A plain scalar's tag depends on its text alone (YAML 1.2, no path resolvers): each
+    text is matched against ruamel's patterns once per process, and each tag is one shared
+    object, which :class:`_Builder` compares by identity. Rule files repeat their keys."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not ScalarNode or not implicit[0]:
+            return super().resolve(kind, value, implicit)
+        tag = _PLAIN_TAGS.get(value)
+        if tag is None:
+            found = super().resolve(kind, value, implicit)
+            tag = _SHARED_TAGS.setdefault(str(found), found)
+            if len(_PLAIN_TAGS) >= _PLAIN_TAGS_KEPT:
+                _PLAIN_TAGS.clear()
+            _PLAIN_TAGS[value] = tag
+        return tag
+
+
+_STR_TAG: Final = _PlainResolver.DEFAULT_SCALAR_TAG
+_MAP_TAG: Final = _PlainResolver.DEFAULT_MAPPING_TAG
+_SEQ_TAG: Final = _PlainResolver.DEFAULT_SEQUENCE_TAG
+_SHARED_TAGS: Final[dict[str, Tag]] = {str(_STR_TAG): _STR_TAG}
+_PLAIN_TAGS: Final[dict[str, Tag]] = {}
+_PLAIN_TAGS_KEPT: Final = 50_000  # texts; a service reloading edited rules keeps no more
+
+
 def yaml_reader(typ: str) -> YAML:
     """A ruamel reader for rule files: `safe` (libyaml) or `rt` (pure, with positions)."""
     yaml = YAML(typ=typ, pure=typ == "rt")
-    yaml.Resolver = _Yaml12Resolver
+    yaml.Resolver = _PlainResolver if typ == "safe" else _Yaml12Resolver
     yaml.allow_duplicate_keys = False
     return yaml
 
@@ -76,26 +101,33 @@ class _Builder:
         self.built: dict[int, Any] = {}  # id(node) -> its list or dict: aliases stay shared
 
     def build(self, node: Node) -> Any:
+        tag = node.ctag
+        if tag is _STR_TAG:  # most nodes: keys, quoted and plain text
+            return node.value
         if type(node) is ScalarNode:
             return self.scalar(node)
         done = self.built.get(id(node))
         if done is not None:
             return done
-        if type(node) is MappingNode and node.tag == _MAP:
+        if tag is _MAP_TAG:
             return self.mapping(node)
-        if type(node) is SequenceNode and node.tag == _SEQ:
+        if tag is _SEQ_TAG:
             items: list[Any] = []
             self.built[id(node)] = items  # before the items: a recursive alias is a cycle
             items.extend(self.build(item) for item in node.value)
             return items
-        raise _UnusualNodeError
+        raise _UnusualNodeError  # an explicit tag on a collection (!!set, !!omap, ...)
 
     def scalar(self, node: ScalarNode) -> Any:
-        if node.tag == _STR:
+        tag = node.ctag
+        if tag is _STR_TAG:
             return node.value
-        make = self.scalars.get(node.tag)
+        name = str(tag)  # a shared tag from the resolver, or an explicit one (!!str 12)
+        if name == _STR:
+            return node.value
+        make = self.scalars.get(name)
         if make is None:
-            raise _UnusualNodeError
+            raise _UnusualNodeError  # a merge key, !!binary, a custom tag, ...
         return make(self.constructor, node)
 
     def mapping(self, node: MappingNode) -> dict[Any, Any]:
