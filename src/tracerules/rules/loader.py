@@ -38,6 +38,9 @@ Loc = tuple[str | int, ...]
 _SECRET_KEY = re.compile(
     r"(secret|token|passw(or)?d|api[_-]?key|authori[sz]ation|credential)", re.IGNORECASE
 )
+# A word each _SECRET_KEY match contains: found in the text by a plain search, which is
+# quicker than the case-blind pattern.
+_SECRET_WORDS = ("secret", "token", "passw", "api", "authori", "credential")
 _ENV_ONLY = re.compile(r"^(\s*(Bearer|Basic|Token)\s+)?(\$\{env:[A-Za-z_][A-Za-z0-9_]*\}\s*)+$")
 
 
@@ -380,7 +383,8 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
         return loaded
     # A key naming a secret is in the text as written, or spelled with escapes ("\x74oken"):
     # a file with neither needs no walk over every value (issue 16).
-    if _SECRET_KEY.search(text) or "\\" in text:
+    lowered = text.lower()
+    if "\\" in text or any(word in lowered for word in _SECRET_WORDS):
         result.diagnostics += _inline_secrets(data, (), loaded)
     if "schema_version" in data and data["schema_version"] != 1:
         result.diagnostics.append(
