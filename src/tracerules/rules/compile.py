@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
@@ -503,9 +504,9 @@ class TriggerCompiler:
             return 0.0
         return float(compiled.const)
 
-    def _condition(self, compiler: Compiler, node: ast.Expr) -> Compiled:
+    def _condition(self, compiler: Compiler, text: str, node: ast.Expr) -> Compiled:
         """A condition compiled once per load for the same text and the same name types."""
-        key = (node, tuple((n, self.names.get(n)) for n in sorted(set(_names_in(node)))))
+        key = (text, tuple((n, self.names.get(n)) for n in _text_facts(text)[0]))
         compiled = self.memo.get(key)
         if compiled is None:
             compiled = self.memo[key] = compiler.compile_condition(node)
@@ -521,7 +522,7 @@ class TriggerCompiler:
                 loc = (*loc, "when")
             try:
                 node = parse(text)
-                compiled = self._condition(compiler, node)
+                compiled = self._condition(compiler, text, node)
             except DslError as err:
                 self.dsl_error(err, loc)
                 continue
@@ -539,15 +540,15 @@ class TriggerCompiler:
                     const,
                     node,
                     compiled.shown,
-                    self.display_units(node, compiled.names),
+                    self.display_units(text, compiled.names),
                 )
             )
         return tuple(out)
 
-    def display_units(self, node: ast.Expr, names: Iterable[str]) -> dict[str, str]:
+    def display_units(self, text: str, names: Iterable[str]) -> dict[str, str]:
         """Angles and durations in the first unit the condition writes for their kind (so
         `error < 4 arcmin` shows `error=3 arcmin`), else degrees and readable durations."""
-        written = literal_units(node)
+        written = _text_facts(text)[1]
         fallback = {Type.ANGLE: "deg", Type.DURATION: DURATION, Type.TIME: TIME}
         units = {}
         for name in names:
@@ -677,6 +678,14 @@ def _then_convert(fn: Callable[[Context], Any], conv: Converter) -> Callable[[Co
         return value if isinstance(value, Missing) else conv(value)
 
     return converted
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_facts(text: str) -> tuple[tuple[str, ...], Mapping[Type, str]]:
+    """The names a condition's text reads (sorted) and the units it writes, walked once per
+    text: rule sets repeat their conditions across triggers (issue 16). `text` parses."""
+    node = parse(text)
+    return tuple(sorted(set(_names_in(node)))), MappingProxyType(literal_units(node))
 
 
 def literal_units(node: ast.Expr) -> dict[Type, str]:
