@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class ActionConfig(BaseModel):
     """Settings common to every action type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: the types a rule set does not use (or only inherits from, such as
+    # webhook for mwa and atca) are never built (issue 16: load time).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: str
     name: str | None = Field(None, description="a label for logs; defaults to the type")
