@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
-from ruamel.yaml.cyaml import CParser
+from ruamel.yaml.cyaml import CParser  # type: ignore[attr-defined]
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.tag import Tag
@@ -147,7 +147,7 @@ class _Builder:
             raise _UnusualNodeError  # !!binary, a custom tag, `=`, a merge key out of place
         return make(self.constructor, node)
 
-    def mapping(self, node: MappingNode) -> dict[Any, Any]:
+    def mapping(self, node: Node) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         self.built[id(node)] = out
         for key_node, value_node in node.value:
@@ -162,7 +162,7 @@ class _Builder:
             out[key] = self.build(value_node)
         return out
 
-    def merged(self, out: dict[Any, Any], node: MappingNode) -> dict[Any, Any]:
+    def merged(self, out: dict[Any, Any], node: Node) -> dict[Any, Any]:
         """A mapping with a merge key (`<<: *base`), as ruamel builds it: the merged pairs
         first, then the mapping's own, a later pair winning (and, as in ruamel, no duplicate
         check). The nodes are left as they are, for ruamel if the document falls back."""
@@ -172,7 +172,7 @@ class _Builder:
             out[self.scalar(key_node)] = self.build(value_node)
         return out
 
-    def flat_pairs(self, node: MappingNode) -> list[tuple[Node, Node]]:
+    def flat_pairs(self, node: Node) -> list[tuple[Node, Node]]:
         """A mapping's pairs as ruamel's `flatten_mapping` leaves them: merged ones first."""
         if id(node) in self.flattening:
             raise _UnusualNodeError  # a mapping merged into itself
