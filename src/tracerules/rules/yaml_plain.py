@@ -48,8 +48,10 @@ class _PlainResolver(_Yaml12Resolver):
     object, which :class:`_Builder` compares by identity. Rule files repeat their keys."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is not ScalarNode or not implicit[0]:
-            return super().resolve(kind, value, implicit)
+        if kind is not ScalarNode:
+            return _SEQ_TAG if kind is SequenceNode else _MAP_TAG
+        if not implicit[0]:  # quoted: text
+            return _STR_TAG
         tag = _PLAIN_TAGS.get(value)
         if tag is None:
             found = super().resolve(kind, value, implicit)
