@@ -36,6 +36,7 @@ from tracerules.rules.loader import (
     Loc,
     Located,
     Where,
+    collector_paused,
     load_paths,
     position,
     scalar_origin,
@@ -809,6 +810,7 @@ def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
     return out
 
 
+@collector_paused()
 def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]]:
     """Compile what the loader read. Returns the rule set (None on errors) and diagnostics."""
     from tracerules.rules.lints import run_lints
@@ -850,6 +852,7 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     ), diagnostics
 
 
+@collector_paused()
 def load_ruleset(paths: Sequence[str | Path]) -> RuleSet:
     """Load and compile rule files; raise RuleError with every error found."""
     ruleset, diagnostics = compile_loaded(load_paths(paths))
