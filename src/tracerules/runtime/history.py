@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from tracerules.dsl.values import Vote
 from tracerules.runtime.decisions import ActionRecord, Conclusion, Decision, Factor, Source
+from tracerules.runtime.sources import order_key
 from tracerules.runtime.store import Store
 
 
@@ -241,15 +242,21 @@ def iter_decisions(store: Store, trigger: str | None = None) -> Iterator[Decisio
 
 def sequence(store: Store, notice_id: int) -> int:
     """A notice's place (from 0) among the stored notices of its topic that have no Kafka
-    offset, in notice-time order, ties broken by payload hash: what `{offset}` is for a
-    replayed notice. It depends only on which notices were stored, not on their order or
-    packaging (folder, tar, NDJSON)."""
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM notices n JOIN notices o ON o.topic = n.topic "
-            'WHERE n.id = ? AND o."offset" < 0 AND o.duplicate_of IS NULL AND '
-            "(o.received < n.received OR (o.received = n.received AND o.sha256 < n.sha256))",
-            (notice_id,),
-        )
-        or 0
+    offset, in notice order (`sources.order_key`): what `{offset}` is for a replayed notice.
+    It depends only on which notices were stored, not on their order or packaging (folder,
+    tar, NDJSON)."""
+    peers = (
+        "FROM notices n JOIN notices o ON o.topic = n.topic "
+        'WHERE n.id = ? AND o."offset" < 0 AND o.duplicate_of IS NULL AND o.id != n.id AND '
     )
+    earlier = int(store.scalar(f"SELECT count(*) {peers} o.received < n.received", (notice_id,)))
+    ties = store.query(
+        f"SELECT o.received, o.sha256, o.payload {peers} o.received = n.received", (notice_id,)
+    )
+    if not ties:
+        return earlier
+    row = store.notice(notice_id)
+    assert row is not None  # it has peers, so it exists
+    own = order_key(row["received"], bytes(row["payload"]), row["sha256"])
+    keys = (order_key(t["received"], bytes(t["payload"]), t["sha256"]) for t in ties)
+    return earlier + sum(key < own for key in keys)

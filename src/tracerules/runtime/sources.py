@@ -7,13 +7,15 @@ byte scans: a notice is parsed only if a trigger subscribes to its topic.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
 import tarfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Final
+from pathlib import Path, PurePosixPath
+from typing import IO, Final
 
 from tracerules.dsl.convert import to_time
 from tracerules.runtime.notices import Notice
@@ -48,6 +50,60 @@ def packet_type(payload: bytes) -> int | None:
     if match is None:
         return None
     return int(match.group(1) or match.group(2))
+
+
+# The tie-break between notices of the same time: what the sender says about their order.
+_XML_SERIAL: Final = re.compile(
+    rb'<Param\b[^>]*?\bname="Pkt_Ser_Num"[^>]*?\bvalue="\s*(\d+)\s*"'
+    rb'|<Param\b[^>]*?\bvalue="\s*(\d+)\s*"[^>]*?\bname="Pkt_Ser_Num"'
+)
+_JSON_SERIAL: Final = re.compile(rb'"record_number"\s*:\s*(\d+)')
+_XML_STAGE: Final = re.compile(
+    rb'<Param\b[^>]*?\bname="AlertType"[^>]*?\bvalue="([^"]*)"'
+    rb'|<Param\b[^>]*?\bvalue="([^"]*)"[^>]*?\bname="AlertType"'
+)
+_JSON_STAGE: Final = re.compile(rb'"alert_type"\s*:\s*"([^"]*)"')
+# Where an alert's stage falls in its life; a retraction is the last word on an event.
+STAGES: Final = {
+    "earlywarning": 0,
+    "preliminary": 1,
+    "initial": 2,
+    "update": 3,
+    "subsequent": 3,
+    "retraction": 4,
+}
+
+
+def order_key(received: float, payload: bytes, sha256: str) -> tuple[float, int, int, str]:
+    """Where a notice goes in a replay: a total order that ignores how notices were packed.
+
+    By the notice's own time; among notices of one time, by the serial number the sender
+    gave it (VOEvent Pkt_Ser_Num, JSON record_number; -1 without), then by its stage
+    (early warning ... retraction), then by the payload's sha256, which never ties for two
+    notices that are not the same notice.
+    """
+    return (received, serial_number(payload), stage_rank(payload), sha256)
+
+
+def serial_number(payload: bytes) -> int:
+    """The sender's serial number of a notice, -1 if it has none; a cheap byte scan."""
+    json_like = payload.lstrip()[:1] == b"{"
+    match = (_JSON_SERIAL if json_like else _XML_SERIAL).search(payload)
+    if match is None:
+        return -1
+    return int(next(g for g in match.groups() if g is not None))
+
+
+def stage_rank(payload: bytes) -> int:
+    """The rank of an alert's stage in STAGES (JSON alert_type, VOEvent AlertType); 0 if
+    it states none or one not listed."""
+    json_like = payload.lstrip()[:1] == b"{"
+    match = (_JSON_STAGE if json_like else _XML_STAGE).search(payload)
+    if match is None:
+        return 0
+    raw = next(g for g in match.groups() if g is not None)
+    stage = raw.decode("ascii", "replace").lower().replace("_", "").replace(" ", "")
+    return STAGES.get(stage, 0)
 
 
 def guess_topic(payload: bytes) -> str | None:
@@ -114,17 +170,50 @@ def _kind(path: Path) -> str:
     return "file"
 
 
-def iter_notices(sources: Iterable[str | Path], topic: str | None = None) -> Iterator[Notice]:
-    """Every notice in the given files, folders, tar archives, NDJSON exports and stores."""
+class Skipped(Counter[str]):
+    """Files in folders and archives that are not notices (README.md, PROVENANCE.tsv, ...),
+    counted by kind (their suffix) so that a replay can say what it left out."""
+
+    def add(self, name: str) -> None:
+        self[PurePosixPath(name).suffix.lower() or "(no suffix)"] += 1
+
+    def describe(self) -> str:
+        """'3 files that are not notices skipped (2 .md, 1 .tsv)', or '' if none."""
+        total = sum(self.values())
+        if not total:
+            return ""
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.items()))
+        return f"{total} file{'s' * (total != 1)} that are not notices skipped ({kinds})"
+
+
+def is_notice_name(name: str) -> bool:
+    return name.lower().endswith(NOTICE_SUFFIXES)
+
+
+def is_archive_name(name: str) -> bool:
+    return name.lower().endswith(TAR_SUFFIXES)
+
+
+def iter_notices(
+    sources: Iterable[str | Path], topic: str | None = None, skipped: Skipped | None = None
+) -> Iterator[Notice]:
+    """Every notice in the given files, folders, tar archives, NDJSON exports and stores.
+
+    Folders and archives are read alike: notice files (.xml, .json, .voe) and the archives
+    among them; anything else is counted in `skipped`, never taken for a notice. The order
+    notices come in does not matter: a replay sorts them (`order_key`).
+    """
+    skipped = Skipped() if skipped is None else skipped
     for raw in sources:
         path = Path(raw)
         if not path.exists():
             raise SourceError(f"no such file or folder: {raw}")
         kind = _kind(path)
         if kind == "dir":
-            yield from _from_dir(path, topic)
+            yield from _from_dir(path, topic, skipped)
         elif kind == "tar":
-            yield from _from_tar(path, topic)
+            with tarfile.open(path, "r|*") as archive:
+                yield from _from_tar(archive, topic, skipped)
         elif kind == "ndjson":
             yield from _from_ndjson(path, topic)
         elif kind == "store":
@@ -133,14 +222,16 @@ def iter_notices(sources: Iterable[str | Path], topic: str | None = None) -> Ite
             yield notice_from_file(path, topic=topic)
 
 
-def _from_dir(path: Path, topic: str | None) -> Iterator[Notice]:
+def _from_dir(path: Path, topic: str | None, skipped: Skipped) -> Iterator[Notice]:
     """Notice files, and the tar archives among them (large alerts travel compressed)."""
     for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        name = child.name.lower()
-        if name.endswith(NOTICE_SUFFIXES):
+        if is_notice_name(child.name):
             yield notice_from_file(child, topic=topic)
-        elif name.endswith(TAR_SUFFIXES):
-            yield from _from_tar(child, topic)
+        elif is_archive_name(child.name):
+            with tarfile.open(child, "r|*") as archive:
+                yield from _from_tar(archive, topic, skipped)
+        else:
+            skipped.add(child.name)
 
 
 def tar_member(path: Path, member: str) -> bytes:
@@ -155,18 +246,31 @@ def tar_member(path: Path, member: str) -> bytes:
         return handle.read()
 
 
-def _from_tar(path: Path, topic: str | None) -> Iterator[Notice]:
+def _from_tar(archive: tarfile.TarFile, topic: str | None, skipped: Skipped) -> Iterator[Notice]:
+    """The notices of an archive read as a stream, and of the archives inside it, as a
+    folder of the same files would give them."""
     # Streaming mode ("r|*"): members are read in order. TarFile keeps every header it has
     # read in `members` (about 0.7 kB each); dropping them keeps memory flat on big archives.
-    with tarfile.open(path, "r|*") as archive:
-        while (member := archive.next()) is not None:
-            archive.members.clear()  # type: ignore[attr-defined]  # undocumented, but stable
-            if not member.isfile():
-                continue
-            handle = archive.extractfile(member)
-            if handle is None:
-                continue
+    while (member := archive.next()) is not None:
+        archive.members.clear()  # type: ignore[attr-defined]  # undocumented, but stable
+        if not member.isfile():
+            continue
+        if not (is_notice_name(member.name) or is_archive_name(member.name)):
+            skipped.add(member.name)
+            continue
+        handle = archive.extractfile(member)
+        if handle is None:
+            continue
+        if is_archive_name(member.name):
+            yield from _from_inner_tar(handle, topic, skipped)
+        else:
             yield notice_from_bytes(handle.read(), topic=topic, name=member.name, source="archive")
+
+
+def _from_inner_tar(handle: IO[bytes], topic: str | None, skipped: Skipped) -> Iterator[Notice]:
+    # A stream cannot be rewound, so an archive inside one is read into memory first.
+    with tarfile.open(fileobj=io.BytesIO(handle.read()), mode="r|*") as inner:
+        yield from _from_tar(inner, topic, skipped)
 
 
 def _from_ndjson(path: Path, topic: str | None) -> Iterator[Notice]:
