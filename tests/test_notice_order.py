@@ -17,18 +17,23 @@ from tracerules.cli.main import app
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.history import iter_decisions
 from tracerules.runtime.notices import Notice
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import (
-    Skipped,
-    iter_notices,
+from tracerules.runtime.order import (
+    gcn_counter,
+    in_notice_order,
     order_key,
     serial_number,
     stage_rank,
 )
+from tracerules.runtime.replay import replay
+from tracerules.runtime.sources import Skipped, iter_notices
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTICES = EXAMPLES / "notices"
 CHIME = NOTICES / "chime"
+GBM_VOEVENT = NOTICES / "fermi_gbm_voevent" / "558621112"
+DATA = Path(__file__).resolve().parent / "data" / "notices"
+DAY_STREAM = DATA / "day_stream"
+ARRIVAL = DAY_STREAM / "_day-stream_2023-11-01_order.txt"  # the order GCN broadcast them in
 CHIME_EVENT = "427325191"  # detection, update and retraction, all stamped 07:19:10.765268
 
 # (payload sha256, trigger, event id, conclusion) per decision, in evaluation order
@@ -119,6 +124,39 @@ def test_the_order_key_reads_serials_and_stages_from_the_payload() -> None:
     first, second = b'{"record_number": 1, "alert_type": "update"}', b'{"record_number": 2}'
     assert order_key(5.0, first, "f") < order_key(5.0, second, "0")
     assert order_key(5.0, b"{}", "a") < order_key(5.0, b"{}", "b") < order_key(6.0, b"{}", "0")
+
+
+def test_gcn_s_voevent_counter_orders_notices_of_one_second_across_its_wrap() -> None:
+    gnd = (GBM_VOEVENT / "04_GBM_Gnd_Pos_2018-09-14T12-31-47.25_558621112_57-872.xml").read_bytes()
+    assert gcn_counter(gnd) == 872 and serial_number(gnd) == 24  # Pkt_Ser_Num: per type
+    lvk = next((NOTICES / "lvk_voevent").glob("*.xml")).read_bytes()
+    assert gcn_counter(lvk) == -1  # the LVK's own IVORNs carry no GCN counter
+
+    def sent(counter: int) -> bytes:
+        return (
+            f'<voe:VOEvent ivorn="ivo://nasa.gsfc.gcn/SWIFT#X_1_{counter}-{counter:03d}"/>'.encode()
+        )
+
+    # 998, 999, 000, 001: GCN's counter wrapped within the second; the last sent stays last
+    tied = [(c, 5.0, sent(c), f"{c:064x}") for c in (1, 999, 0, 998)]
+    assert in_notice_order(tied) == [998, 999, 0, 1]
+    assert in_notice_order([(c, 5.0, sent(c), "0") for c in (7, 3, 500)]) == [3, 7, 500]
+
+
+def test_real_notices_of_one_second_go_in_the_order_gcn_sent_them() -> None:
+    """In the day stream of 2023-11-01, a KONUS light curve and an IPN raw notice share
+    their time stamp; GCN sent the light curve first, whatever the order they are read in."""
+    notices = list(iter_notices([DAY_STREAM]))
+    by_time: dict[float, list[Notice]] = {}
+    for notice in notices:
+        by_time.setdefault(notice.received or 0.0, []).append(notice)
+    ties = [group for group in by_time.values() if len(group) > 1]
+    assert ties
+    arrival = [Path(line).name.replace(":", "-") for line in ARRIVAL.read_text().split()]
+    for group in ties:
+        for order in (group, group[::-1]):
+            rows = ((n.name, n.received or 0.0, n.payload, n.digest) for n in order)
+            assert in_notice_order(rows) == sorted((n.name for n in group), key=arrival.index)
 
 
 def test_the_chime_notices_sort_alike_whatever_order_they_come_in() -> None:

@@ -1,8 +1,9 @@
 """Replaying notices through the rules without acting: what dry-run, test and diff share.
 
-Notices are replayed in notice order (`sources.order_key`: the notice's own time, then the
-sender's serial number, the alert's stage and the payload hash), each one's own time standing
-in for "now"; how they were packed (folder, tar, NDJSON export, store) does not change it. Live
+Notices are replayed in notice order (`runtime.order`: the notice's own time, then what the
+notice says of its place among others of that time, then its hash), each one's own time
+standing in for "now"; how they were packed (folder, tar, NDJSON export, store) does not
+change it. Live
 actions never run; with `products_dir`, file products (notice copies, sky maps, requests
 written as files) are rendered there and nowhere else.
 """
@@ -20,7 +21,8 @@ from tracerules.rules.compile import RuleSet
 from tracerules.runtime.engine import Engine, Processed
 from tracerules.runtime.health import record_products
 from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import Skipped, order_key
+from tracerules.runtime.order import in_notice_order
+from tracerules.runtime.sources import Skipped
 from tracerules.runtime.store import Store
 
 BATCH = 500  # notices per transaction in a replay: bulk speed, bounded rollback
@@ -137,12 +139,10 @@ def _pending(store: Store, since: float | None, until: float | None) -> list[int
 
 
 def _tie_broken(store: Store, ids: list[int]) -> list[int]:
-    """Notices of one time in `order_key` order: the order they were stored in (file names,
-    tar members) must not decide which comes first. Ties are rare, so their payloads are
-    read only here."""
-    keys = {}
-    for notice_id in ids:
-        row = store.notice(notice_id)
-        assert row is not None  # listed a moment ago, in the same transaction
-        keys[notice_id] = order_key(row["received"], bytes(row["payload"]), row["sha256"])
-    return sorted(ids, key=keys.__getitem__)
+    """Notices of one time in notice order: the order they were stored in (file names, tar
+    members) must not decide which comes first. Ties are rare, so payloads are read only
+    here."""
+    rows = [store.notice(notice_id) for notice_id in ids]
+    return in_notice_order(
+        (r["id"], r["received"], bytes(r["payload"]), r["sha256"]) for r in rows if r is not None
+    )

@@ -52,60 +52,6 @@ def packet_type(payload: bytes) -> int | None:
     return int(match.group(1) or match.group(2))
 
 
-# The tie-break between notices of the same time: what the sender says about their order.
-_XML_SERIAL: Final = re.compile(
-    rb'<Param\b[^>]*?\bname="Pkt_Ser_Num"[^>]*?\bvalue="\s*(\d+)\s*"'
-    rb'|<Param\b[^>]*?\bvalue="\s*(\d+)\s*"[^>]*?\bname="Pkt_Ser_Num"'
-)
-_JSON_SERIAL: Final = re.compile(rb'"record_number"\s*:\s*(\d+)')
-_XML_STAGE: Final = re.compile(
-    rb'<Param\b[^>]*?\bname="AlertType"[^>]*?\bvalue="([^"]*)"'
-    rb'|<Param\b[^>]*?\bvalue="([^"]*)"[^>]*?\bname="AlertType"'
-)
-_JSON_STAGE: Final = re.compile(rb'"alert_type"\s*:\s*"([^"]*)"')
-# Where an alert's stage falls in its life; a retraction is the last word on an event.
-STAGES: Final = {
-    "earlywarning": 0,
-    "preliminary": 1,
-    "initial": 2,
-    "update": 3,
-    "subsequent": 3,
-    "retraction": 4,
-}
-
-
-def order_key(received: float, payload: bytes, sha256: str) -> tuple[float, int, int, str]:
-    """Where a notice goes in a replay: a total order that ignores how notices were packed.
-
-    By the notice's own time; among notices of one time, by the serial number the sender
-    gave it (VOEvent Pkt_Ser_Num, JSON record_number; -1 without), then by its stage
-    (early warning ... retraction), then by the payload's sha256, which never ties for two
-    notices that are not the same notice.
-    """
-    return (received, serial_number(payload), stage_rank(payload), sha256)
-
-
-def serial_number(payload: bytes) -> int:
-    """The sender's serial number of a notice, -1 if it has none; a cheap byte scan."""
-    json_like = payload.lstrip()[:1] == b"{"
-    match = (_JSON_SERIAL if json_like else _XML_SERIAL).search(payload)
-    if match is None:
-        return -1
-    return int(next(g for g in match.groups() if g is not None))
-
-
-def stage_rank(payload: bytes) -> int:
-    """The rank of an alert's stage in STAGES (JSON alert_type, VOEvent AlertType); 0 if
-    it states none or one not listed."""
-    json_like = payload.lstrip()[:1] == b"{"
-    match = (_JSON_STAGE if json_like else _XML_STAGE).search(payload)
-    if match is None:
-        return 0
-    raw = next(g for g in match.groups() if g is not None)
-    stage = raw.decode("ascii", "replace").lower().replace("_", "").replace(" ", "")
-    return STAGES.get(stage, 0)
-
-
 def guess_topic(payload: bytes) -> str | None:
     """The Kafka topic a payload would arrive on; cheap for VOEvents, a parse for JSON."""
     from tracerules.runtime.topics import classic_notice_type, infer_topic
@@ -201,7 +147,7 @@ def iter_notices(
 
     Folders and archives are read alike: notice files (.xml, .json, .voe) and the archives
     among them; anything else is counted in `skipped`, never taken for a notice. The order
-    notices come in does not matter: a replay sorts them (`order_key`).
+    notices come in does not matter: a replay sorts them (`runtime.order`).
     """
     skipped = Skipped() if skipped is None else skipped
     for raw in sources:
