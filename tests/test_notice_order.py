@@ -5,6 +5,7 @@ Real notices (the bundled examples), a real store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from tracerules.cli.main import app
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.history import iter_decisions
+from tracerules.runtime.history import iter_decisions, sequence
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.order import (
     gcn_counter,
@@ -97,10 +98,28 @@ def test_every_packaging_of_the_examples_decides_alike(rules: RuleSet, tmp_path:
     assert chime_conclusions(by_folder) == ["PASS", "PASS", "FAIL"]
 
 
+def chime_with_a_retraction_hashing_first(folder: Path) -> list[Path]:
+    """The CHIME event's three notices, the retraction padded with spaces (the same JSON) until
+    its SHA-256 sorts before the others': only its stage can put it last."""
+    folder.mkdir()
+    files = sorted(CHIME.glob("*.json"))
+    lowest = min(hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
+    for path in files:
+        (folder / path.name).write_bytes(path.read_bytes())
+    retraction = (CHIME / "03_frb.retraction.example.json").read_bytes()
+    padded = next(
+        retraction + b" " * n
+        for n in range(1, 10_000)
+        if hashlib.sha256(retraction + b" " * n).hexdigest() < lowest
+    )
+    (folder / "03_frb.retraction.example.json").write_bytes(padded)
+    return sorted(folder.iterdir())
+
+
 def test_a_retraction_of_the_same_time_comes_last_in_any_order(
     rules: RuleSet, tmp_path: Path
 ) -> None:
-    files = sorted(CHIME.glob("0*.json"))
+    files = [p for p in chime_with_a_retraction_hashing_first(tmp_path / "c") if p.name[0] == "0"]
     for turn, order in enumerate((files, files[::-1], [files[2], files[0], files[1]])):
         archive = tmp_path / f"chime{turn}.tar"
         with tarfile.open(archive, "w") as tar:
@@ -214,3 +233,29 @@ def test_dry_run_of_a_folder_and_of_its_tar_print_the_same(tmp_path: Path) -> No
     assert without_ids(folder) == without_ids(tarred)
     text = " ".join(dry_run(str(archive)).split())
     assert "2 files that are not notices skipped (1 .md, 1 .tsv)" in text
+
+
+def test_offset_numbers_of_replayed_notices_follow_the_notice_order(
+    rules: RuleSet, tmp_path: Path
+) -> None:
+    """`{offset}` of a replayed notice is its place in the same order: the CHIME detection,
+    update and retraction of one time stamp are numbered as they are evaluated."""
+    files = chime_with_a_retraction_hashing_first(tmp_path / "chime")
+    numbered = []
+    for turn, order in enumerate((files, files[::-1])):
+        archive = tmp_path / f"chime{turn}.tar"
+        with tarfile.open(archive, "w") as tar:
+            for path in order:
+                tar.add(path, arcname=path.name)
+        result = replay(rules, iter_notices([archive]), store_path=tmp_path / f"{turn}.sqlite")
+        try:
+            rows = result.store.query("SELECT id, sha256, payload FROM notices")
+            places = {r["sha256"]: sequence(result.store, r["id"]) for r in rows}
+            stages = {r["sha256"]: json.loads(r["payload"])["alert_type"] for r in rows}
+        finally:
+            result.close()
+        assert sorted(places.values()) == [0, 1, 2, 3]
+        by_place = [stages[sha] for sha in sorted(places, key=places.__getitem__)]
+        assert by_place[0] == "initial" and by_place[-1] == "retraction"
+        numbered.append(places)
+    assert numbered[0] == numbered[1]
