@@ -3,9 +3,8 @@
 Notices are replayed in notice order (`runtime.order`: the notice's own time, then what the
 notice says of its place among others of that time, then its hash), each one's own time
 standing in for "now"; how they were packed (folder, tar, NDJSON export, store) does not
-change it. Live
-actions never run; with `products_dir`, file products (notice copies, sky maps, requests
-written as files) are rendered there and nowhere else.
+change it. Live actions never run; with `products_dir`, file products (notice copies, sky
+maps, requests written as files) are rendered there and nowhere else.
 """
 
 from __future__ import annotations
