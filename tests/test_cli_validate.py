@@ -134,7 +134,12 @@ def test_functions_text_shows_optional_arguments() -> None:
 
 
 @pytest.mark.parametrize(
-    "heavy", ["astropy", "matplotlib", "confluent_kafka", "numpy", "markdown_it", "rich.markdown"]
+    "heavy",
+    [
+        *("astropy", "matplotlib", "confluent_kafka", "numpy", "markdown_it", "rich.markdown"),
+        # the rule compiler (lark, pydantic) once came in through `actions`' operator helpers
+        *("tracerules.rules.compile", "lark", "pydantic", "jinja2"),
+    ],
 )
 def test_help_imports_nothing_heavy(heavy: str) -> None:
     code = (

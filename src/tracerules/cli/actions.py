@@ -10,20 +10,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tracerules.cli.operator import (
-    EXIT_FAIL,
-    EXIT_OK,
-    UsageError,
-    fail,
-    iso,
-    open_store,
-    print_json,
-)
-from tracerules.runtime.store import Store
+if TYPE_CHECKING:  # the operator helpers import the rule compiler: not on `--help`'s path
+    from tracerules.runtime.store import Store
 
 actions_app = typer.Typer(help="Actions: list them, retry failed ones.", no_args_is_help=True)
 StoreOption = Annotated[
@@ -56,6 +48,8 @@ def requeue(
     store: Store, ids: list[int], trigger: str | None, event_id: str | None, now: float
 ) -> list[int]:
     """Failed actions (these ids, or all of a trigger/event) back to pending; their ids."""
+    from tracerules.cli.operator import iso
+
     where, params = _where(ids, trigger, event_id, "failed")
     note = f"retried by the operator at {iso(now)}\n"
     with store.transaction() as db:
@@ -77,6 +71,8 @@ def actions_list(
     output: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
 ) -> None:
     """Actions newest first: id, status, attempts, next try, trigger, event, destination."""
+    from tracerules.cli.operator import UsageError, fail, iso, open_store, print_json
+
     try:
         db = open_store(store)
     except UsageError as err:
@@ -110,6 +106,8 @@ def actions_retry(
     event_id: Annotated[str | None, typer.Option("--event", help="... of this event")] = None,
 ) -> None:
     """Put failed actions back to pending; the running service runs them again."""
+    from tracerules.cli.operator import EXIT_FAIL, EXIT_OK, UsageError, fail, open_store
+
     if not ids and not trigger and not event_id:
         raise typer.Exit(fail("name the actions: ids, --trigger or --event"))
     try:
