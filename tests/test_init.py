@@ -144,18 +144,37 @@ def test_ci_installs_tracerules_from_this_checkout_at_a_commit_that_exists(
         assert "tracerules==" not in text
         assert "not published on PyPI" in text
     assert f'python -m pip install "{requirement}"' in (team / "README.md").read_text()
-    pinned = re.fullmatch(
-        r"tracerules @ git\+file://(?P<path>/.+)@(?P<commit>[0-9a-f]{40})", requirement
-    )
+    pinned = re.fullmatch(r"tracerules @ git\+(?P<url>.+)@(?P<commit>[0-9a-f]{40})", requirement)
     if pinned is None:  # a checkout that is not a git repository: its path
         assert Path(requirement) == ROOT
         return
-    assert Path(pinned["path"]) == ROOT
-    exists = subprocess.run(
-        ["git", "-C", pinned["path"], "cat-file", "-e", f"{pinned['commit']}^{{commit}}"],
-        check=False,
-    )
-    assert exists.returncode == 0, f"{pinned['commit']} is not a commit of {ROOT}"
+    head = _git_out("rev-parse", "HEAD")
+    assert pinned["commit"] == head, "the scaffold pins the commit this tracerules runs from"
+    origin = _git_out("remote", "get-url", "origin")
+    # through `origin` when the checkout has one (a clone: CI's, a developer's), else itself
+    expected = ROOT.as_uri() if origin is None else _pip_url(origin)
+    assert pinned["url"] == expected
+    if pinned["url"].startswith("file://") and Path(pinned["url"][7:]).exists():
+        there = pinned["url"][7:]
+        exists = subprocess.run(
+            ["git", "-C", there, "cat-file", "-e", f"{head}^{{commit}}"], check=False
+        )
+        assert exists.returncode == 0, f"{head} is not a commit of {there}"
+
+
+def _git_out(*args: str) -> str | None:
+    cmd = ["git", "-C", str(ROOT), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def _pip_url(remote: str) -> str:
+    if "://" in remote:
+        return remote
+    if remote.startswith("git@"):
+        host, _, path = remote[4:].partition(":")
+        return f"ssh://git@{host}/{path}"
+    return (ROOT / remote).resolve().as_uri()
 
 
 def test_the_scaffolds_own_ci_steps_pass_against_this_checkout(tmp_path: Path) -> None:

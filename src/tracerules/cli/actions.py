@@ -14,11 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the operator helpers import the rule compiler: not on `--help`'s path
     from tracerules.runtime.store import Store
-
-# The operator helpers (rich, the store, the rule compiler) are imported by the commands
-# themselves: `tracerules --help` builds this sub-app and must not pay for them (issue 16).
 
 actions_app = typer.Typer(help="Actions: list them, retry failed ones.", no_args_is_help=True)
 StoreOption = Annotated[

@@ -31,7 +31,7 @@ from tracerules.runtime.decisions import ActionRecord
 from tracerules.runtime.history import EventView, count_events, counts, iter_events
 from tracerules.runtime.notices import Notice
 from tracerules.runtime.replay import Replay, replay
-from tracerules.runtime.sources import SourceError, iter_notices
+from tracerules.runtime.sources import Skipped, SourceError, iter_notices
 from tracerules.timetext import utc_text
 
 
@@ -100,9 +100,10 @@ def run_dry_run(
         transient=True,
         disable=not show_progress,
     )
+    skipped = Skipped()
     try:
         with progress:
-            stream = _counted(iter_notices(sources, topic), progress)
+            stream = _counted(iter_notices(sources, topic, skipped), progress)
             evaluating = progress.add_task("evaluating", total=None)
             result = replay(
                 rules,
@@ -116,6 +117,7 @@ def run_dry_run(
     except SourceError as error:
         err.print(f"[red]error:[/] {error}")
         return 2
+    result.skipped = skipped
     views = functools.partial(iter_events, result.store, trigger=trigger)
     try:
         emit(result, rules, views, output, out_file, sources, show_all, trigger)
@@ -148,7 +150,8 @@ def emit(
         )
         _write(out_file, [text])
     elif output == "json":
-        _write(out_file, _json_document(counts(result.store), views()))
+        summary = {**counts(result.store), "skipped_files": dict(sorted(result.skipped.items()))}
+        _write(out_file, _json_document(summary, views()))
     elif output == "ndjson":
         _write(out_file, (json.dumps(event_json(v)) + "\n" for v in views()))
     elif out_file is None:
@@ -298,6 +301,7 @@ def print_text(
         + f"; {action_summary(summary['actions'], result.products)}; "
         f"{summary['dead_letters']} dead letters; "
         f"{summary['notices'].get('unsubscribed', 0)} notices on topics no trigger reads"
+        + (f"; {escape(result.skipped.describe())}" if result.skipped else "")
     )
     console.print(legend())
 

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from tracerules.dsl.values import Vote
 from tracerules.runtime.decisions import ActionRecord, Conclusion, Decision, Factor, Source
+from tracerules.runtime.order import in_notice_order
 from tracerules.runtime.store import Store
 
 
@@ -241,15 +242,23 @@ def iter_decisions(store: Store, trigger: str | None = None) -> Iterator[Decisio
 
 def sequence(store: Store, notice_id: int) -> int:
     """A notice's place (from 0) among the stored notices of its topic that have no Kafka
-    offset, in notice-time order, ties broken by payload hash: what `{offset}` is for a
-    replayed notice. It depends only on which notices were stored, not on their order or
-    packaging (folder, tar, NDJSON)."""
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM notices n JOIN notices o ON o.topic = n.topic "
-            'WHERE n.id = ? AND o."offset" < 0 AND o.duplicate_of IS NULL AND '
-            "(o.received < n.received OR (o.received = n.received AND o.sha256 < n.sha256))",
-            (notice_id,),
-        )
-        or 0
+    offset, in notice order (`runtime.order`): what `{offset}` is for a replayed notice. It
+    depends only on which notices were stored, not on their order or packaging (folder, tar,
+    NDJSON)."""
+    peers = (
+        "FROM notices n JOIN notices o ON o.topic = n.topic "
+        'WHERE n.id = ? AND o."offset" < 0 AND o.duplicate_of IS NULL AND o.id != n.id AND '
     )
+    earlier = int(store.scalar(f"SELECT count(*) {peers} o.received < n.received", (notice_id,)))
+    ties = store.query(
+        f"SELECT o.id, o.received, o.sha256, o.payload {peers} o.received = n.received",
+        (notice_id,),
+    )
+    if not ties:
+        return earlier
+    own = store.notice(notice_id)
+    assert own is not None  # it has peers, so it exists
+    ordered = in_notice_order(
+        (r["id"], r["received"], bytes(r["payload"]), r["sha256"]) for r in [own, *ties]
+    )
+    return earlier + ordered.index(notice_id)

@@ -1,8 +1,10 @@
 """Replaying notices through the rules without acting: what dry-run, test and diff share.
 
-Notices are replayed in notice-time order, each one's own time standing in for "now". Live
-actions never run; with `products_dir`, file products (notice copies, sky maps, requests
-written as files) are rendered there and nowhere else.
+Notices are replayed in notice order (`runtime.order`: the notice's own time, then what the
+notice says of its place among others of that time, then its hash), each one's own time
+standing in for "now"; how they were packed (folder, tar, NDJSON export, store) does not
+change it. Live actions never run; with `products_dir`, file products (notice copies, sky
+maps, requests written as files) are rendered there and nowhere else.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.engine import Engine, Processed
 from tracerules.runtime.health import record_products
 from tracerules.runtime.notices import Notice
+from tracerules.runtime.order import in_notice_order
+from tracerules.runtime.sources import Skipped
 from tracerules.runtime.store import Store
 
 BATCH = 500  # notices per transaction in a replay: bulk speed, bounded rollback
@@ -28,6 +34,7 @@ class Replay:
     by_status: dict[str, int] = field(default_factory=dict)
     tmp: tempfile.TemporaryDirectory[str] | None = None
     products: bool = False  # file products were rendered (the other actions never run)
+    skipped: Skipped = field(default_factory=Skipped)  # files read that were not notices
 
     def count(self, status: str) -> None:
         self.processed += status != "duplicate"
@@ -113,8 +120,8 @@ def _evaluate_pending(
 
 
 def _pending(store: Store, since: float | None, until: float | None) -> list[int]:
-    """Ids of the notices to evaluate, in notice-time order (ids only: a few bytes each)."""
-    sql = "SELECT id FROM notices WHERE status='new'"
+    """Ids of the notices to evaluate, in notice order (ids only: a few bytes each)."""
+    sql = "SELECT id, received FROM notices WHERE status='new'"
     params: list[float] = []
     if since is not None:
         sql += " AND received >= ?"
@@ -122,4 +129,19 @@ def _pending(store: Store, since: float | None, until: float | None) -> list[int
     if until is not None:
         sql += " AND received <= ?"
         params.append(until)
-    return [r[0] for r in store.db.execute(sql + " ORDER BY received, id", params)]
+    rows = store.db.execute(sql + " ORDER BY received, id", params)
+    ordered: list[int] = []
+    for _, same_time in groupby(rows, key=itemgetter(1)):
+        ids = [r[0] for r in same_time]
+        ordered += ids if len(ids) == 1 else _tie_broken(store, ids)
+    return ordered
+
+
+def _tie_broken(store: Store, ids: list[int]) -> list[int]:
+    """Notices of one time in notice order: the order they were stored in (file names, tar
+    members) must not decide which comes first. Ties are rare, so payloads are read only
+    here."""
+    rows = [store.notice(notice_id) for notice_id in ids]
+    return in_notice_order(
+        (r["id"], r["received"], bytes(r["payload"]), r["sha256"]) for r in rows if r is not None
+    )

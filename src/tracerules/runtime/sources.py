@@ -7,13 +7,15 @@ byte scans: a notice is parsed only if a trigger subscribes to its topic.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
 import tarfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Final
+from pathlib import Path, PurePosixPath
+from typing import IO, Final
 
 from tracerules.dsl.convert import to_time
 from tracerules.runtime.notices import Notice
@@ -114,17 +116,50 @@ def _kind(path: Path) -> str:
     return "file"
 
 
-def iter_notices(sources: Iterable[str | Path], topic: str | None = None) -> Iterator[Notice]:
-    """Every notice in the given files, folders, tar archives, NDJSON exports and stores."""
+class Skipped(Counter[str]):
+    """Files in folders and archives that are not notices (README.md, PROVENANCE.tsv, ...),
+    counted by kind (their suffix) so that a replay can say what it left out."""
+
+    def add(self, name: str) -> None:
+        self[PurePosixPath(name).suffix.lower() or "(no suffix)"] += 1
+
+    def describe(self) -> str:
+        """'3 files that are not notices skipped (2 .md, 1 .tsv)', or '' if none."""
+        total = sum(self.values())
+        if not total:
+            return ""
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.items()))
+        return f"{total} file{'s' * (total != 1)} that are not notices skipped ({kinds})"
+
+
+def is_notice_name(name: str) -> bool:
+    return name.lower().endswith(NOTICE_SUFFIXES)
+
+
+def is_archive_name(name: str) -> bool:
+    return name.lower().endswith(TAR_SUFFIXES)
+
+
+def iter_notices(
+    sources: Iterable[str | Path], topic: str | None = None, skipped: Skipped | None = None
+) -> Iterator[Notice]:
+    """Every notice in the given files, folders, tar archives, NDJSON exports and stores.
+
+    Folders and archives are read alike: notice files (.xml, .json, .voe) and the archives
+    among them; anything else is counted in `skipped`, never taken for a notice. The order
+    notices come in does not matter: a replay sorts them (`runtime.order`).
+    """
+    skipped = Skipped() if skipped is None else skipped
     for raw in sources:
         path = Path(raw)
         if not path.exists():
             raise SourceError(f"no such file or folder: {raw}")
         kind = _kind(path)
         if kind == "dir":
-            yield from _from_dir(path, topic)
+            yield from _from_dir(path, topic, skipped)
         elif kind == "tar":
-            yield from _from_tar(path, topic)
+            with tarfile.open(path, "r|*") as archive:
+                yield from _from_tar(archive, topic, skipped)
         elif kind == "ndjson":
             yield from _from_ndjson(path, topic)
         elif kind == "store":
@@ -133,14 +168,16 @@ def iter_notices(sources: Iterable[str | Path], topic: str | None = None) -> Ite
             yield notice_from_file(path, topic=topic)
 
 
-def _from_dir(path: Path, topic: str | None) -> Iterator[Notice]:
+def _from_dir(path: Path, topic: str | None, skipped: Skipped) -> Iterator[Notice]:
     """Notice files, and the tar archives among them (large alerts travel compressed)."""
     for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        name = child.name.lower()
-        if name.endswith(NOTICE_SUFFIXES):
+        if is_notice_name(child.name):
             yield notice_from_file(child, topic=topic)
-        elif name.endswith(TAR_SUFFIXES):
-            yield from _from_tar(child, topic)
+        elif is_archive_name(child.name):
+            with tarfile.open(child, "r|*") as archive:
+                yield from _from_tar(archive, topic, skipped)
+        else:
+            skipped.add(child.name)
 
 
 def tar_member(path: Path, member: str) -> bytes:
@@ -155,18 +192,31 @@ def tar_member(path: Path, member: str) -> bytes:
         return handle.read()
 
 
-def _from_tar(path: Path, topic: str | None) -> Iterator[Notice]:
+def _from_tar(archive: tarfile.TarFile, topic: str | None, skipped: Skipped) -> Iterator[Notice]:
+    """The notices of an archive read as a stream, and of the archives inside it, as a
+    folder of the same files would give them."""
     # Streaming mode ("r|*"): members are read in order. TarFile keeps every header it has
     # read in `members` (about 0.7 kB each); dropping them keeps memory flat on big archives.
-    with tarfile.open(path, "r|*") as archive:
-        while (member := archive.next()) is not None:
-            archive.members.clear()  # type: ignore[attr-defined]  # undocumented, but stable
-            if not member.isfile():
-                continue
-            handle = archive.extractfile(member)
-            if handle is None:
-                continue
+    while (member := archive.next()) is not None:
+        archive.members.clear()  # type: ignore[attr-defined]  # undocumented, but stable
+        if not member.isfile():
+            continue
+        if not (is_notice_name(member.name) or is_archive_name(member.name)):
+            skipped.add(member.name)
+            continue
+        handle = archive.extractfile(member)
+        if handle is None:
+            continue
+        if is_archive_name(member.name):
+            yield from _from_inner_tar(handle, topic, skipped)
+        else:
             yield notice_from_bytes(handle.read(), topic=topic, name=member.name, source="archive")
+
+
+def _from_inner_tar(handle: IO[bytes], topic: str | None, skipped: Skipped) -> Iterator[Notice]:
+    # A stream cannot be rewound, so an archive inside one is read into memory first.
+    with tarfile.open(fileobj=io.BytesIO(handle.read()), mode="r|*") as inner:
+        yield from _from_tar(inner, topic, skipped)
 
 
 def _from_ndjson(path: Path, topic: str | None) -> Iterator[Notice]:
