@@ -28,14 +28,24 @@ def safe_relative(path: str) -> Path:
     return Path(*parts)
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename it into place."""
+def _complete_temporary(target: Path, data: bytes) -> str:
+    """`data` in a new temporary file beside `target`, whole and with the products' mode."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             os.fchmod(handle.fileno(), _MODE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename it into place."""
+    tmp = _complete_temporary(target, data)
+    try:
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,12 +73,8 @@ def claim_folder(base: Path, token: str, content: bytes) -> Path:
 
 
 def _take(target: Path, content: bytes) -> bool:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = _complete_temporary(target, content)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            os.fchmod(handle.fileno(), _MODE)
         os.link(tmp, target)  # fails if the token exists: the exclusive step
         return True
     except FileExistsError:

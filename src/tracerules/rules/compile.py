@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -734,55 +734,48 @@ def _children(node: ast.Expr) -> Iterator[ast.Expr]:
 # -- the whole set ---------------------------------------------------------------------------
 
 
+_Named = TypeVar("_Named")  # a topic or a site, by name
+
+
 def _collect_topics(result: LoadResult) -> dict[str, TopicSpec]:
-    topics: dict[str, TopicSpec] = {}
-    where: dict[str, Where] = {}
-    for loaded in result.files:
-        if loaded.spec is None:
-            continue
-        for i, topic in enumerate(loaded.spec.topics):
-            span = Where(loaded, ("topics", i, "name"), len(topic.name))
-            if topic.name in topics and topics[topic.name] != topic:
-                result.diagnostics.append(
-                    Diagnostic(
-                        "E604",
-                        f"topic '{topic.name}' is defined again, differently",
-                        span.span(),
-                        f"first defined at {where[topic.name].span()}",
-                    )
-                )
-                continue
-            topics.setdefault(topic.name, topic)
-            where.setdefault(topic.name, span)
+    topics, _ = _collect_named(result, "topics", "E604", lambda topic: topic)
     return topics
 
 
 def _collect_sites(result: LoadResult) -> dict[str, Site] | None:
-    """Every declared site by name (None when no file declares any); a name declared twice,
-    differently, is an error."""
-    sites: dict[str, Site] = {}
+    """Every declared site by name (None when no file declares any)."""
+    sites, declared = _collect_named(result, "sites", "E607", lambda spec: spec.to_site())
+    return sites if declared else None
+
+
+def _collect_named(
+    result: LoadResult, section: str, code: str, value: Callable[[Any], _Named]
+) -> tuple[dict[str, _Named], bool]:
+    """The named entries of one top-level section of every file (topics, sites), by name,
+    and whether any file declares one; a name declared again, differently, is `code`."""
+    found: dict[str, _Named] = {}
     where: dict[str, Where] = {}
     declared = False
     for loaded in result.files:
         if loaded.spec is None:
             continue
-        for i, spec in enumerate(loaded.spec.sites):
+        for i, spec in enumerate(getattr(loaded.spec, section)):
             declared = True
-            span = Where(loaded, ("sites", i, "name"), len(spec.name))
-            site = spec.to_site()
-            if spec.name in sites and sites[spec.name] != site:
+            span = Where(loaded, (section, i, "name"), len(spec.name))
+            entry = value(spec)
+            if spec.name in found and found[spec.name] != entry:
                 result.diagnostics.append(
                     Diagnostic(
-                        "E607",
-                        f"site '{spec.name}' is defined again, differently",
+                        code,
+                        f"{section[:-1]} '{spec.name}' is defined again, differently",
                         span.span(),
                         f"first defined at {where[spec.name].span()}",
                     )
                 )
                 continue
-            sites.setdefault(spec.name, site)
+            found.setdefault(spec.name, entry)
             where.setdefault(spec.name, span)
-    return sites if declared else None
+    return found, declared
 
 
 def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
