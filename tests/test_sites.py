@@ -101,3 +101,13 @@ def test_the_same_site_declared_twice_identically_is_fine(tmp_path: Path) -> Non
     _write(tmp_path, "b.yaml", text)
     sites = load_ruleset([tmp_path]).sites
     assert sites == {"lco": Site("lco", -29.0, -70.7, 2400.0, 20.0, -12.0)}
+
+
+def test_a_topic_defined_twice_differently_is_an_error_like_a_site(tmp_path: Path) -> None:
+    """Topics and sites share one collector: a topic redefined is E604 at its name."""
+    one = "schema_version: 1\ntopics:\n  - {name: gcn.example.topic, format: "
+    _write(tmp_path, "a.yaml", one + "json}\n")
+    _write(tmp_path, "b.yaml", one + "xml}\n")
+    errors = _errors(tmp_path)
+    assert [e[:2] for e in errors] == [("E604", 3)]
+    assert "topic 'gcn.example.topic' is defined again, differently" in errors[0][3]
