@@ -51,14 +51,21 @@ def forms(secret: str) -> frozenset[str]:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every form of every secret replaced by `***`."""
+    for form in _spellings(tuple(secrets)):
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
+
+
+@lru_cache(maxsize=64)
+def _spellings(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """Every form of these secrets, longest first (a log line per notice asks again: the
+    set of secrets changes only with the rules)."""
     spelled: set[str] = set()
     for secret in secrets:
         if secret and len(secret) >= MIN_LENGTH:
             spelled |= forms(secret)
-    for form in sorted(spelled, key=len, reverse=True):
-        if form in text:
-            text = text.replace(form, MASK)
-    return text
+    return tuple(sorted(spelled, key=len, reverse=True))
 
 
 def env_secrets(names: Iterable[str]) -> list[str]:
