@@ -10,57 +10,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:  # the operator helpers import the rule compiler: not on `--help`'s path
-    from tracerules.runtime.store import Store
-
+# The operator helpers (and the rule compiler behind them) are imported inside the commands:
+# `tracerules --help` must not pay for them.
 actions_app = typer.Typer(help="Actions: list them, retry failed ones.", no_args_is_help=True)
 StoreOption = Annotated[
     Path | None,
     typer.Option("--store", "-s", help="the store [env TRACERULES_STORE; ./tracerules.sqlite]"),
 ]
-
-
-def _where(
-    ids: list[int], trigger: str | None, event_id: str | None, status: str | None
-) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if ids:
-        clauses.append(f"id IN ({','.join('?' * len(ids))})")
-        params += ids
-    if trigger:
-        clauses.append("trigger=?")
-        params.append(trigger)
-    if event_id:
-        clauses.append("event_id=?")
-        params.append(event_id)
-    if status:
-        clauses.append("status=?")
-        params.append(status)
-    return " AND ".join(clauses) or "1", tuple(params)
-
-
-def requeue(
-    store: Store, ids: list[int], trigger: str | None, event_id: str | None, now: float
-) -> list[int]:
-    """Failed actions (these ids, or all of a trigger/event) back to pending; their ids."""
-    from tracerules.cli.operator import iso
-
-    where, params = _where(ids, trigger, event_id, "failed")
-    note = f"retried by the operator at {iso(now)}\n"
-    with store.transaction() as db:
-        found = [int(r[0]) for r in db.execute(f"SELECT id FROM actions WHERE {where}", params)]
-        for action_id in found:
-            db.execute(
-                "UPDATE actions SET status='pending', retry_at=NULL, log=log || ?, updated_at=? "
-                "WHERE id=? AND status='failed'",
-                (note, now, action_id),
-            )
-    return found
 
 
 @actions_app.command("list")
@@ -77,15 +37,7 @@ def actions_list(
         db = open_store(store)
     except UsageError as err:
         raise typer.Exit(fail(str(err))) from None
-    where, params = _where([], trigger, None, status)
-    rows = [
-        dict(r)
-        for r in db.query(
-            "SELECT id, status, attempts, retry_at, trigger, event_id, type, label, updated_at "
-            f"FROM actions WHERE {where} ORDER BY id DESC LIMIT 200",
-            params,
-        )
-    ]
+    rows = [dict(r) for r in db.list_actions(status=status, trigger=trigger)]
     db.close()
     if output == "json":
         print_json(rows)
@@ -106,7 +58,7 @@ def actions_retry(
     event_id: Annotated[str | None, typer.Option("--event", help="... of this event")] = None,
 ) -> None:
     """Put failed actions back to pending; the running service runs them again."""
-    from tracerules.cli.operator import EXIT_FAIL, EXIT_OK, UsageError, fail, open_store
+    from tracerules.cli.operator import EXIT_FAIL, EXIT_OK, UsageError, fail, iso, open_store
 
     if not ids and not trigger and not event_id:
         raise typer.Exit(fail("name the actions: ids, --trigger or --event"))
@@ -115,7 +67,9 @@ def actions_retry(
     except UsageError as err:
         raise typer.Exit(fail(str(err))) from None
     try:
-        done = requeue(db, list(ids or []), trigger, event_id, time.time())
+        now = time.time()
+        note = f"retried by the operator at {iso(now)}\n"
+        done = db.retry_failed_actions(list(ids or []), trigger, event_id, note, now)
     finally:
         db.close()
     if not done:

@@ -435,9 +435,52 @@ class Store:
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
+    def list_actions(
+        self, *, status: str | None = None, trigger: str | None = None, limit: int = 200
+    ) -> list[sqlite3.Row]:
+        """Actions newest first, for the operator: where each stands and when it runs next."""
+        where, params = _action_filter([], trigger, None, status)
+        return self.query(
+            "SELECT id, status, attempts, retry_at, trigger, event_id, type, label, updated_at "
+            f"FROM actions WHERE {where} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+
+    def retry_failed_actions(
+        self, ids: list[int], trigger: str | None, event_id: str | None, note: str, now: float
+    ) -> list[int]:
+        """Failed actions (these ids, or all of a trigger/event) back to pending, `note` added
+        to their log; their ids. The running service's workers pick them up."""
+        where, params = _action_filter(ids, trigger, event_id, "failed")
+        with self.transaction() as db:
+            found = [int(r[0]) for r in db.execute(f"SELECT id FROM actions WHERE {where}", params)]
+            for action_id in found:
+                db.execute(
+                    "UPDATE actions SET status='pending', retry_at=NULL, log=log || ?, "
+                    "updated_at=? WHERE id=? AND status='failed'",
+                    (note, now, action_id),
+                )
+        return found
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(self.db.execute(sql, params))
 
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         row = self.db.execute(sql, params).fetchone()
         return row[0] if row else None
+
+
+def _action_filter(
+    ids: list[int], trigger: str | None, event_id: str | None, status: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause over actions (placeholders only) and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if ids:
+        clauses.append(f"id IN ({','.join('?' * len(ids))})")
+        params += ids
+    for column, value in (("trigger", trigger), ("event_id", event_id), ("status", status)):
+        if value:
+            clauses.append(f"{column}=?")
+            params.append(value)
+    return " AND ".join(clauses) or "1", tuple(params)
