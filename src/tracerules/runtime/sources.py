@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import re
 import sqlite3
 import tarfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
@@ -158,8 +160,7 @@ def iter_notices(
         if kind == "dir":
             yield from _from_dir(path, topic, skipped)
         elif kind == "tar":
-            with tarfile.open(path, "r|*") as archive:
-                yield from _from_tar(archive, topic, skipped)
+            yield from _from_archive_file(path, topic, skipped)
         elif kind == "ndjson":
             yield from _from_ndjson(path, topic)
         elif kind == "store":
@@ -174,8 +175,7 @@ def _from_dir(path: Path, topic: str | None, skipped: Skipped) -> Iterator[Notic
         if is_notice_name(child.name):
             yield notice_from_file(child, topic=topic)
         elif is_archive_name(child.name):
-            with tarfile.open(child, "r|*") as archive:
-                yield from _from_tar(archive, topic, skipped)
+            yield from _from_archive_file(child, topic, skipped)
         else:
             skipped.add(child.name)
 
@@ -217,6 +217,20 @@ def _from_inner_tar(handle: IO[bytes], topic: str | None, skipped: Skipped) -> I
     # A stream cannot be rewound, so an archive inside one is read into memory first.
     with tarfile.open(fileobj=io.BytesIO(handle.read()), mode="r|*") as inner:
         yield from _from_tar(inner, topic, skipped)
+
+
+# What a damaged archive raises, by layer: tar headers, gzip/bz2 (OSError), zlib, xz.
+_DAMAGED = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def _from_archive_file(path: Path, topic: str | None, skipped: Skipped) -> Iterator[Notice]:
+    """A tar archive on disk (and those inside it); a truncated or damaged one is a
+    SourceError naming it, never a traceback half-way through a replay."""
+    try:
+        with tarfile.open(path, "r|*") as archive:
+            yield from _from_tar(archive, topic, skipped)
+    except _DAMAGED as err:
+        raise SourceError(f"{path}: a damaged or truncated archive ({err})") from None
 
 
 def _from_ndjson(path: Path, topic: str | None) -> Iterator[Notice]:
