@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))  # for tests.dashboard_server.Server
 
 from tests.dashboard_server import Server  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
-from tracerules.runtime.notices import Notice  # noqa: E402
-from tracerules.runtime.replay import replay  # noqa: E402
-from tracerules.runtime.sources import iter_notices  # noqa: E402
-from tracerules.runtime.store import Store  # noqa: E402
+from tracerules.runtime.engine.replay import replay  # noqa: E402
+from tracerules.runtime.sources.files import iter_notices  # noqa: E402
+from tracerules.runtime.sources.notices import Notice  # noqa: E402
+from tracerules.runtime.store.store import Store  # noqa: E402
 from tracerules.web.app import create_app  # noqa: E402
 
 ARCHIVE = ROOT.parent / "shared" / "corpus" / "archives" / "gcn-voevents-2023-11.tar.bz2"

@@ -26,7 +26,7 @@ from lxml import etree
 from shared_data import ARCHIVE, require, require_archive
 
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.sources import guess_topic
+from tracerules.runtime.sources.files import guess_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,10 +26,10 @@ from lxml import etree
 from shared_data import ARCHIVE, require, require_archive
 
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import iter_notices
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import iter_notices
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

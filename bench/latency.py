@@ -48,7 +48,7 @@ from confluent_kafka import Producer  # noqa: E402
 
 from tests.kafka_broker import TansuBroker, create_topic  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
-from tracerules.runtime.sources import guess_topic, iter_notices  # noqa: E402
+from tracerules.runtime.sources.files import guess_topic, iter_notices  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from shared_data import ARCHIVE, require_archive  # noqa: E402

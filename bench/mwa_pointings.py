@@ -5,7 +5,7 @@ Usage: python bench/mwa_pointings.py [--hours H ...] [--repeat N]
 For each sky map (the two bare BAYESTAR FITS files and the two igwn.gwalert alerts with an
 embedded map) and each time (the map's own time, plus each offset in --hours, default every
 3 h over a day, so the sky is seen from every side), it prints the four pointings tracerules
-chooses (`tracerules.products.mwa_pointings.gw_pointings`) and checks that:
+chooses (`tracerules.products.sky.mwa_pointings.gw_pointings`) and checks that:
 
 * all four are more than 10 deg apart;
 * all four are above the MWA site's elevation limit (rules/sites.yaml, 30 deg) at that time;
@@ -40,7 +40,7 @@ from astropy.time import Time
 from astropy.utils import iers
 from astropy_healpix import HEALPix
 
-from tracerules.products.mwa_pointings import Pointing, gw_pointings, sweet_spots
+from tracerules.products.sky.mwa_pointings import Pointing, gw_pointings, sweet_spots
 from tracerules.rules.compile import load_ruleset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,9 +42,9 @@ import tracerules.products  # noqa: E402, F401  (registers the functions)
 from tracerules.dsl.compiler import compile_expression  # noqa: E402
 from tracerules.dsl.context import Context  # noqa: E402
 from tracerules.dsl.values import Type  # noqa: E402
-from tracerules.products import observability as sky  # noqa: E402
-from tracerules.products import skymap_functions  # noqa: E402
-from tracerules.products.sites import Site  # noqa: E402
+from tracerules.products.sky import observability as sky  # noqa: E402
+from tracerules.products.sky import skymap_functions  # noqa: E402
+from tracerules.products.sky.sites import Site  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,8 +176,8 @@ def condition_speed() -> bool:
 
 
 def skymap_speed(alert_path: Path) -> bool:
-    from tracerules.products import visibility as vis
-    from tracerules.runtime.sources import payload_time
+    from tracerules.products.sky import visibility as vis
+    from tracerules.runtime.sources.files import payload_time
 
     sites = load_ruleset([ROOT / "rules"]).sites
     mwa = sites["mwa"]

@@ -26,9 +26,9 @@ from pathlib import Path
 from shared_data import ARCHIVE, require_archive
 
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.history import iter_decisions
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import Skipped, iter_notices
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import Skipped, iter_notices
+from tracerules.runtime.store.history import iter_decisions
 
 ROOT = Path(__file__).resolve().parents[1]
 Decided = list[tuple[str, str, str | None, str]]

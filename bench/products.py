@@ -34,10 +34,10 @@ import numpy as np
 from shared_data import CORPUS as DEFAULT_CORPUS
 from shared_data import require_corpus
 
-from tracerules.products import skymap_functions, skymap_raster
-from tracerules.products.gw_alert import GwAlertConfig, run
-from tracerules.products.registry import ActionRequest
-from tracerules.products.skymap import SkyMapError
+from tracerules.products.actions.gw_alert import GwAlertConfig, run
+from tracerules.products.actions.registry import ActionRequest
+from tracerules.products.sky import skymap_functions, skymap_raster
+from tracerules.products.sky.skymap import SkyMapError
 
 PARTS = ("decode", "areas", "meta", "csv", "png")
 TARGET_S = 0.20  # the whole set with the PNG, median per alert

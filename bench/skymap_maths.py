@@ -22,8 +22,8 @@ from pathlib import Path
 from shared_data import CORPUS as DEFAULT_CORPUS
 from shared_data import require_corpus
 
-from tracerules.products import healpix
-from tracerules.products.skymap import (
+from tracerules.products.sky import healpix
+from tracerules.products.sky.skymap import (
     SkyMapError,
     decode_skymap,
     flatten_skymap,

@@ -4,7 +4,7 @@ Usage::
 
     python bench/topic_inference_check.py [--corpus PATH] [--show N]
 
-Part 1 runs :func:`tracerules.runtime.topics.infer_topic` on every XML and JSON file of the
+Part 1 runs :func:`tracerules.runtime.sources.topics.infer_topic` on every XML and JSON file of the
 corpus ``MANIFEST.tsv`` and compares the result with the manifest's ``gcn_topic``. A manifest
 topic counts as *known* when it is a bare topic name; values with a note (guesses, "planned",
 "n/a", ...) are reported separately. Part 2 streams
@@ -27,7 +27,7 @@ from pathlib import Path
 from lxml import etree
 from shared_data import CORPUS, require_archive, require_corpus
 
-from tracerules.runtime.topics import (
+from tracerules.runtime.sources.topics import (
     GCN_PACKET_TYPES,
     infer_topic,
     packet_type_of,

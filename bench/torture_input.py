@@ -53,7 +53,7 @@ from tests.service_harness import (  # noqa: E402
     wait_until,
 )
 from tracerules.rules.compile import load_ruleset  # noqa: E402
-from tracerules.runtime.health import HEARTBEAT_TOPIC  # noqa: E402
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:

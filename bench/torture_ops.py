@@ -45,7 +45,7 @@ from tests.torture_support import (  # noqa: E402
     wait_attempted,
 )
 from tracerules.rules.compile import load_ruleset  # noqa: E402
-from tracerules.runtime.health import HEARTBEAT_TOPIC  # noqa: E402
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC  # noqa: E402
 
 SERVICE_RULES = ROOT / "tests" / "data" / "service_rules"
 

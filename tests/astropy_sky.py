@@ -22,7 +22,7 @@ from astropy import units as u  # noqa: E402
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord, get_body  # noqa: E402
 from astropy.time import Time  # noqa: E402
 
-from tracerules.products.sites import Site  # noqa: E402
+from tracerules.products.sky.sites import Site  # noqa: E402
 
 
 @contextmanager

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize

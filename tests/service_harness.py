@@ -25,14 +25,14 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined, unused-ignore]
 
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.health import HEARTBEAT_TOPIC, snapshot
-from tracerules.runtime.sources import guess_topic
-from tracerules.runtime.store import Store
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC, snapshot
+from tracerules.runtime.sources.files import guess_topic
+from tracerules.runtime.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTICES = ROOT / "tests" / "data" / "notices"
 SERVICE_RULES = ROOT / "tests" / "data" / "service_rules"
-# atomic_write's temporary name for a file (products/io.py)
+# atomic_write's temporary name for a file (products/actions/io.py)
 TEMPORARY = re.compile(r"\.(.+)\.[^.]+\.tmp")
 # The service reads only these: GCN publishes every topic, and the others are never fetched.
 SUBSCRIBED = load_ruleset([SERVICE_RULES]).subscribed_topics

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tests.conftest import DATA, sequence
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 TRIGGER = """\
   - id: {id}

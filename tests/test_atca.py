@@ -17,11 +17,11 @@ import pytest
 from tests.conftest import DATA, NOTICES
 from tests.observatory_standins import ATCA_TOKEN, Scripted, StandIn, atca_answer, serve
 from tracerules.errors import RuleError
-from tracerules.products.atca import sexagesimal
+from tracerules.products.actions.atca import sexagesimal
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.store.store import Store
 
 SITES = Path(__file__).parents[1] / "rules" / "sites.yaml"
 BAT = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"

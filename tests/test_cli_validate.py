@@ -139,7 +139,7 @@ def test_functions_text_shows_optional_arguments() -> None:
         *("astropy", "matplotlib", "confluent_kafka", "numpy", "markdown_it", "rich.markdown"),
         # the rule compiler (lark, pydantic) once came in through `actions`' operator helpers
         *("tracerules.rules.compile", "lark", "pydantic", "jinja2"),
-        *("tracerules.runtime.store", "rich.console"),
+        *("tracerules.runtime.store.store", "rich.console"),
     ],
 )
 def test_help_imports_nothing_heavy(heavy: str) -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import DATA, NOTICES
 from tracerules.cli.main import app
-from tracerules.runtime.sources import SourceError, iter_notices
+from tracerules.runtime.sources.files import SourceError, iter_notices
 
 RULES = DATA / "rules"
 

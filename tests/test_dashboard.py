@@ -22,9 +22,9 @@ from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get, get_page
 from tracerules.cli.serve import run_serve
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import iter_notices
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import iter_notices
+from tracerules.runtime.store.store import Store
 from tracerules.web.access import ReadOnlyStore
 from tracerules.web.app import create_app
 from tracerules.web.status import status

@@ -22,11 +22,11 @@ from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get, get_page
 from tracerules.cli.serve import products_folder, run_serve
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.health import recorded_products
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import iter_notices, notice_from_bytes
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.service.health import recorded_products
+from tracerules.runtime.sources.files import iter_notices, notice_from_bytes
+from tracerules.runtime.store.store import Store
 from tracerules.web.access import ReadOnlyStore
 from tracerules.web.app import create_app
 

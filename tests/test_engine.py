@@ -12,11 +12,11 @@ from tests.conftest import NOTICES, sequence
 from tracerules.dsl.builtins import BUILTINS, Builtin
 from tracerules.dsl.values import Type, Vote
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.decisions import Conclusion, Decision, Source
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Conclusion, Decision, Source
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 
 def votes(decision: Decision) -> dict[str, str]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.history import counts, events
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import iter_notices
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import iter_notices
+from tracerules.runtime.store.history import counts, events
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -21,10 +21,10 @@ from tracerules.cli.main import app
 from tracerules.dsl.convert import CONVERSIONS
 from tracerules.dsl.values import Missing
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.store import Store
-from tracerules.runtime.topics import infer_topic
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.sources.topics import infer_topic
+from tracerules.runtime.store.store import Store
 from tracerules.web.app import create_app
 
 RULES = Path(__file__).parent / "data" / "service_rules"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tests.conftest import DATA, NOTICES
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.history import events
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import iter_notices
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import iter_notices
+from tracerules.runtime.store.history import events
+from tracerules.runtime.store.store import Store
 
 MASKED = """schema_version: 1
 triggers:

@@ -16,14 +16,14 @@ from pydantic import ValidationError
 from tests.conftest import DATA, NOTICES
 from tracerules import __version__
 from tracerules.errors import RuleError
-from tracerules.products import healpix as hp
-from tracerules.products.gw_alert import GwAlertConfig, run
-from tracerules.products.registry import ActionRequest
+from tracerules.products.actions.gw_alert import GwAlertConfig, run
+from tracerules.products.actions.registry import ActionRequest
+from tracerules.products.sky import healpix as hp
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.decisions import Conclusion, Decision
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Conclusion, Decision
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.store.store import Store
 
 LVK = NOTICES / "lvk_json"
 CBC = "igwn_gwalert_preliminary.json"
@@ -250,8 +250,8 @@ def test_unknown_template_names_and_bad_nside_are_load_errors(tmp_path: Path) ->
 def test_meta_areas_keep_six_significant_figures_and_name_the_distance_convention(
     tmp_path: Path,
 ) -> None:
-    from tracerules.products.gw_meta import significant
-    from tracerules.products.skymap import skymap_from_alert, summarize
+    from tracerules.products.actions.gw_meta import significant
+    from tracerules.products.sky.skymap import skymap_from_alert, summarize
 
     assert significant(0.019712345) == 0.0197123  # 4 decimal places would give 0.0197
     assert significant(27813.456789) == 27813.5
@@ -297,7 +297,7 @@ def test_two_alerts_of_one_type_in_one_second_keep_their_own_folders(
 
 
 def test_the_combined_sky_map_is_written_as_its_own_fits(tmp_path: Path) -> None:
-    from tracerules.products.skymap import read_skymap
+    from tracerules.products.sky.skymap import read_skymap
 
     request = _skymaps_request("MS181101ab-ext-update.json", tmp_path)
     outcome = run(GwAlertConfig(type="gw-alert", csv=False, png=False), request)
@@ -322,7 +322,7 @@ def test_skymap_csv_reads_like_gocarts(tmp_path: Path) -> None:
     """gocart writes two comment lines, then IPIX,PROB,DISTMU,DISTSIGMA,RA,DEC,GLON,GLAT with
     DISTMU ``inf`` where a pixel has no distance: a plugin that skips two lines, reads by
     name or by position, or tests DISTMU for infinity reads ours the same way."""
-    from tracerules.products.skymap import skymap_from_alert
+    from tracerules.products.sky.skymap import skymap_from_alert
 
     config = GwAlertConfig(type="gw-alert", png=False, nside=16)
     assert run(config, _skymaps_request("MS181101ab-update.json", tmp_path)).ok

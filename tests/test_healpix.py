@@ -15,8 +15,8 @@ from astropy_healpix import HEALPix, uniq_to_level_ipix
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracerules.products import healpix as hp
-from tracerules.products.skymap import (
+from tracerules.products.sky import healpix as hp
+from tracerules.products.sky.skymap import (
     SkyMap,
     SkyMapError,
     decode_skymap,

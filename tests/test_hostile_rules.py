@@ -20,7 +20,7 @@ from tests.service_harness import SERVICE_RULES, ServiceProcess, service_topics,
 from tracerules.cli.main import app
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.watch import RuleWatcher
+from tracerules.runtime.service.watch import RuleWatcher
 
 runner = CliRunner()
 SERVICE_SEED, SERVICE_TOPICS = SEEDS["service"]

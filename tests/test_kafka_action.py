@@ -12,13 +12,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from tests.conftest import DATA, sequence
 from tests.kafka_broker import KafkaBroker, TopicFactory, fast_consumer_config, poll_messages
-from tracerules.products.kafka_message import KafkaConfig, run
-from tracerules.products.registry import ActionRequest
+from tracerules.products.actions.kafka_message import KafkaConfig, run
+from tracerules.products.actions.registry import ActionRequest
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.decisions import Conclusion
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Conclusion
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 pytestmark = pytest.mark.kafka
 

@@ -19,15 +19,15 @@ import pytest
 
 from tests.conftest import DATA, NOTICES
 from tests.observatory_standins import MWA_KEY, Scripted, StandIn, mwa_answer, serve
-from tracerules.products.mwa_pointings import gw_pointings
-from tracerules.products.sites import Site
-from tracerules.products.skymap import skymap_from_alert
+from tracerules.products.sky.mwa_pointings import gw_pointings
+from tracerules.products.sky.sites import Site
+from tracerules.products.sky.skymap import skymap_from_alert
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.arbitration import repoint_distance
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import notice_from_bytes, notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.arbitration import repoint_distance
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_bytes, notice_from_file
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 SITES = Path(__file__).parents[1] / "rules" / "sites.yaml"
 VISIBLE_BAT = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"  # 37.7 deg up

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import DATA
-from tracerules.products.healpix import angular_separation, uniq_centres
-from tracerules.products.mwa_pointings import choose, gw_pointings, sweet_spots
-from tracerules.products.observability import radec_of_altaz
-from tracerules.products.sites import Site
-from tracerules.products.skymap import read_skymap
+from tracerules.products.sky.healpix import angular_separation, uniq_centres
+from tracerules.products.sky.mwa_pointings import choose, gw_pointings, sweet_spots
+from tracerules.products.sky.observability import radec_of_altaz
+from tracerules.products.sky.sites import Site
+from tracerules.products.sky.skymap import read_skymap
 
 LIMIT = 30.0
 MWA = Site("mwa", -26.703319444, 116.670813889, 377.8, LIMIT)

@@ -16,17 +16,17 @@ from typer.testing import CliRunner
 
 from tracerules.cli.main import app
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.history import iter_decisions, sequence
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.order import (
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import Skipped, iter_notices
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.sources.order import (
     gcn_counter,
     in_notice_order,
     order_key,
     serial_number,
     stage_rank,
 )
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import Skipped, iter_notices
+from tracerules.runtime.store.history import iter_decisions, sequence
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTICES = EXAMPLES / "notices"

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from tests import astropy_sky
 from tests.conftest import DATA
-from tracerules.products import observability as sky
-from tracerules.products import visibility as vis
-from tracerules.products.sites import Site
-from tracerules.products.skymap import read_skymap
+from tracerules.products.sky import observability as sky
+from tracerules.products.sky import visibility as vis
+from tracerules.products.sky.sites import Site
+from tracerules.products.sky.skymap import read_skymap
 
 MWA = Site("mwa", -26.703319444, 116.670813889, 377.8, 30.0)
 ATCA = Site("atca", -30.31498, 149.56394, 240.0, 12.0)

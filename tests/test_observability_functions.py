@@ -21,19 +21,19 @@ from tracerules.cli.main import app
 from tracerules.dsl.compiler import compile_expression
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Type
-from tracerules.products import registry
-from tracerules.products import visibility as vis
-from tracerules.products.observability_functions import OBSERVABILITY_BUILTINS
-from tracerules.products.registry import ActionConfig
-from tracerules.products.sites import Site
-from tracerules.products.skymap import skymap_from_alert
+from tracerules.products.actions import registry
+from tracerules.products.actions.registry import ActionConfig
+from tracerules.products.sky import visibility as vis
+from tracerules.products.sky.observability_functions import OBSERVABILITY_BUILTINS
+from tracerules.products.sky.sites import Site
+from tracerules.products.sky.skymap import skymap_from_alert
 from tracerules.rules.compile import RuleSet, compile_loaded, load_ruleset
 from tracerules.rules.loader import load_paths
-from tracerules.runtime.decisions import Factor
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Factor
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 BAT = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"
@@ -216,8 +216,8 @@ def test_a_window_longer_than_a_week_is_a_missing_value(store: Store, tmp_path: 
 
 
 def test_map_functions_reuse_one_set_of_pixels_per_map(tmp_path: Path) -> None:
-    from tracerules.products import skymap_functions as sf
-    from tracerules.products.observability_functions import pixels_of
+    from tracerules.products.sky import skymap_functions as sf
+    from tracerules.products.sky.observability_functions import pixels_of
 
     figures = sf.figures_for_alert(json.loads(LVK.read_bytes()))
     assert figures is not None

@@ -28,9 +28,9 @@ from tests.observatory_standins import (
 )
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.sources import iter_notices
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import iter_notices
+from tracerules.runtime.store.store import Store
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"

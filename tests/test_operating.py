@@ -19,19 +19,19 @@ from typer.testing import CliRunner
 from tests.service_harness import NOTICES, SERVICE_RULES
 from tests.torture_support import SECRET_SHAPES, occurrences
 from tracerules.cli.main import app
-from tracerules.products.command import CommandConfig
-from tracerules.products.command import run as run_command
-from tracerules.products.plugin import PluginConfig
-from tracerules.products.plugin import run as run_plugin
-from tracerules.products.registry import ActionRequest
+from tracerules.products.actions.command import CommandConfig
+from tracerules.products.actions.command import run as run_command
+from tracerules.products.actions.plugin import PluginConfig
+from tracerules.products.actions.plugin import run as run_plugin
+from tracerules.products.actions.registry import ActionRequest
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.retry import LATER_MOST_S, next_try
+from tracerules.runtime.dispatch.retry import LATER_MOST_S, next_try
+from tracerules.runtime.dispatch.workers import ActionWorkers, owner_token, recover
+from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.secrets import redact
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
-from tracerules.runtime.storelock import lock_store
-from tracerules.runtime.workers import ActionWorkers, owner_token, recover
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.store.lock import lock_store
+from tracerules.runtime.store.store import Store
 
 
 def test_a_symlink_to_a_locked_store_finds_it_locked(tmp_path: Path) -> None:

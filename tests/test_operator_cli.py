@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from tests.conftest import DATA, NOTICES
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import iter_notices
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import iter_notices
+from tracerules.runtime.store.store import Store
 
 RULES = str(DATA / "rules")
 

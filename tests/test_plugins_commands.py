@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import DATA, sequence
-from tracerules.products.command import CommandConfig
-from tracerules.products.command import run as run_command
-from tracerules.products.plugin import PluginConfig, PluginContext
-from tracerules.products.plugin import run as run_plugin
-from tracerules.products.registry import ActionRequest
+from tracerules.products.actions.command import CommandConfig
+from tracerules.products.actions.command import run as run_command
+from tracerules.products.actions.plugin import PluginConfig, PluginContext
+from tracerules.products.actions.plugin import run as run_plugin
+from tracerules.products.actions.registry import ActionRequest
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.decisions import ActionRecord
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import ActionRecord
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "examples" / "plugins" / "tr_template.py"

@@ -24,7 +24,7 @@ from tests.service_harness import (
     topic_of,
     wait_until,
 )
-from tracerules.runtime.health import HEARTBEAT_TOPIC
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC
 
 pytestmark = pytest.mark.kafka
 

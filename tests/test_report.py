@@ -17,10 +17,10 @@ from tracerules.dsl.values import Vote
 from tracerules.report import lights
 from tracerules.report.html import render_report
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.decisions import Factor
-from tracerules.runtime.replay import Replay, replay
-from tracerules.runtime.sources import iter_notices, notice_from_bytes
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Factor
+from tracerules.runtime.engine.replay import Replay, replay
+from tracerules.runtime.sources.files import iter_notices, notice_from_bytes
+from tracerules.runtime.store.store import Store
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

@@ -14,7 +14,7 @@ from tracerules.dsl.convert import CONVERSIONS
 from tracerules.dsl.selectors import compile_jsonpath, compile_xpath
 from tracerules.dsl.values import Missing
 from tracerules.errors import DslError
-from tracerules.runtime.notices import NoticeError, parse_json, parse_xml
+from tracerules.runtime.sources.notices import NoticeError, parse_json, parse_xml
 
 TRAPS = Path(__file__).parent / "data" / "notices" / "traps"
 NOTICES = TRAPS.parent

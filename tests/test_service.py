@@ -39,8 +39,8 @@ from tests.service_harness import (
     variants,
     wait_until,
 )
-from tracerules.runtime.health import HEARTBEAT_TOPIC, snapshot
-from tracerules.runtime.store import Store
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC, snapshot
+from tracerules.runtime.store.store import Store
 
 pytestmark = pytest.mark.kafka
 

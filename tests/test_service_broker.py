@@ -27,7 +27,7 @@ from tests.service_harness import (
     notice_files,
     wait_until,
 )
-from tracerules.runtime.health import HEARTBEAT_TOPIC
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC
 
 pytestmark = pytest.mark.kafka
 

@@ -21,24 +21,24 @@ from tracerules.cli.main import app
 from tracerules.dsl.values import Missing
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime import logs
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.health import Recorder, heartbeat_time, snapshot, stream_health
-from tracerules.runtime.kafka import parse_stats
-from tracerules.runtime.kafka_settings import (
+from tracerules.runtime.dispatch.workers import MAX_CLAIMS, ActionWorkers, owner_token, recover
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.service import logs
+from tracerules.runtime.service.health import Recorder, heartbeat_time, snapshot, stream_health
+from tracerules.runtime.service.kafka import parse_stats
+from tracerules.runtime.service.kafka_settings import (
     KafkaSettings,
     KafkaSetupError,
     StartPosition,
     consumer_config,
     load_settings,
 )
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.service import resolve_group
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
-from tracerules.runtime.storelock import lock_store
-from tracerules.runtime.watch import RuleWatcher
-from tracerules.runtime.workers import MAX_CLAIMS, ActionWorkers, owner_token, recover
+from tracerules.runtime.service.loop import resolve_group
+from tracerules.runtime.service.watch import RuleWatcher
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.lock import lock_store
+from tracerules.runtime.store.store import Store
 
 runner = CliRunner()
 BAT = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"

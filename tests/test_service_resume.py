@@ -24,7 +24,7 @@ from tests.service_harness import (
     notice_files,
     topic_of,
 )
-from tracerules.runtime.health import HEARTBEAT_TOPIC
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC
 
 pytestmark = pytest.mark.kafka
 

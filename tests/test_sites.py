@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tracerules.products.sites import Site, parse_angle
+from tracerules.products.sky.sites import Site, parse_angle
 from tracerules.rules.compile import compile_loaded, load_ruleset
 from tracerules.rules.loader import load_paths
 

@@ -7,8 +7,8 @@ import pytest
 from astropy_healpix import HEALPix
 
 from tests.test_healpix import CBC_ALERT, _load
-from tracerules.products import healpix as hp
-from tracerules.products import sky_geometry as geo
+from tracerules.products.sky import healpix as hp
+from tracerules.products.sky import sky_geometry as geo
 
 
 def _random_sky(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

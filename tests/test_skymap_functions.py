@@ -15,15 +15,15 @@ from tracerules.dsl.compiler import compile_expression
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Type
 from tracerules.errors import DslError
-from tracerules.products import healpix as hp
-from tracerules.products import skymap_functions as sf
-from tracerules.products.skymap import read_skymap, skymap_from_alert
+from tracerules.products.sky import healpix as hp
+from tracerules.products.sky import skymap_functions as sf
+from tracerules.products.sky.skymap import read_skymap, skymap_from_alert
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.decisions import Conclusion
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import notice_from_bytes, notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Conclusion
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_bytes, notice_from_file
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 LVK = NOTICES / "lvk_json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,7 +290,7 @@ def test_credible_level_is_one_outside_the_support_and_missing_without_a_map() -
 
 
 def sf_skymap(uniq: Any, density: Any) -> Any:
-    from tracerules.products.skymap import SkyMap
+    from tracerules.products.sky.skymap import SkyMap
 
     return SkyMap(uniq, density, None, None, None, {})
 

@@ -11,10 +11,10 @@ import pytest
 from astropy_healpix import boundaries_lonlat, uniq_to_level_ipix
 
 from tests.test_healpix import _load
-from tracerules.products import healpix as hp
-from tracerules.products import sky_geometry as geo
-from tracerules.products import sky_plan, skymap_plot, skymap_raster
-from tracerules.products.skymap import SkyMap
+from tracerules.products.sky import healpix as hp
+from tracerules.products.sky import sky_geometry as geo
+from tracerules.products.sky import sky_plan, skymap_plot, skymap_raster
+from tracerules.products.sky.skymap import SkyMap
 
 CBC = "igwn_gwalert_preliminary.json"  # a 7.8 deg2 90% region at RA 308
 BURST = "S230528ay-preliminary.json"  # a 97 deg2 region across RA 0/360
@@ -126,8 +126,8 @@ def test_renders_are_deterministic_across_maps_and_threads() -> None:
     one map may linger in the next, and threads must not share a canvas."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tracerules.products.provenance import Provenance
-    from tracerules.products.skymap import summarize
+    from tracerules.products.actions.provenance import Provenance
+    from tracerules.products.sky.skymap import summarize
 
     prov = Provenance("tracerules test", "rule", "E1", 1, 2)
     maps = [_load(name) for name in (CBC, BURST, WIDE)]

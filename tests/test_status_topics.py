@@ -8,10 +8,10 @@ from tests.conftest import NOTICES
 from tracerules.cli.status import render
 from tracerules.report.browse import topics
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.health import Recorder, snapshot
-from tracerules.runtime.sources import notice_from_bytes, notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.service.health import Recorder, snapshot
+from tracerules.runtime.sources.files import notice_from_bytes, notice_from_file
+from tracerules.runtime.store.store import Store
 
 TOPIC = "gcn.classic.voevent.SWIFT_BAT_GRB_POS_ACK"
 GOOD = NOTICES / "swift_chain" / "02_BAT_GRB_Pos_1201696-785.xml"
@@ -56,7 +56,7 @@ def test_a_kafka_topic_error_clears_on_the_next_notice(engine: Engine, store: St
 
 
 def test_error_is_current() -> None:
-    from tracerules.runtime.health import error_is_current
+    from tracerules.runtime.service.health import error_is_current
 
     assert not error_is_current(None, None)
     assert error_is_current(10.0, None)

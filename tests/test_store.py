@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import sequence
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.store import SCHEMA_VERSION, Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.store.store import SCHEMA_VERSION, Store
 
 
 def test_a_new_store_is_wal_and_versioned(tmp_path: Path) -> None:

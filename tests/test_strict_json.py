@@ -14,10 +14,10 @@ import pytest
 from tests.conftest import DATA, NOTICES
 from tests.test_webhook import Loopback, server  # noqa: F401  (the loopback HTTP server)
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.notices import DEFAULT_MAX_BYTES, STORED_PREFIX
-from tracerules.runtime.sources import notice_from_file
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.sources.files import notice_from_file
+from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX
+from tracerules.runtime.store.store import Store
 
 GBM = NOTICES / "fermi_gbm_json" / "2_trigger.flight1.example.json"
 
@@ -109,7 +109,7 @@ def test_an_oversized_payload_is_stored_as_prefix_size_and_hash(tmp_path: Path) 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_strict_json_writes_null_for_what_json_cannot_hold(value: float) -> None:
-    from tracerules.products.templating import strict_json
+    from tracerules.products.actions.templating import strict_json
 
     assert strict(strict_json({"a": value, "b": [value, {"c": value}]}).encode()) == {
         "a": None,

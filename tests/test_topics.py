@@ -1,4 +1,4 @@
-"""Topic inference (tracerules.runtime.topics) against the real notices in tests/data/notices."""
+"""Topic inference (tracerules.runtime.sources.topics) against the real notices in tests/data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tracerules.runtime.topics import (
+from tracerules.runtime.sources.topics import (
     GCN_PACKET_TYPES,
     IGNORED_PACKET_TYPES,
     UNKNOWN_NOTICE_TYPE,

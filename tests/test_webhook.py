@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import DATA, sequence
-from tracerules.products.observation import ObservatoryMixin
-from tracerules.products.registry import ActionRequest
-from tracerules.products.webhook import WebhookConfig, run
+from tracerules.products.actions.observation import ObservatoryMixin
+from tracerules.products.actions.registry import ActionRequest
+from tracerules.products.actions.webhook import WebhookConfig, run
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.store.store import Store
 
 SECRET = "tr-test-s3cret-9f2c7e"
 

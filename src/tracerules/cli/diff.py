@@ -23,9 +23,9 @@ from tracerules.errors import RuleError, render_human
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.rules.gitrev import GitError, rules_at
 from tracerules.rules.loader import load_paths
-from tracerules.runtime.diff import DiffReport, EventChange, compare
-from tracerules.runtime.replay import replay
-from tracerules.runtime.sources import SourceError, iter_notices
+from tracerules.runtime.engine.diff import DiffReport, EventChange, compare
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import SourceError, iter_notices
 
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
 EXIT_RULES = 1

@@ -27,11 +27,11 @@ from tracerules.cli.operator import console as terminal
 from tracerules.cli.trigger_names import unknown_trigger
 from tracerules.errors import RuleError, render_human
 from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.decisions import ActionRecord
-from tracerules.runtime.history import EventView, count_events, counts, iter_events
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.replay import Replay, replay
-from tracerules.runtime.sources import Skipped, SourceError, iter_notices
+from tracerules.runtime.engine.decisions import ActionRecord
+from tracerules.runtime.engine.replay import Replay, replay
+from tracerules.runtime.sources.files import Skipped, SourceError, iter_notices
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.history import EventView, count_events, counts, iter_events
 from tracerules.timetext import utc_text
 
 

@@ -42,7 +42,7 @@ def echo(
     it started have run. Stop `tracerules run` on the same store first.
     """
     from tracerules.dsl.convert import to_duration
-    from tracerules.runtime.kafka_settings import StartPosition
+    from tracerules.runtime.service.kafka_settings import StartPosition
 
     seconds = to_duration(duration)
     if not isinstance(seconds, float) or seconds <= 0:

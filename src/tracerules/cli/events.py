@@ -31,10 +31,10 @@ from tracerules.cli.operator import (
 from tracerules.cli.trigger_names import unknown_trigger
 from tracerules.report import browse
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime import history
-from tracerules.runtime.decisions import Factor, Source, conclude, tally
-from tracerules.runtime.history import EventView
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Factor, Source, conclude, tally
+from tracerules.runtime.store import history
+from tracerules.runtime.store.history import EventView
+from tracerules.runtime.store.store import Store
 
 CONCLUSION_STYLE = {"PASS": "green", "FAIL": "red", "ERROR": "magenta"}
 
@@ -84,7 +84,7 @@ def current(
     """The event replayed under the rules as they are now: factors, votes, and the verdict."""
     if rules is None or rules.trigger(trigger) is None:
         return None
-    from tracerules.runtime.engine import Engine
+    from tracerules.runtime.engine.engine import Engine
 
     replayed = Engine(rules, store, dry_run=True).current_conditions(trigger, event_id)
     if replayed is None:

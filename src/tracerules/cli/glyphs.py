@@ -13,7 +13,7 @@ from rich.text import Text
 
 from tracerules.dsl.values import Vote
 from tracerules.report.lights import GLYPHS
-from tracerules.runtime.decisions import Factor
+from tracerules.runtime.engine.decisions import Factor
 
 COLOURS: Final = {
     Vote.PASS: "green",

@@ -18,10 +18,10 @@ from rich.text import Text
 from tracerules.cli.glyphs import factor_light
 from tracerules.dsl.convert import to_time
 from tracerules.dsl.values import Missing
-from tracerules.products.templating import strict_json
+from tracerules.products.actions.templating import strict_json
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.decisions import Factor
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Factor
+from tracerules.runtime.store.store import Store
 from tracerules.timetext import utc_text
 
 STORE_ENV: Final = "TRACERULES_STORE"

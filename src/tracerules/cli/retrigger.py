@@ -31,9 +31,9 @@ from tracerules.cli.operator import (
     print_json,
     rule_folders,
 )
-from tracerules.runtime.decisions import Decision
-from tracerules.runtime.engine import Engine
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Decision
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.store.store import Store
 
 
 class _RehearsalError(Exception):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from tracerules.runtime.kafka_settings import StartPosition
+    from tracerules.runtime.service.kafka_settings import StartPosition
 
 RulesArg = Annotated[
     list[Path] | None, typer.Argument(help="rule files or folders [default: rules]")
@@ -100,7 +100,7 @@ def run(
     notice and per decision on stderr. SIGHUP reloads the rules; SIGTERM/SIGINT finish the
     current notice, commit and exit 0.
     """
-    from tracerules.runtime.kafka_settings import StartPosition
+    from tracerules.runtime.service.kafka_settings import StartPosition
 
     try:
         position = StartPosition.parse(start)
@@ -142,16 +142,16 @@ def serve(
     from tracerules.errors import RuleError, SourceCache, render_human
     from tracerules.rules.compile import load_ruleset
     from tracerules.rules.guard import empty_set
-    from tracerules.runtime import logs
-    from tracerules.runtime.kafka import KafkaSource
-    from tracerules.runtime.kafka_settings import KafkaSetupError, load_settings
-    from tracerules.runtime.service import (
+    from tracerules.runtime.service import logs
+    from tracerules.runtime.service.kafka import KafkaSource
+    from tracerules.runtime.service.kafka_settings import KafkaSetupError, load_settings
+    from tracerules.runtime.service.loop import (
         Service,
         ServiceOptions,
         install_signal_handlers,
         resolve_group,
     )
-    from tracerules.runtime.storelock import lock_store
+    from tracerules.runtime.store.lock import lock_store
 
     domain, servers, config_file, settings = kafka
     try:

@@ -31,7 +31,7 @@ def run_serve(
 ) -> int:
     import uvicorn
 
-    from tracerules.runtime.health import recorded_products
+    from tracerules.runtime.service.health import recorded_products
     from tracerules.web.access import ReadOnlyStore
     from tracerules.web.app import create_app
     from tracerules.web.auth import TOKEN_ENV, is_loopback

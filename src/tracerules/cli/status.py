@@ -24,8 +24,8 @@ def status(
     Exit status: 0 healthy (service running, Kafka connected, stream OK, disk not full), 1 degraded,
     2 no store at that path.
     """
-    from tracerules.runtime.health import snapshot
-    from tracerules.runtime.store import Store
+    from tracerules.runtime.service.health import snapshot
+    from tracerules.runtime.store.store import Store
 
     if output not in ("text", "json"):
         raise typer.BadParameter("text or json", param_hint="--format")

@@ -21,7 +21,7 @@ from tracerules.dsl.values import NUMERIC, Missing, Type, Vote, show_with_unit, 
 from tracerules.errors import DslError
 
 if TYPE_CHECKING:
-    from tracerules.products.sites import Site
+    from tracerules.products.sky.sites import Site
 
 Fn = Callable[[Context], Any]
 

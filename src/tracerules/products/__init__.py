@@ -6,5 +6,5 @@ compiler imports the action registry from here, so they are known before any con
 compiled.
 """
 
-from tracerules.products import observability_functions as observability_functions
-from tracerules.products import skymap_functions as skymap_functions
+from tracerules.products.sky import observability_functions as observability_functions
+from tracerules.products.sky import skymap_functions as skymap_functions

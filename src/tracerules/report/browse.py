@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.history import statuses
-from tracerules.runtime.store import Store
+from tracerules.runtime.store.history import statuses
+from tracerules.runtime.store.store import Store
 
 PAYLOAD_CHARS: Final = 200_000  # pretty payloads beyond this are cut (sky maps are ~1 MB)
 LONG_STRING: Final = 240  # JSON strings longer than this (base64 sky maps) are shortened
@@ -139,7 +139,7 @@ def notice(store: Store, notice_id: int, rules: RuleSet | None = None) -> dict[s
 
 def pretty_payload(payload: bytes) -> str:
     """JSON indented (long strings shortened), XML re-indented, anything else as text."""
-    from tracerules.runtime.notices import NoticeError, parse_xml
+    from tracerules.runtime.sources.notices import NoticeError, parse_xml
 
     head = payload.lstrip()[:1]
     text: str
@@ -181,7 +181,7 @@ def topics(store: Store, rules: RuleSet | None) -> list[dict[str, Any]]:
         )
     }
     subscribed = {t: [x.id for x in ts] for t, ts in (rules.by_topic.items() if rules else ())}
-    from tracerules.runtime.health import topic_health
+    from tracerules.runtime.service.health import topic_health
 
     stats = store.query("SELECT * FROM topic_stats")
     rows = {r["topic"]: topic_health(store, dict(r)) for r in stats}

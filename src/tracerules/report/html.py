@@ -17,8 +17,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from tracerules import __version__
 from tracerules.report import lights, model
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.decisions import tally
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import tally
+from tracerules.runtime.store.store import Store
 from tracerules.timetext import utc_text
 
 TOPIC_PREFIXES = ("gcn.classic.voevent.", "gcn.notices.")

@@ -15,7 +15,7 @@ from typing import Final
 from markupsafe import Markup
 
 from tracerules.dsl.values import Vote
-from tracerules.runtime.decisions import Conclusion, Factor
+from tracerules.runtime.engine.decisions import Conclusion, Factor
 
 GLYPHS: Final[Mapping[str, str]] = {
     Vote.PASS.value: "\u2713",  # check mark

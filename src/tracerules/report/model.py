@@ -1,7 +1,7 @@
 """What a report or a dashboard page shows, read from the store: summaries and trigger sections.
 
 Plain data only; the templates lay it out. Everything here reads through
-`tracerules.runtime.history` or small aggregate queries on the store.
+`tracerules.runtime.store.history` or small aggregate queries on the store.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracerules.rules.compile import CompiledTrigger, RuleSet
-from tracerules.runtime import history
-from tracerules.runtime.decisions import Decision
-from tracerules.runtime.history import EventView, NoticeRef
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Decision
+from tracerules.runtime.store import history
+from tracerules.runtime.store.history import EventView, NoticeRef
+from tracerules.runtime.store.store import Store
 
 PROBLEM_ROWS = 200  # error decisions and dead letters listed in full; the rest are counted
 

@@ -27,9 +27,9 @@ from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
 from tracerules.dsl.values import Missing, Type, Vote, unit_type
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
-from tracerules.products.registry import ActionConfig, ActionType, field_refs
-from tracerules.products.registry import get as get_action_type
-from tracerules.products.sites import Site
+from tracerules.products.actions.registry import ActionConfig, ActionType, field_refs
+from tracerules.products.actions.registry import get as get_action_type
+from tracerules.products.sky.sites import Site
 from tracerules.rules.loader import (
     LoadedFile,
     LoadResult,
@@ -566,7 +566,7 @@ class TriggerCompiler:
             type_name = raw.get("type")
             kind = get_action_type(str(type_name)) if type_name is not None else None
             if kind is None:
-                from tracerules.products.registry import action_types
+                from tracerules.products.actions.registry import action_types
 
                 names = ", ".join(sorted(action_types()))
                 if type_name is None:

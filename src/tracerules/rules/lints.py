@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from tracerules.dsl import ast
 from tracerules.errors import Diagnostic, DslError, Severity, Span
-from tracerules.products.registry import field_refs
+from tracerules.products.actions.registry import field_refs
 
 if TYPE_CHECKING:
     from tracerules.rules.compile import CompiledField, CompiledTrigger

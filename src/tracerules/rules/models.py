@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from tracerules.products.sites import Site, parse_angle
+from tracerules.products.sky.sites import Site, parse_angle
 
 SCHEMA_VERSION = 1
 
@@ -160,7 +160,7 @@ def _functions() -> list[dict[str, str]]:
 
 def json_schema() -> dict[str, Any]:
     """A JSON Schema of rule files, with triggers and action types spelled out."""
-    from tracerules.products.registry import action_types
+    from tracerules.products.actions.registry import action_types
 
     schema = RuleFileSpec.model_json_schema(by_alias=True)
     trigger = TriggerSpec.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")

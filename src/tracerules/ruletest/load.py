@@ -29,7 +29,7 @@ from tracerules.rules.loader import (
 )
 from tracerules.ruletest.spec import ALL_TRIGGERS, CaseSpec, Expectation, SuiteSpec
 from tracerules.ruletest.steps import Step, build_step, diag, step_name
-from tracerules.runtime.decisions import EXPIRY, Conclusion
+from tracerules.runtime.engine.decisions import EXPIRY, Conclusion
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from tracerules.rules.compile import RuleSet
 from tracerules.ruletest.load import Check, FactorCheck, RuleTest
 from tracerules.ruletest.spec import ALL_TRIGGERS, ARBITRATION_WORDS
 from tracerules.ruletest.steps import Step
-from tracerules.runtime.decisions import ActionRecord, Decision, Factor
-from tracerules.runtime.engine import Engine, Processed
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import ActionRecord, Decision, Factor
+from tracerules.runtime.engine.engine import Engine, Processed
+from tracerules.runtime.store.store import Store
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from tracerules.dsl.convert import to_time
 from tracerules.errors import Diagnostic
 from tracerules.rules.loader import LoadedFile, Loc, Where
 from tracerules.ruletest.spec import NoticeStep
-from tracerules.runtime.notices import Notice
-from tracerules.runtime.sources import guess_topic, payload_time, tar_member
+from tracerules.runtime.sources.files import guess_topic, payload_time, tar_member
+from tracerules.runtime.sources.notices import Notice
 
 
 @dataclass(frozen=True)

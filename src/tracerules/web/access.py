@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.store import Store
+from tracerules.runtime.store.store import Store
 
 
 class ReadOnlyStore(Store):

@@ -37,7 +37,7 @@ def preload_skymaps() -> None:
     """Import the FITS reader now: half a second the first sky-map page would otherwise pay."""
     from astropy.io import fits  # noqa: F401
 
-    from tracerules.products import skymap  # noqa: F401
+    from tracerules.products.sky import skymap  # noqa: F401
 
 
 class Dashboard:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.decisions import Factor
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Factor
+from tracerules.runtime.store.store import Store
 
 REMEMBERED: Final = 4096  # events; each entry is a handful of small factors
 

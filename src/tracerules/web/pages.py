@@ -12,10 +12,10 @@ from tracerules.dsl.convert import to_time
 from tracerules.dsl.values import Missing
 from tracerules.report import browse, model
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime import history
-from tracerules.runtime.decisions import Factor
-from tracerules.runtime.history import EventView
-from tracerules.runtime.store import Store
+from tracerules.runtime.engine.decisions import Factor
+from tracerules.runtime.store import history
+from tracerules.runtime.store.history import EventView
+from tracerules.runtime.store.store import Store
 from tracerules.web.current import ConditionsMemo, last_decisions
 
 EVENTS_PER_PAGE: Final = 20
@@ -98,7 +98,7 @@ def _current(
     """Current conditions per event id: the notices replayed under the rules of today."""
     if rules is None or rules.trigger(trigger_id) is None:
         return {}
-    from tracerules.runtime.engine import Engine
+    from tracerules.runtime.engine.engine import Engine
 
     engine = Engine(rules, store, dry_run=True)
     latest = last_decisions(store, rules, (v.event_id for v in views))

@@ -1,0 +1,1 @@
+"""Evaluation: notices through the compiled rules into decisions, and replays of archives."""

@@ -1,0 +1,1 @@
+"""The Kafka service: the consumer loop, rule reloads, health, disk and logs."""

@@ -1,0 +1,1 @@
+"""Storage: the durable store (notices, decisions, planned actions) and reading it back."""
