@@ -34,10 +34,10 @@ def actions_list(
     from tracerules.cli.operator import UsageError, fail, iso, open_store, print_json
 
     try:
-        db = open_store(store)
+        db = open_store(store, read_only=True)
     except UsageError as err:
         raise typer.Exit(fail(str(err))) from None
-    rows = [dict(r) for r in db.list_actions(status=status, trigger=trigger)]
+    rows = [r._asdict() for r in db.list_actions(status=status, trigger=trigger)]
     db.close()
     if output == "json":
         print_json(rows)
