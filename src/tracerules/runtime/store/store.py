@@ -371,6 +371,10 @@ class Store(BrowseRows, ServiceRows):
                 )
         return found
 
+    # -- inspection ------------------------------------------------------------------------
+    # Raw SQL for tests, benchmarks and a look at a store by hand, like the sqlite3 shell.
+    # tracerules itself never calls these: its reads are the named methods of the read model.
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(self.db.execute(sql, params))
 
