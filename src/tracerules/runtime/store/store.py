@@ -2,7 +2,11 @@
 
 It holds notices (deduplicated by topic+partition+offset and by payload hash), dead letters,
 events, decisions with their factors, actions and the observations they started. The schema
-is versioned; `MIGRATIONS[i]` takes a store from version i to i+1.
+is versioned (`schema.py`; `MIGRATIONS[i]` takes a store from version i to i+1).
+
+This package owns all of tracerules' SQL: `Store` is the connection, its transactions and
+the notice writes; its mixins add the read model (`read.py`, `browse.py`) and the service's
+state (`service_state.py`). Nobody else executes SQL: they call the store's named methods.
 """
 
 from __future__ import annotations
