@@ -148,6 +148,24 @@ def test_status_events_and_actions_read_a_read_only_file(read_only_file: Path) -
             Store(read_only_file).add_notice(Notice("t", b"{}", received=1.0))
 
 
+def test_a_wal_store_without_its_shm_in_a_folder_not_writable(
+    filled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite cannot open a WAL store read-only when its `-shm` is gone and the folder is
+    not writable, unless told the file is immutable. Root writes through permissions, so the
+    folder's refusal is what `os.access` answers here."""
+    assert not filled.with_name(filled.name + "-shm").exists()  # the dry run closed cleanly
+    folder = filled.parent
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if Path(p) == folder else real_access(p, mode)
+    )
+    store = Store(filled, read_only=True)
+    assert store.totals().events > 0 and store.event_summaries(limit=3)
+    store.close()
+    assert not filled.with_name(filled.name + "-shm").exists()
+
+
 # -- one stream health -----------------------------------------------------------------------------
 
 
