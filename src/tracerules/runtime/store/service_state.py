@@ -28,12 +28,18 @@ class OffsetRow(NamedTuple):
 class Offsets(Protocol):
     """A partition's offsets as the Kafka consumer reports them."""
 
-    topic: str
-    partition: int
-    position: int | None
-    committed: int | None
-    high: int | None
-    lag: int | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def position(self) -> int | None: ...
+    @property
+    def committed(self) -> int | None: ...
+    @property
+    def high(self) -> int | None: ...
+    @property
+    def lag(self) -> int | None: ...
 
 
 class LatestDecision(NamedTuple):
