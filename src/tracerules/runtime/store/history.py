@@ -131,7 +131,7 @@ def events(
     }
     if not views:
         return []
-    rows = store.event_notice_rows(list(views))
+    rows = store.notices_of_events(list(views))
     status = store.notice_statuses([(r.id, r.received) for r in rows])
     for r in rows:
         views[r.event].notices.append(

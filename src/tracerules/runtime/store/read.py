@@ -191,7 +191,7 @@ class ReadModel:
             sql += f" LIMIT {int(q.limit)} OFFSET {int(q.offset)}"
         return self._rows(EventRow, sql, params)
 
-    def event_notice_rows(self, events: Sequence[int]) -> list[EventNoticeRow]:
+    def notices_of_events(self, events: Sequence[int]) -> list[EventNoticeRow]:
         """The notices of these events (row ids), each event's in arrival order."""
         return self._rows(
             EventNoticeRow,
