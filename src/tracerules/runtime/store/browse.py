@@ -6,11 +6,11 @@ and `report.model` only lay them out.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from tracerules.runtime.store.dialect import Connection
 from tracerules.runtime.store.read import ReadModel, marks
 
 
@@ -149,7 +149,7 @@ class TriggerTotals(NamedTuple):
 class BrowseRows(ReadModel):
     """Lists for people; mixed into `Store` with the rest of the read model."""
 
-    db: sqlite3.Connection
+    db: Connection
 
     def topic_names(self) -> list[str]:
         return [str(r[0]) for r in self.db.execute("SELECT topic FROM topic_stats ORDER BY topic")]

@@ -8,10 +8,11 @@ the only way in, and they only read, so they work on a store opened with `read_o
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, TypeVar
+
+from tracerules.runtime.store.dialect import Connection, Dialect
 
 T = TypeVar("T")
 
@@ -141,7 +142,8 @@ class EventQuery:
 class ReadModel:
     """Reads for people and reports; mixed into `Store`, which owns the connection."""
 
-    db: sqlite3.Connection
+    db: Connection
+    dialect: Dialect
 
     def _rows(self, make: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> list[T]:
         return [make(*r) for r in self.db.execute(sql, tuple(params))]
@@ -152,10 +154,7 @@ class ReadModel:
 
     def has_table(self, name: str) -> bool:
         """Whether the store has this table yet (a read-only store is never migrated)."""
-        row = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
-        ).fetchone()
-        return row is not None
+        return self.db.execute(self.dialect.has_table, (name,)).fetchone() is not None
 
     def _grouped(self, sql: str) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self.db.execute(sql)}
@@ -385,4 +384,4 @@ def action_filter(
         if value:
             clauses.append(f"{column}=?")
             params.append(value)
-    return " AND ".join(clauses) or "1", tuple(params)
+    return " AND ".join(clauses) or "1=1", tuple(params)

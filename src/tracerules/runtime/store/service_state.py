@@ -7,12 +7,19 @@ service state as JSON objects by key, consumer offsets, topic errors, heartbeat 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from tracerules.runtime.store.dialect import Connection
 from tracerules.runtime.store.read import ReadModel, marks
+
+# The later of the stored and the new last_seen of an upsert into topic_stats (SQLite's
+# two-argument max() is spelled greatest() in PostgreSQL, so neither is used).
+LATER_SEEN = (
+    "CASE WHEN topic_stats.last_seen >= excluded.last_seen THEN topic_stats.last_seen "
+    "ELSE excluded.last_seen END"
+)
 
 
 class OffsetRow(NamedTuple):
@@ -64,11 +71,11 @@ class DecisionAction(NamedTuple):
 class ServiceRows(ReadModel):
     """Service state, read and written; mixed into `Store`."""
 
-    db: sqlite3.Connection
+    db: Connection
 
     if TYPE_CHECKING:  # Store's
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def transaction(self) -> AbstractContextManager[Connection]: ...
 
         def _writable(self) -> None: ...
 
@@ -87,7 +94,8 @@ class ServiceRows(ReadModel):
     def put_service_state(self, key: str, value: dict[str, Any], at: float) -> None:
         self._writable()
         self.db.execute(
-            "INSERT OR REPLACE INTO service_state (key, value, at) VALUES (?, ?, ?)",
+            "INSERT INTO service_state (key, value, at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value=excluded.value, at=excluded.at",
             (key, json.dumps(value, default=str), at),
         )
 
@@ -105,8 +113,8 @@ class ServiceRows(ReadModel):
         self._writable()
         self.db.execute(
             "INSERT INTO topic_stats (topic, count, bytes, last_seen) VALUES (?, 1, ?, ?) "
-            "ON CONFLICT(topic) DO UPDATE SET count=count+1, bytes=bytes+excluded.bytes, "
-            "last_seen=max(coalesce(last_seen, 0), excluded.last_seen)",
+            "ON CONFLICT(topic) DO UPDATE SET count=topic_stats.count+1, "
+            f"bytes=topic_stats.bytes+excluded.bytes, last_seen={LATER_SEEN}",
             (topic, size, received),
         )
 

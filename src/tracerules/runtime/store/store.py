@@ -1,4 +1,5 @@
-"""The durable store: one SQLite file in WAL mode, readable with the `sqlite3` tool.
+"""The durable store: one SQLite file in WAL mode, readable with the `sqlite3` tool, or a
+PostgreSQL database (`--store postgresql://...`) that a team's services share.
 
 It holds notices (deduplicated by topic+partition+offset and by payload hash), dead letters,
 events, decisions with their factors, actions and the observations they started. The schema
@@ -7,6 +8,8 @@ is versioned (`schema.py`; `MIGRATIONS[i]` takes a store from version i to i+1).
 This package owns all of tracerules' SQL: `Store` is the connection, its transactions and
 the notice writes; its mixins add the read model (`read.py`, `browse.py`) and the service's
 state (`service_state.py`). Nobody else executes SQL: they call the store's named methods.
+The SQL is written once for both databases; `dialect.py` says how, `postgres.py` runs it on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -26,11 +29,20 @@ from urllib.parse import quote
 
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
 from tracerules.runtime.store.browse import BrowseRows
+from tracerules.runtime.store.dialect import (
+    POSTGRESQL,
+    SQLITE,
+    Connection,
+    Dialect,
+    display_location,
+    is_database_url,
+)
 from tracerules.runtime.store.read import action_filter
 from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
-from tracerules.runtime.store.service_state import ServiceRows
+from tracerules.runtime.store.service_state import LATER_SEEN, ServiceRows
 
 LOG = logging.getLogger("tracerules.store")
+MIGRATION_LOCK = 0x7472_6163  # PostgreSQL advisory lock held while migrating ("trac")
 
 
 def stored_payload(payload: bytes) -> bytes:
@@ -76,12 +88,16 @@ def _read_only_uri(path: Path) -> str:
 
 
 class Store(BrowseRows, ServiceRows):
-    """A connection to the store. One per thread; SQLite serialises writers across them.
+    """A connection to the store. One per thread; the database serialises writers across them.
 
-    `read_only=True` opens the file with `mode=ro` and never migrates or writes: what
-    `status`, `events`, reports and the dashboard use, so that they work beside a running
-    service and on a file they may not write. A write then raises `ReadOnlyStoreError`.
+    `path` is a SQLite file, or a `postgresql://` URL for a team's shared store.
+    `read_only=True` opens the file with `mode=ro` (PostgreSQL: a read-only session) and
+    never migrates or writes: what `status`, `events`, reports and the dashboard use, so that
+    they work beside a running service and on a file they may not write. A write then raises
+    `ReadOnlyStoreError`.
     """
+
+    db: Connection
 
     def __init__(self, path: str | Path, *, bulk: bool = False, read_only: bool = False) -> None:
         self.path = str(path)
@@ -90,21 +106,44 @@ class Store(BrowseRows, ServiceRows):
         self._stats: dict[str, tuple[int, int, float]] = {}
         self._lock = threading.RLock()
         self._depth = 0
+        self.dialect: Dialect = SQLITE
+        if is_database_url(path):
+            self._open_postgresql(str(path))
+            return
         if read_only:
             self.db = self._open_read_only(Path(self.path))
             return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the
         # last commits); bulk replays (dry runs, benchmarks) do not need even that.
-        self.db.execute(f"PRAGMA synchronous={'OFF' if bulk else 'NORMAL'}")
-        self.db.execute("PRAGMA foreign_keys=ON")
+        db.execute(f"PRAGMA synchronous={'OFF' if bulk else 'NORMAL'}")
+        db.execute("PRAGMA foreign_keys=ON")
+        self.db = db
         self.migrate()
+
+    def _open_postgresql(self, url: str) -> None:
+        from tracerules.runtime.store import postgres  # psycopg only for a PostgreSQL store
+
+        self.dialect = POSTGRESQL
+        self.db = postgres.connect(url, read_only=self.read_only)
+        if self.read_only:
+            return
+        if self.bulk:  # a replay's commits need not wait for the disk, as on SQLite
+            self.db.execute("SET synchronous_commit = off")
+        self.migrate()
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect is POSTGRESQL
+
+    @property
+    def location(self) -> str:
+        """Where the store is, fit for a log line or an error (no password)."""
+        return display_location(self.path)
 
     @staticmethod
     def _open_read_only(path: Path) -> sqlite3.Connection:
@@ -130,9 +169,7 @@ class Store(BrowseRows, ServiceRows):
     # -- schema ------------------------------------------------------------------------------
 
     def version(self) -> int:
-        exists = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone()
+        exists = self.db.execute(self.dialect.has_table, ("meta",)).fetchone()
         if not exists:
             return 0
         row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -143,6 +180,8 @@ class Store(BrowseRows, ServiceRows):
             return  # nothing to write: a reader works even on a full disk
         self._writable()
         with self.transaction():
+            if self.is_postgresql:  # two services starting at once: one migrates, one waits
+                self.db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
             current = self.version()
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
@@ -152,20 +191,29 @@ class Store(BrowseRows, ServiceRows):
             for script in MIGRATIONS[current:]:
                 for statement in script.split(";\n"):
                     if statement.strip():
-                        self.db.execute(statement)
+                        self.db.execute(self._ddl(statement))
             self.db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "INSERT INTO meta VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (str(SCHEMA_VERSION),),
             )
+
+    def _ddl(self, statement: str) -> str:
+        if not self.is_postgresql:
+            return statement
+        from tracerules.runtime.store.postgres import ddl
+
+        return ddl(statement)
 
     # -- transactions ----------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """BEGIN IMMEDIATE ... COMMIT; nested calls join the outer transaction."""
         self._writable()
         with self._lock:
             if self._depth == 0:
-                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute(self.dialect.begin)
             self._depth += 1
             try:
                 yield self.db
@@ -191,7 +239,7 @@ class Store(BrowseRows, ServiceRows):
             if self._depth == 1:
                 self.flush_stats()
                 self.db.execute("COMMIT")
-                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute(self.dialect.begin)
 
     def close(self) -> None:
         self.db.close()
@@ -211,10 +259,9 @@ class Store(BrowseRows, ServiceRows):
 
     def _add(self, notice: Notice, status: str, replayed: bool) -> StoredNotice:
         with self.transaction() as db:
-            try:
-                notice_id = self._insert(db, notice, status, None)
-            except sqlite3.IntegrityError:
-                found = self._find(db, notice)
+            notice_id = self._insert(db, notice, status, None)
+            if notice_id is None:  # a unique index holds it already (no error: PostgreSQL
+                found = self._find(db, notice)  # would abort the whole transaction)
                 if isinstance(found, StoredNotice):
                     return found
                 if isinstance(found, int) and replayed:
@@ -222,6 +269,7 @@ class Store(BrowseRows, ServiceRows):
                 if found is None:
                     return self._add(_without_offset(notice), status, False)
                 notice_id = self._insert(db, notice, "duplicate", found)
+                assert notice_id is not None  # a duplicate is in neither unique index
                 status = "duplicate"
             self._count(notice)
             return StoredNotice(
@@ -233,13 +281,15 @@ class Store(BrowseRows, ServiceRows):
 
     _INSERT = (
         'INSERT INTO notices (topic, partition, "offset", created, received, source, name, '
-        "size, sha256, payload, status, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        "size, sha256, payload, status, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT DO NOTHING RETURNING id"
     )
 
     def _insert(
-        self, db: sqlite3.Connection, notice: Notice, status: str, duplicate_of: int | None
-    ) -> int:
-        cur = db.execute(
+        self, db: Connection, notice: Notice, status: str, duplicate_of: int | None
+    ) -> int | None:
+        """The new row's id; None if a unique index already holds this notice."""
+        row = db.execute(
             self._INSERT,
             (
                 notice.topic,
@@ -255,10 +305,10 @@ class Store(BrowseRows, ServiceRows):
                 status,
                 duplicate_of,
             ),
-        )
-        return int(cur.lastrowid or 0)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
-    def _find(self, db: sqlite3.Connection, notice: Notice) -> StoredNotice | int | None:
+    def _find(self, db: Connection, notice: Notice) -> StoredNotice | int | None:
         """The stored copy at the same offset; None if other bytes hold that offset; else the
         id of the same payload's original."""
         if notice.offset >= 0:
@@ -274,12 +324,12 @@ class Store(BrowseRows, ServiceRows):
         return self._original(db, notice)
 
     @staticmethod
-    def _stored(db: sqlite3.Connection, notice_id: int) -> StoredNotice:
+    def _stored(db: Connection, notice_id: int) -> StoredNotice:
         row = db.execute("SELECT status FROM notices WHERE id=?", (notice_id,)).fetchone()
         return StoredNotice(notice_id, False, row["status"])
 
     @staticmethod
-    def _original(db: sqlite3.Connection, notice: Notice) -> int:
+    def _original(db: Connection, notice: Notice) -> int:
         row = db.execute(
             "SELECT id FROM notices WHERE topic=? AND sha256=? AND duplicate_of IS NULL",
             (notice.topic, notice.digest),
@@ -301,9 +351,9 @@ class Store(BrowseRows, ServiceRows):
         for topic, (count, size, last) in self._stats.items():
             self.db.execute(
                 "INSERT INTO topic_stats (topic, count, bytes, last_seen) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(topic) DO UPDATE SET count=count+excluded.count, "
-                "bytes=bytes+excluded.bytes, "
-                "last_seen=max(coalesce(last_seen, 0), excluded.last_seen)",
+                "ON CONFLICT(topic) DO UPDATE SET count=topic_stats.count+excluded.count, "
+                "bytes=topic_stats.bytes+excluded.bytes, "
+                f"last_seen={LATER_SEEN}",
                 (topic, count, size, last),
             )
         self._stats.clear()
@@ -315,7 +365,8 @@ class Store(BrowseRows, ServiceRows):
     def dead_letter(self, notice_id: int, topic: str, reason: str) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?)",
+                "INSERT INTO dead_letters VALUES (?, ?, ?) ON CONFLICT (notice_id) DO UPDATE "
+                "SET reason=excluded.reason, at=excluded.at",
                 (notice_id, reason, time.time()),
             )
             db.execute("UPDATE notices SET status='dead' WHERE id=?", (notice_id,))
@@ -379,7 +430,7 @@ class Store(BrowseRows, ServiceRows):
     # Raw SQL for tests, benchmarks and a look at a store by hand, like the sqlite3 shell.
     # tracerules itself never calls these: its reads are the named methods of the read model.
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return list(self.db.execute(sql, params))
 
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:

@@ -1,0 +1,94 @@
+"""What differs between the store's two databases, and nothing else.
+
+The store's SQL is written once, in the subset SQLite and PostgreSQL share: `?` placeholders,
+`INSERT ... ON CONFLICT (...) DO UPDATE/NOTHING`, `RETURNING id` instead of `lastrowid`,
+`"offset"` quoted. SQLite runs it as it is, on the `sqlite3` connection itself (nothing in
+between on the embedded default's hot path). PostgreSQL runs it through
+`runtime.store.postgres`, which rewrites placeholders once per statement text. What cannot be
+written once (how to begin a write transaction, whether a table exists, the schema's column
+types) is a `Dialect`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any, Protocol
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(location: str | PathLike[str]) -> bool:
+    """Whether `--store` names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def display_location(location: str | PathLike[str]) -> str:
+    """A store's location fit for logs and errors: a URL without its password."""
+    text = str(location)
+    if not is_database_url(text) or "@" not in text.split("/", 3)[2]:
+        return text
+    scheme, rest = text.split("://", 1)
+    credentials, host = rest.split("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}" if user else f"{scheme}://{host}"
+
+
+class Cursor(Protocol):
+    """What the store uses of a cursor (`sqlite3.Cursor`, psycopg's cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the store uses of a connection: rows answer to both `row[0]` and `row["name"]`."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    begin: str  # a write transaction that takes the write lock at once
+    has_table: str  # one parameter, the table's name; a row if it exists
+
+
+SQLITE = Dialect(
+    "sqlite",
+    # IMMEDIATE: take the write lock at BEGIN, so two writers never deadlock on an upgrade.
+    "BEGIN IMMEDIATE",
+    "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+)
+POSTGRESQL = Dialect(
+    "postgresql",
+    "BEGIN",
+    "SELECT 1 FROM information_schema.tables WHERE table_schema=current_schema() AND table_name=?",
+)
+
+
+def store_errors() -> tuple[type[Exception], ...]:
+    """The exceptions a store raises when its database fails (full disk, lost server).
+
+    psycopg is only imported by a PostgreSQL store; until then none of its errors can occur.
+    """
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def integrity_errors() -> tuple[type[Exception], ...]:
+    """A unique or foreign key constraint refused a write, on either database."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (sqlite3.IntegrityError,)
+    return (sqlite3.IntegrityError, psycopg.IntegrityError)

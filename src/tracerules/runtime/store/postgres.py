@@ -1,0 +1,196 @@
+"""The PostgreSQL store's connection: psycopg 3, from a pool, speaking the store's one SQL.
+
+`PgConnection` answers like the `sqlite3` connection the rest of the store package uses:
+`execute(sql, params)` with `?` placeholders, rows readable as `row[0]` and `row["name"]`.
+Each statement text is rewritten once (then cached): `?` becomes `%s`, a literal `%` is
+doubled, `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`, SQLite's `INDEXED BY` hint is
+dropped. `INSERT OR REPLACE` has no PostgreSQL equivalent without naming the key, so it is
+refused with a pointer to the portable `ON CONFLICT (key) DO UPDATE`.
+
+Connections come from a `psycopg_pool.ConnectionPool` per URL and access mode, so the web
+dashboard's per-request stores and the action workers' stores reuse them instead of paying
+a new server backend each time. They run in autocommit mode; `Store.transaction()` issues
+BEGIN and COMMIT itself, exactly as it does on SQLite.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg_pool import ConnectionPool
+
+from tracerules.runtime.store.dialect import Cursor, display_location
+
+if TYPE_CHECKING:
+    from psycopg.rows import RowMaker
+
+POOL_MAX = 16  # the service's threads (engine, workers, heartbeat) and the dashboard's
+POOL_WAIT_S = 30.0
+
+
+class Row(tuple[Any, ...]):
+    """A row as `sqlite3.Row` gives it: by position and by column name, and `dict(row)`."""
+
+    _index: ClassVar[dict[str, int]] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"_index": {n: i for i, n in enumerate(names)}})
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
+    names = tuple(c.name for c in cursor.description or ())
+    return _row_class(names)
+
+
+class _BoolAsInteger(Dumper):
+    """SQLite stores True as 1; the schema's flag columns (`test`, `inherited`) are integers,
+    and PostgreSQL would refuse a boolean in them."""
+
+    format = Format.TEXT
+    oid = psycopg.adapters.types["int8"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+_OR_IGNORE = re.compile(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
+_RETURNING = re.compile(r"\s+RETURNING\b", re.IGNORECASE)
+_INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
+
+
+@lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """The store's SQL (SQLite's `?` placeholders) as psycopg takes it."""
+    if re.search(r"\bINSERT\s+OR\s+REPLACE\b", sql, re.IGNORECASE):
+        raise ValueError(
+            "INSERT OR REPLACE is SQLite's: write INSERT ... ON CONFLICT (key) DO UPDATE SET "
+            f"..., which both databases run: {sql[:80]}"
+        )
+    text = sql.replace("%", "%%").replace("?", "%s")
+    text = _INDEXED_BY.sub("", text)
+    if _OR_IGNORE.search(text):
+        text = _OR_IGNORE.sub("INSERT INTO", text)
+        head, returning, tail = _split_returning(text)
+        text = f"{head} ON CONFLICT DO NOTHING{returning}{tail}"
+    return text
+
+
+def _split_returning(text: str) -> tuple[str, str, str]:
+    found = _RETURNING.search(text)
+    if found is None:
+        return text.rstrip(), "", ""
+    return text[: found.start()], " RETURNING", text[found.end() :]
+
+
+class PgConnection:
+    """A pooled psycopg connection that runs the store's SQL (see the module's docstring)."""
+
+    def __init__(self, pool: ConnectionPool, conn: psycopg.Connection[Any]) -> None:
+        self._pool = pool
+        self._conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        # Always pass parameters, even none: psycopg then undoes the doubled `%`.
+        cursor: Cursor = self._conn.execute(translate(sql), tuple(parameters))
+        return cursor
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor:
+        cursor = self._conn.cursor()
+        cursor.executemany(translate(sql), list(parameters))
+        return cursor
+
+    def close(self) -> None:
+        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._conn.rollback()
+        self._pool.putconn(self._conn)
+
+
+_POOLS: dict[tuple[str, bool], ConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _configure(read_only: bool) -> Callable[[psycopg.Connection[Any]], None]:
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.row_factory = _rows
+        conn.adapters.register_dumper(bool, _BoolAsInteger)
+        if read_only:
+            # PostgreSQL itself then refuses writes, as SQLite's mode=ro does.
+            conn.execute("SET default_transaction_read_only = on")
+
+    return configure
+
+
+def _pool(url: str, read_only: bool) -> ConnectionPool:
+    with _POOLS_LOCK:
+        pool = _POOLS.get((url, read_only))
+        if pool is None:
+            pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=POOL_MAX,
+                kwargs={"autocommit": True},
+                configure=_configure(read_only),
+                timeout=POOL_WAIT_S,
+                name=f"tracerules {display_location(url)}{' ro' if read_only else ''}",
+                open=False,
+            )
+            pool.open(wait=True, timeout=POOL_WAIT_S)
+            _POOLS[(url, read_only)] = pool
+        return pool
+
+
+def connect(url: str, *, read_only: bool) -> PgConnection:
+    """A connection to the store at `url` (a clear error if the server cannot be reached)."""
+    try:
+        pool = _pool(url, read_only)
+        return PgConnection(pool, pool.getconn())
+    except Exception as err:  # the pool's timeout hides the server's own message
+        raise psycopg.OperationalError(
+            f"cannot reach the PostgreSQL store {display_location(url)}: {err}"
+        ) from err
+
+
+def close_pools() -> None:
+    """Close every pool (tests that drop their database, a process about to exit)."""
+    with _POOLS_LOCK:
+        for pool in _POOLS.values():
+            pool.close()
+        _POOLS.clear()
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+_DDL_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Ids are given by the database, but can be set (an import keeps them; see `resume_ids`).
+    (
+        re.compile(r"\bid(\s+)INTEGER PRIMARY KEY\b"),
+        r"id\1BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    ),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),  # SQLite's integers are 64-bit (Kafka offsets)
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+)
+
+
+def ddl(statement: str) -> str:
+    """A migration statement, written for SQLite, with PostgreSQL's column types."""
+    for pattern, replacement in _DDL_TYPES:
+        statement = pattern.sub(replacement, statement)
+    return statement
