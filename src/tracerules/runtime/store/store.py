@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
+from tracerules.runtime.store.actions import SCHEMA_ACTIONS_FROZEN, ActionRows
 
 LOG = logging.getLogger("tracerules.store")
 
@@ -170,7 +171,7 @@ ALTER TABLE actions ADD COLUMN child TEXT
 """
 
 # Each entry upgrades the schema by one version; the list only ever grows.
-MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_ACTIONS_FROZEN)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -201,7 +202,7 @@ class StoredNotice:
     duplicate_of: int | None = None
 
 
-class Store:
+class Store(ActionRows):
     """A connection to the store. One per thread; SQLite serialises writers across them."""
 
     def __init__(self, path: str | Path, *, bulk: bool = False) -> None:
