@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.conftest import DATA, sequence
+from tests.loopback import Loopback, serve
 from tracerules.products.actions.observation import ObservatoryMixin
 from tracerules.products.actions.registry import ActionRequest
 from tracerules.products.actions.webhook import WebhookConfig, run
@@ -26,72 +23,10 @@ from tracerules.runtime.store.store import Store
 SECRET = "tr-test-s3cret-9f2c7e"
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Loopback:
-    """A scripted HTTP server: per path, a list of (status, body, delay) answers."""
-
-    url: str
-    script: dict[str, list[tuple[int, bytes, float]]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def answer(self, path: str) -> tuple[int, bytes, float]:
-        answers = self.script.get(path, [(200, b'{"accepted": true}', 0.0)])
-        return answers.pop(0) if len(answers) > 1 else answers[0]
-
-
 @pytest.fixture
 def server() -> Iterator[Loopback]:
-    state: list[Loopback] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            loop = state[0]
-            parts = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            loop.seen.append(
-                Seen(self.command, parts.path, parse_qs(parts.query), dict(self.headers), body)
-            )
-            status, reply, delay = loop.answer(parts.path)
-            if delay:
-                loop.release.wait(delay)
-            reply = reply.replace(b"{auth}", (self.headers.get("Authorization") or "").encode())
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-            except OSError:  # the client gave up waiting (the timeout tests)
-                pass
-
-        def do_GET(self) -> None:
-            self._handle()
-
-        def do_POST(self) -> None:
-            self._handle()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.append(Loopback(f"http://127.0.0.1:{httpd.server_address[1]}"))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state[0]
-    state[0].release.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serve() as loop:
+        yield loop
 
 
 def _request(values: dict[str, Any] | None = None) -> ActionRequest:
