@@ -249,3 +249,18 @@ def test_secrets_stay_out_of_the_snapshot_the_row_and_the_logs(
     logged = [json.dumps(getattr(r, "fields", {})) + r.getMessage() for r in caplog.records]
     assert sum('"status": "done"' in line for line in logged) == 2
     assert not any(SECRET in line for line in logged)
+
+
+def test_every_example_action_rebuilds_from_its_snapshot_as_compiled() -> None:
+    """The snapshot keeps the options as written (defaults left out), so that validators
+    which refuse a default and an explicit value together accept it again."""
+    from tracerules.runtime.dispatch.frozen import Frozen, rebuild, snapshot
+
+    root = Path(__file__).resolve().parents[1]
+    rules = load_ruleset([root / "examples" / "rules"])
+    actions = [a for t in rules.triggers for a in t.actions]
+    assert {a.kind.name for a in actions} >= {"mwa", "atca", "notice", "gw-alert"}
+    for action in actions:
+        frozen = rebuild(snapshot(action).text)
+        assert isinstance(frozen, Frozen), frozen
+        assert frozen.kind is action.kind and frozen.config == action.config
