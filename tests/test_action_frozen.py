@@ -150,7 +150,8 @@ def test_a_reload_while_actions_are_pending_runs_each_as_planned_or_supersedes_i
     assert any("superseded" in r.getMessage() for r in caplog.records)
     # The operator sees it as such.
     listed = CliRunner().invoke(app, ["actions", "list", "--store", store.path])
-    assert listed.exit_code == 0 and "superseded" in listed.output
+    assert listed.exit_code == 0
+    assert "superseded: its action type 'tr-test-ping' is no longer installed" in listed.output
     # Planned after the reload, the same trigger now runs the new configuration.
     engine.process(_notice(note="later"))
     engine.dispatcher.run_pending()

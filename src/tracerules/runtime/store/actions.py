@@ -254,6 +254,21 @@ class ActionRows:
             ).rowcount
         return bool(changed)
 
+    def superseded_reasons(self, ids: list[int]) -> dict[int, str]:
+        """Why these superseded actions were not run: the log line that says so."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT id, log FROM actions WHERE id IN ({marks}) AND status='superseded'",
+            tuple(ids),
+        )
+        found = {}
+        for row in rows:
+            lines = [ln for ln in str(row["log"]).splitlines() if ln.startswith("superseded: ")]
+            found[int(row["id"])] = lines[-1] if lines else "superseded"
+        return found
+
     # -- crash recovery -----------------------------------------------------------------------
 
     def running_actions(self) -> Iterator[sqlite3.Row]:
