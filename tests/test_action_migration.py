@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import DATA
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.dispatch.actions import Dispatcher
+from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.store.store import SCHEMA_VERSION, Store
 
 V3 = DATA / "store_v3"

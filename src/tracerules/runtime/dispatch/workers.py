@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from tracerules.products.actions.process import stop_children
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.dispatch.actions import Dispatcher
+from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.dispatch.frozen import FROZEN, Frozen
 from tracerules.runtime.dispatch.retry import wait_after
 from tracerules.runtime.store.store import Store
