@@ -17,13 +17,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-# Version 4: actions frozen at plan time (issue 12).
+# The migration after version 3 (MIGRATIONS in store.py): actions frozen at plan time.
 SCHEMA_ACTIONS_FROZEN: Final = """
 CREATE TABLE action_configs (
     hash        TEXT PRIMARY KEY,          -- sha256 of `config`
     config      TEXT NOT NULL              -- the action as compiled: its type's options, JSON
 );
--- the configuration the action runs (NULL: planned before version 4)
+-- the configuration the action runs (NULL: planned before actions were frozen)
 ALTER TABLE actions ADD COLUMN config_hash TEXT REFERENCES action_configs(hash);
 -- content hash of the rule file, and the git commit of the rules, it was planned under
 ALTER TABLE actions ADD COLUMN rule_revision TEXT;
