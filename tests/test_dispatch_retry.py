@@ -86,20 +86,19 @@ def test_retry_counts_are_exact_at_a_server_answering_503(
 def test_a_hang_answering_late_costs_one_attempt_and_records_one_outcome(
     server: Loopback, store: Store, tmp_path: Path
 ) -> None:
-    server.script["/hang"] = [(200, b'{"late": true}', 1.0), (503, b"busy", 0.0)]
+    server.script["/hang"] = [(200, b'{"late": true}', 3.0), (503, b"busy", 0.0)]
     action = f"""      - type: webhook
         url: "{server.url}/hang"
         request_timeout: 0.3
         attempts: 2
         backoff: 0
 """
-    started = time.monotonic()
     _, record = _run(tmp_path, store, action)
-    assert time.monotonic() - started < 1.0  # nobody waited for the late answer
+    assert server.answered == ["/hang"]  # the 503; nobody waited for the late answer
     assert record.status == "failed" and len(server.seen) == 2
     before = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
     assert before["log"].count("no answer within 0.3 s") == 1
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while len(server.answered) < 2:  # the late answer is written now
         assert time.monotonic() < deadline
         time.sleep(0.02)
