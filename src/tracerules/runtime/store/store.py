@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
+from tracerules.runtime.store.actions import ActionRows
 from tracerules.runtime.store.browse import BrowseRows
 from tracerules.runtime.store.read import action_filter
 from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -75,7 +76,7 @@ def _read_only_uri(path: Path) -> str:
     return uri
 
 
-class Store(BrowseRows, ServiceRows):
+class Store(ActionRows, BrowseRows, ServiceRows):
     """A connection to the store. One per thread; SQLite serialises writers across them.
 
     `read_only=True` opens the file with `mode=ro` and never migrates or writes: what
