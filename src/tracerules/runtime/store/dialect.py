@@ -60,6 +60,7 @@ class Dialect:
     name: str
     begin: str  # a write transaction that takes the write lock at once
     has_table: str  # one parameter, the table's name; a row if it exists
+    claim: str  # after a SELECT of rows to update: lock them, and skip those locked
 
 
 SQLITE = Dialect(
@@ -67,11 +68,14 @@ SQLITE = Dialect(
     # IMMEDIATE: take the write lock at BEGIN, so two writers never deadlock on an upgrade.
     "BEGIN IMMEDIATE",
     "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+    "",
 )
 POSTGRESQL = Dialect(
     "postgresql",
     "BEGIN",
-    "SELECT 1 FROM information_schema.tables WHERE table_schema=current_schema() AND table_name=?",
+    "SELECT 1 FROM information_schema.tables WHERE table_schema=current_schema() "
+    "AND table_name=?",
+    " FOR UPDATE SKIP LOCKED",
 )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from tracerules.runtime.store.actions import SCHEMA_ACTIONS_FROZEN
+
 SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE notices (
@@ -155,5 +157,5 @@ ALTER TABLE actions ADD COLUMN child TEXT
 """
 
 # Each entry upgrades the schema by one version; the list only ever grows.
-MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_ACTIONS_FROZEN)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

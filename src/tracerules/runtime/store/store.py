@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
+from tracerules.runtime.store.actions import ActionRows
 from tracerules.runtime.store.browse import BrowseRows
 from tracerules.runtime.store.dialect import (
     POSTGRESQL,
@@ -87,7 +88,7 @@ def _read_only_uri(path: Path) -> str:
     return uri
 
 
-class Store(BrowseRows, ServiceRows):
+class Store(ActionRows, BrowseRows, ServiceRows):
     """A connection to the store. One per thread; the database serialises writers across them.
 
     `path` is a SQLite file, or a `postgresql://` URL for a team's shared store.
