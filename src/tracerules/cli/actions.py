@@ -9,7 +9,6 @@ unchanged, so the receiving end can tell a retry from a new request.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,7 +17,7 @@ import typer
 # `tracerules --help` must not pay for them.
 actions_app = typer.Typer(help="Actions: list them, retry failed ones.", no_args_is_help=True)
 StoreOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option("--store", "-s", help="the store [env TRACERULES_STORE; ./tracerules.sqlite]"),
 ]
 

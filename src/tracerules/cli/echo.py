@@ -25,7 +25,7 @@ from tracerules.cli.run import (
 def echo(
     duration: Annotated[str, typer.Argument(help="how far back to relisten: 3d, 12h, 90 min")],
     rules: RulesArg = None,
-    store: StoreOpt = Path("tracerules.sqlite"),
+    store: StoreOpt = "tracerules.sqlite",
     out: OutOpt = Path("tracerules-out"),
     domain: DomainOpt = None,
     bootstrap_servers: BootstrapOpt = None,

@@ -33,6 +33,7 @@ from tracerules.report import browse
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.engine.decisions import Factor, Source, conclude, tally
 from tracerules.runtime.store import history
+from tracerules.runtime.store.dialect import StoreLocation
 from tracerules.runtime.store.history import EventView
 from tracerules.runtime.store.store import Store
 
@@ -40,7 +41,7 @@ CONCLUSION_STYLE = {"PASS": "green", "FAIL": "red", "ERROR": "magenta"}
 
 
 def run_list(
-    store_option: Path | None, trigger: str | None, limit: int, offset: int, output: str
+    store_option: StoreLocation | None, trigger: str | None, limit: int, offset: int, output: str
 ) -> int:
     try:
         store = open_store(store_option, read_only=True)
@@ -100,7 +101,7 @@ def current(
 
 
 def run_show(
-    store_option: Path | None,
+    store_option: StoreLocation | None,
     rule_paths: Sequence[Path] | None,
     trigger: str,
     event_id: str,

@@ -161,7 +161,7 @@ _add_service_commands()
 # -- operator commands over the store (issue 7) -------------------------------------------------
 
 StoreOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option("--store", "-s", help="the store [env TRACERULES_STORE; ./tracerules.sqlite]"),
 ]
 RulesOption = Annotated[list[Path] | None, typer.Option("--rules", "-r", help="rule folders")]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -19,10 +17,11 @@ from tracerules.cli.operator import (
     print_json,
 )
 from tracerules.report import browse
+from tracerules.runtime.store.dialect import StoreLocation
 
 
 def run_list(
-    store_option: Path | None,
+    store_option: StoreLocation | None,
     *,
     topic: str | None,
     fmt: str | None,
@@ -71,7 +70,7 @@ def run_list(
     return EXIT_OK
 
 
-def run_show(store_option: Path | None, notice_id: int, output: str) -> int:
+def run_show(store_option: StoreLocation | None, notice_id: int, output: str) -> int:
     try:
         store = open_store(store_option, read_only=True)
     except UsageError as err:

@@ -21,6 +21,7 @@ from tracerules.dsl.values import Missing
 from tracerules.products.actions.templating import strict_json
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.engine.decisions import Factor
+from tracerules.runtime.store.dialect import StoreLocation, display_location, store_exists
 from tracerules.runtime.store.store import Store
 from tracerules.timetext import utc_text
 
@@ -33,18 +34,20 @@ class UsageError(Exception):
     """A bad option or a missing store: printed, exit status 2."""
 
 
-def store_path(option: Path | None) -> Path:
-    """`--store`, else $TRACERULES_STORE, else ./tracerules.sqlite."""
-    return option or Path(os.environ.get(STORE_ENV) or DEFAULT_STORE)
+def store_path(option: StoreLocation | None) -> StoreLocation:
+    """`--store`, else $TRACERULES_STORE, else ./tracerules.sqlite: a SQLite file's path, or
+    a `postgresql://` URL (kept a string)."""
+    return option or os.environ.get(STORE_ENV) or Path(DEFAULT_STORE)
 
 
-def open_store(option: Path | None, *, read_only: bool = False) -> Store:
+def open_store(option: StoreLocation | None, *, read_only: bool = False) -> Store:
     """The existing store (never a new empty one by mistake); `read_only` for the commands
     that only read it: they work beside a running service and on a file they cannot write."""
     path = store_path(option)
-    if not path.is_file():
+    if not store_exists(path):
         raise UsageError(
-            f"no store at {path}: pass --store, set ${STORE_ENV}, or fill one with "
+            f"no store at {display_location(path)}: pass --store, set ${STORE_ENV}, "
+            "or fill one with "
             "`tracerules run` or `tracerules dry-run --store FILE`"
         )
     return Store(path, read_only=read_only)

@@ -33,6 +33,7 @@ from tracerules.cli.operator import (
 )
 from tracerules.runtime.engine.decisions import Decision
 from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.store.dialect import StoreLocation
 from tracerules.runtime.store.store import Store
 
 
@@ -64,7 +65,7 @@ def already_started(store: Store, decision: Decision) -> list[str]:
 
 
 def run_retrigger(
-    store_option: Path | None,
+    store_option: StoreLocation | None,
     rule_paths: Sequence[Path] | None,
     trigger: str,
     event_id: str,

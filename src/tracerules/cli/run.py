@@ -19,7 +19,10 @@ RulesArg = Annotated[
     list[Path] | None, typer.Argument(help="rule files or folders [default: rules]")
 ]
 StoreOpt = Annotated[
-    Path, typer.Option("--store", envvar="TRACERULES_STORE", help="the SQLite store")
+    str,
+    typer.Option(
+        "--store", envvar="TRACERULES_STORE", help="a SQLite file, or a postgresql:// URL"
+    ),
 ]
 OutOpt = Annotated[
     Path, typer.Option("--out", envvar="TRACERULES_OUT", help="where file products go")
@@ -62,7 +65,7 @@ LogLevelOpt = Annotated[
 
 def run(
     rules: RulesArg = None,
-    store: StoreOpt = Path("tracerules.sqlite"),
+    store: StoreOpt = "tracerules.sqlite",
     out: OutOpt = Path("tracerules-out"),
     domain: DomainOpt = None,
     bootstrap_servers: BootstrapOpt = None,
@@ -124,7 +127,7 @@ def run(
 
 def serve(
     rules_paths: list[Path],
-    store: Path,
+    store: str,
     out: Path,
     start: StartPosition,
     group_id: str | None,
@@ -151,6 +154,7 @@ def serve(
         install_signal_handlers,
         resolve_group,
     )
+    from tracerules.runtime.store.dialect import store_file
     from tracerules.runtime.store.lock import lock_store
 
     domain, servers, config_file, settings = kafka
@@ -172,8 +176,9 @@ def serve(
             print(render_human(diag, SourceCache()), file=sys.stderr)
         print("the rules do not load: see `tracerules validate`", file=sys.stderr)
         return 1
-    lock = lock_store(store)  # held until the process exits
-    if lock is None:
+    file = store_file(store)  # PostgreSQL: several services may share it (issue 15)
+    lock = None if file is None else lock_store(file)  # held until the process exits
+    if file is not None and lock is None:
         # Two engines on one store would each trust their own cache of the events' state.
         print(
             f"error: another `tracerules run` or `echo` is using the store {store}; stop it first",

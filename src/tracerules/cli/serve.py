@@ -6,7 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracerules.cli.operator import EXIT_OK, UsageError, fail, rule_folders, store_path
+from tracerules.cli.operator import EXIT_OK, fail, rule_folders, store_path
+from tracerules.runtime.store.dialect import StoreLocation, display_location, store_exists
 
 DEFAULT_PRODUCTS = Path("tracerules-out")
 
@@ -22,7 +23,7 @@ def products_folder(given: Path | None, recorded: Path | None) -> Path | None:
 
 
 def run_serve(
-    store_option: Path | None,
+    store_option: StoreLocation | None,
     rule_paths: Sequence[Path] | None,
     host: str,
     port: int,
@@ -40,8 +41,9 @@ def run_serve(
     if not is_loopback(host) and token is None:
         return fail(f"--host {host} serves beyond this machine: set ${TOKEN_ENV} first")
     path = store_path(store_option)
-    if not path.is_file():
-        return fail(str(UsageError(f"no store at {path}: pass --store or set $TRACERULES_STORE")))
+    if not store_exists(path):
+        where = display_location(path)
+        return fail(f"no store at {where}: pass --store or set $TRACERULES_STORE")
     if products is not None and not products.is_dir():
         return fail(f"--products {products} is not a folder")
     reader = Store(path, read_only=True)
@@ -52,7 +54,10 @@ def run_serve(
         reader.close()
     app = create_app(path, folders, token=token, refresh=refresh, products=served)
     where = f"http://{host}:{port}/"
-    print(f"tracerules dashboard on {where} over {path}" + (" (token required)" if token else ""))
+    print(
+        f"tracerules dashboard on {where} over {display_location(path)}"
+        + (" (token required)" if token else "")
+    )
     print(f"products: {served.resolve()} under {where}products/" if served else "products: none")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return EXIT_OK

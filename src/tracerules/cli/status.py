@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +14,7 @@ EXIT_HEALTHY, EXIT_DEGRADED, EXIT_NO_STORE = 0, 1, 2
 
 
 def status(
-    store: StoreOpt = Path("tracerules.sqlite"),
+    store: StoreOpt = "tracerules.sqlite",
     output: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
     decisions: Annotated[int, typer.Option("--decisions", min=0, help="latest decisions")] = 10,
 ) -> None:
@@ -25,12 +24,16 @@ def status(
     2 no store at that path.
     """
     from tracerules.runtime.service.health import snapshot
+    from tracerules.runtime.store.dialect import display_location, store_exists
     from tracerules.runtime.store.store import Store
 
     if output not in ("text", "json"):
         raise typer.BadParameter("text or json", param_hint="--format")
-    if not store.exists():
-        typer.echo(f"error: no store at {store} (see --store / TRACERULES_STORE)", err=True)
+    if not store_exists(store):
+        typer.echo(
+            f"error: no store at {display_location(store)} (see --store / TRACERULES_STORE)",
+            err=True,
+        )
         raise typer.Exit(EXIT_NO_STORE)
     db = Store(store, read_only=True)  # beside a running service, or on a read-only file
     try:

@@ -20,12 +20,16 @@ from tracerules.cli.operator import (
     rule_folders,
 )
 from tracerules.report import browse
+from tracerules.runtime.store.dialect import StoreLocation
 
 STATUS_STYLE = {"subscribed": "green", "error": "red", "never seen": "dark_orange"}
 
 
 def run_topics(
-    store_option: Path | None, rule_paths: Sequence[Path] | None, show_all: bool, output: str
+    store_option: StoreLocation | None,
+    rule_paths: Sequence[Path] | None,
+    show_all: bool,
+    output: str,
 ) -> int:
     try:
         store = open_store(store_option, read_only=True)

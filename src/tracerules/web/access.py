@@ -22,7 +22,7 @@ class StorePool:
     """One read-only connection per thread."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = path
         self._local = threading.local()
 
     def get(self) -> Store:

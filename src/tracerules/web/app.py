@@ -22,6 +22,7 @@ from starlette.routing import Route
 from tracerules.report import model
 from tracerules.report.html import make_environment
 from tracerules.report.model import Summary
+from tracerules.runtime.store.dialect import StoreLocation
 from tracerules.web import pages
 from tracerules.web.access import Rules, StorePool, TtlCache
 from tracerules.web.auth import Guard
@@ -45,7 +46,7 @@ class Dashboard:
 
     def __init__(
         self,
-        store: Path,
+        store: StoreLocation,
         rules: Sequence[Path],
         refresh: int = 10,
         products: Path | None = None,
@@ -138,7 +139,7 @@ class Dashboard:
 
 
 def create_app(
-    store: Path,
+    store: StoreLocation,
     rules: Sequence[Path],
     *,
     token: str | None = None,

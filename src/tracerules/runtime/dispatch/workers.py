@@ -31,7 +31,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.dispatch.frozen import FROZEN, Frozen
 from tracerules.runtime.dispatch.retry import wait_after
+from tracerules.runtime.store.dialect import store_errors
 from tracerules.runtime.store.store import Store
 
 MAX_CLAIMS: Final = 3
@@ -135,7 +135,7 @@ def disk_full(err: BaseException) -> bool:
     """A full disk, from the OS (ENOSPC, EDQUOT) or from SQLite."""
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(err, sqlite3.Error) and "full" in str(err).lower()
+    return isinstance(err, store_errors()) and "full" in str(err).lower()
 
 
 class ActionWorkers:
@@ -331,7 +331,7 @@ class ActionWorkers:
                 now = time.time()
                 store.release_action(int(row["id"]), now + wait_after(attempt), note, now)
                 return
-            except sqlite3.Error:
+            except store_errors():
                 if self._stopping:
                     return  # a restart's recovery requeues it (this owner is gone then)
                 time.sleep(min(wait_after(attempt), 10.0))

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from tracerules.dsl.convert import to_time
 from tracerules.dsl.values import Missing
 from tracerules.runtime.service.disk import disk_report
 from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.dialect import store_errors
 from tracerules.runtime.store.history import counts
 from tracerules.runtime.store.store import Store
 from tracerules.timetext import utc_text
@@ -115,7 +115,7 @@ class Recorder:
             value = self._values.setdefault(key, read_state(self.store, key))
             value.update(values)
             self.store.put_service_state(key, value, time.time())
-        except sqlite3.Error as err:
+        except store_errors() as err:
             if time.monotonic() - self._last_failure > 30:
                 self._last_failure = time.monotonic()
                 LOG.warning("status not recorded", extra={"fields": {"error": str(err)}})

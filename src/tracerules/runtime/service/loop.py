@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-import sqlite3
 import threading
 import time
 import traceback
@@ -44,6 +43,12 @@ from tracerules.runtime.service.kafka import KafkaStats, NoticeSource, SourceHoo
 from tracerules.runtime.service.kafka_settings import StartPosition
 from tracerules.runtime.service.watch import RuleWatcher
 from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.dialect import (
+    StoreLocation,
+    display_location,
+    store_errors,
+    store_file,
+)
 from tracerules.runtime.store.store import Store
 
 KAFKA_LOG = logging.getLogger("tracerules.kafka")
@@ -63,7 +68,7 @@ class ServiceSource(NoticeSource, Protocol):
 @dataclass
 class ServiceOptions:
     rules_paths: Sequence[Path]
-    store: Path
+    store: StoreLocation  # a SQLite file or a postgresql:// URL
     out_dir: Path
     start: StartPosition
     group_id: str
@@ -97,7 +102,10 @@ class Service:
             options.workers,
             on_error=self._action_error,
         )
-        self.disk = DiskWatch((options.store.resolve().parent, options.out_dir))
+        local = store_file(options.store)  # a PostgreSQL server's disk is not ours to watch
+        self.disk = DiskWatch(
+            (local.resolve().parent, options.out_dir) if local else (options.out_dir,)
+        )
         self.watcher = RuleWatcher(
             options.rules_paths, options.watch_interval, allow_empty=options.allow_empty
         )
@@ -189,7 +197,7 @@ class Service:
                 self.log.error("store error; retrying", extra={"fields": _where(notice, err)})
 
         policy = Retrying(
-            retry=retry_if_exception_type(sqlite3.Error),
+            retry=retry_if_exception_type(store_errors()),
             wait=backoff(0.5, 30.0),
             stop=stop_when_event_set(self._stop),
             sleep=self._pause,
@@ -207,7 +215,7 @@ class Service:
     def _or_dead_letter(self, notice: Notice, work: Callable[[], Processed]) -> Processed:
         try:
             return work()
-        except sqlite3.Error:
+        except store_errors():
             raise
         except Exception as err:  # a payload the engine could not cope with: keep it
             self.log.error("notice crashed the engine", extra={"fields": _where(notice, err)})
@@ -284,7 +292,7 @@ class Service:
                     "kafka": self.options.where,
                     "start": str(self.options.start),
                     "topics": sorted(self.topics()),
-                    "store": str(self.options.store),
+                    "store": display_location(self.options.store),
                     "echo": self.options.echo,
                 }
             },
@@ -295,7 +303,7 @@ class Service:
             group=self.options.group_id,
             kafka=self.options.where,
             start=str(self.options.start),
-            store=str(self.options.store),
+            store=display_location(self.options.store),
             out=str(self.options.out_dir.resolve()),
         )
         self.recorder.put("group", id=self.options.group_id)
@@ -404,7 +412,7 @@ class Service:
             self.store.close()
 
 
-def resolve_group(store: Path, chosen: str | None, echo: bool) -> str:
+def resolve_group(store: StoreLocation, chosen: str | None, echo: bool) -> str:
     """The consumer group: the one chosen, else the one this store last ran with, else a new
     one. A relisten always gets a throwaway group."""
     if echo:

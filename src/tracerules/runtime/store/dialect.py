@@ -16,14 +16,28 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 URL_SCHEMES = ("postgresql://", "postgres://")
+# `--store`: a SQLite file, or a PostgreSQL URL (kept a string: a Path would fold its `//`).
+StoreLocation: TypeAlias = str | Path
 
 
 def is_database_url(location: str | PathLike[str]) -> bool:
     """Whether `--store` names a PostgreSQL database rather than a SQLite file."""
     return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def store_file(location: StoreLocation) -> Path | None:
+    """The SQLite file a location names; None for a PostgreSQL URL."""
+    return None if is_database_url(str(location)) else Path(location)
+
+
+def store_exists(location: StoreLocation) -> bool:
+    """Whether there is a store there: a file, or a database (whose server answers later)."""
+    path = store_file(location)
+    return path is None or path.is_file()
 
 
 def display_location(location: str | PathLike[str]) -> str:
@@ -73,8 +87,7 @@ SQLITE = Dialect(
 POSTGRESQL = Dialect(
     "postgresql",
     "BEGIN",
-    "SELECT 1 FROM information_schema.tables WHERE table_schema=current_schema() "
-    "AND table_name=?",
+    "SELECT 1 FROM information_schema.tables WHERE table_schema=current_schema() AND table_name=?",
     " FOR UPDATE SKIP LOCKED",
 )
 
