@@ -1,4 +1,9 @@
-"""Shared fixtures: test rule sets, a real SQLite store in a temporary folder, notice loaders.
+"""Shared fixtures: test rule sets, a real store, notice loaders.
+
+The `store` fixture (and `engine`, over it) runs each test twice: on a SQLite file in a
+temporary folder, and on its own database of a real, throwaway PostgreSQL server
+(tests/postgres_server.py). A test about SQLite itself says
+`@pytest.mark.parametrize("backend", ["sqlite"])`.
 
 Browser tests take the `page` fixture: a Playwright page in Debian's Chromium (Playwright's
 own browser builds are never downloaded); they skip when Chromium is not installed.
@@ -22,7 +27,8 @@ from tracerules.runtime.store.store import Store
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize
 
-pytest_plugins = ["tests.kafka_broker"]
+pytest_plugins = ["tests.kafka_broker", "tests.postgres_server"]
+BACKENDS = ("sqlite", "postgresql")
 
 DATA = Path(__file__).parent / "data"
 NOTICES = DATA / "notices"
@@ -60,9 +66,29 @@ def engine_rules() -> RuleSet:
     return load_ruleset([DATA / "rules"])
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    db = Store(tmp_path / "store.sqlite")
+def store_location(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str | Path]:
+    """A new, empty store's location: a SQLite file, or a PostgreSQL database's URL."""
+    if backend == "sqlite":
+        yield tmp_path / "store.sqlite"
+        return
+    from tracerules.runtime.store.postgres import close_pool
+
+    url = request.getfixturevalue("postgres_server").fresh_database()
+    yield url
+    close_pool(url)  # its connections, before the next test's database
+
+
+@pytest.fixture
+def store(store_location: str | Path) -> Iterator[Store]:
+    db = Store(store_location)
     yield db
     db.close()
 

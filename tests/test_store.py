@@ -24,16 +24,24 @@ def test_a_new_store_is_wal_and_versioned(tmp_path: Path) -> None:
     assert again.version() == SCHEMA_VERSION
 
 
-def test_a_store_from_a_newer_tracerules_is_refused(tmp_path: Path) -> None:
-    Store(tmp_path / "s.sqlite").close()
-    db = sqlite3.connect(tmp_path / "s.sqlite")
-    db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
-    db.commit()
-    db.close()
+def test_a_store_is_versioned_and_reopens_as_it_was(store_location: str | Path) -> None:
+    store = Store(store_location)
+    assert store.version() == SCHEMA_VERSION
+    stored = store.add_notice(sequence("fermi_gbm_json")[0])
+    store.close()
+    again = Store(store_location)
+    assert again.version() == SCHEMA_VERSION
+    assert again.read_notice(stored.id) == sequence("fermi_gbm_json")[0]
+    again.close()
+
+
+def test_a_store_from_a_newer_tracerules_is_refused(store: Store) -> None:
+    store.db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
     with pytest.raises(RuntimeError, match="newer than this tracerules"):
-        Store(tmp_path / "s.sqlite")
+        Store(store.path)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_plain_sqlite_reads_the_decisions(engine: Engine) -> None:
     for notice in sequence("fermi_gbm_json"):
         engine.process(notice)
@@ -58,7 +66,27 @@ def test_plain_sqlite_reads_the_decisions(engine: Engine) -> None:
     } <= tables
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_plain_sql_reads_the_decisions_on_postgresql(engine: Engine) -> None:
+    """A team audits decisions with SQL: psycopg alone, no tracerules, reads them."""
+    import psycopg
+
+    for notice in sequence("fermi_gbm_json"):
+        engine.process(notice)
+    with psycopg.connect(engine.store.path) as db:
+        rows = db.execute(
+            "SELECT d.seq, d.conclusion, string_agg(f.name || '=' || f.vote, ' ' "
+            "ORDER BY f.position) FROM decisions d JOIN factors f ON f.decision = d.id "
+            "WHERE d.trigger = 'gbm-json' GROUP BY d.id ORDER BY d.id"
+        ).fetchall()
+        payload = db.execute("SELECT payload FROM notices ORDER BY id LIMIT 1").fetchone()
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert rows[1][2].startswith("expiry=PASS bright=PASS")
+    assert isinstance(payload[0], bytes) and payload[0].lstrip().startswith(b"{")
+
+
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 tool is not installed")
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_sqlite3_tool_reads_the_schema(engine: Engine) -> None:
     engine.process(sequence("fermi_gbm_json")[1])
     out = subprocess.run(

@@ -222,10 +222,10 @@ class Engine:
         decision.rule_commit = self.rules.git_commit
         decision.notice_id = notice_id
         db = self.store.db
-        cur = db.execute(
+        row = db.execute(
             "INSERT INTO decisions (event, trigger, event_id, notice_id, seq, source, actor, at, "
             "mode, votes, conclusion, error, rule_file, rule_revision, rule_commit) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 state.pk if state else None,
                 trigger.id,
@@ -243,8 +243,8 @@ class Engine:
                 decision.rule_revision,
                 decision.rule_commit,
             ),
-        )
-        decision.id = int(cur.lastrowid or 0)
+        ).fetchone()
+        decision.id = int(row[0])
         db.executemany(
             "INSERT INTO factors (decision, position, name, vote, inherited, reason, detail) "
             "VALUES (?,?,?,?,?,?,?)",

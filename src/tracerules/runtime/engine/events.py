@@ -78,8 +78,9 @@ class EventBook:
         if factors is not None:
             state.factors, state.factors_from = factors, origin
         self.store.db.execute(
-            "UPDATE events SET event_time=?, last_seen=max(last_seen, ?), notices=? WHERE id=?",
-            (event_time, now, state.seq, state.pk),
+            "UPDATE events SET event_time=?, last_seen=CASE WHEN last_seen >= ? THEN last_seen "
+            "ELSE ? END, notices=? WHERE id=?",
+            (event_time, now, now, state.seq, state.pk),
         )
 
     def forget(self) -> None:
@@ -131,9 +132,9 @@ class EventBook:
         return factors, origin
 
     def _create(self, trigger: str, event_id: str, now: float) -> EventState:
-        cur = self.store.db.execute(
+        row = self.store.db.execute(
             "INSERT INTO events (trigger, event_id, event_time, first_seen, last_seen, notices) "
-            "VALUES (?, ?, NULL, ?, ?, 0)",
+            "VALUES (?, ?, NULL, ?, ?, 0) RETURNING id",
             (trigger, event_id, now, now),
-        )
-        return EventState(int(cur.lastrowid or 0), trigger, event_id, None, None, 0)
+        ).fetchone()
+        return EventState(int(row[0]), trigger, event_id, None, None, 0)

@@ -167,6 +167,15 @@ def connect(url: str, *, read_only: bool) -> PgConnection:
         ) from err
 
 
+def close_pool(url: str) -> None:
+    """Close the pools of one store (a test about to drop its database)."""
+    with _POOLS_LOCK:
+        for read_only in (False, True):
+            pool = _POOLS.pop((url, read_only), None)
+            if pool is not None:
+                pool.close()
+
+
 def close_pools() -> None:
     """Close every pool (tests that drop their database, a process about to exit)."""
     with _POOLS_LOCK:
