@@ -144,6 +144,7 @@ def test_command(
 
 
 from tracerules.cli.actions import actions_app  # noqa: E402 (beside the other sub-apps)
+from tracerules.cli.store import store_app  # noqa: E402
 
 
 def _add_service_commands() -> None:
@@ -178,6 +179,7 @@ events_app = typer.Typer(
 app.add_typer(notices_app, name="notices")
 app.add_typer(events_app, name="events")
 app.add_typer(actions_app, name="actions")
+app.add_typer(store_app, name="store")
 
 
 @notices_app.command("list")

@@ -105,6 +105,7 @@ class PgConnection:
     def __init__(self, pool: ConnectionPool, conn: psycopg.Connection[Any]) -> None:
         self._pool = pool
         self._conn = conn
+        self._closed = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         # Always pass parameters, even none: psycopg then undoes the doubled `%`.
@@ -117,6 +118,11 @@ class PgConnection:
         return cursor
 
     def close(self) -> None:
+        """Back to the pool (rolled back if mid-transaction); closing twice is harmless, as
+        with `sqlite3`."""
+        if self._closed:
+            return
+        self._closed = True
         if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self._conn.rollback()
         self._pool.putconn(self._conn)

@@ -245,6 +245,15 @@ class Store(ActionRows, BrowseRows, ServiceRows):
     def close(self) -> None:
         self.db.close()
 
+    def resume_ids(self, table: str) -> None:
+        """After rows were inserted with their ids (an import), new rows take the next ones.
+        SQLite does so by itself; a PostgreSQL identity column must be told."""
+        if self.is_postgresql:
+            self.db.execute(
+                f"SELECT setval(pg_get_serial_sequence(?, 'id'), (SELECT max(id) FROM {table}))",
+                (table,),
+            )
+
     # -- notices ----------------------------------------------------------------------------
 
     def add_notice(self, notice: Notice, status: str = "new") -> StoredNotice:

@@ -1,0 +1,271 @@
+"""The team store: PostgreSQL behind the same store interface, and moving a SQLite store's
+history into it. Every test here talks to a real PostgreSQL server (tests/postgres_server.py)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import DATA, NOTICES
+from tests.dashboard_server import Server, get_page
+from tests.postgres_server import PostgresServer
+from tracerules.cli.main import app
+from tracerules.rules.compile import load_ruleset
+from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.sources.files import iter_notices
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store import history
+from tracerules.runtime.store.actions import PlannedRow
+from tracerules.runtime.store.dialect import display_location
+from tracerules.runtime.store.postgres import close_pool, ddl, translate
+from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from tracerules.runtime.store.store import ReadOnlyStoreError, Store
+from tracerules.web.app import create_app
+
+RULES = str(DATA / "rules")
+runner = CliRunner()
+
+
+@pytest.fixture
+def database(postgres_server: PostgresServer) -> Any:
+    url = postgres_server.fresh_database()
+    yield url
+    close_pool(url)
+
+
+@pytest.fixture
+def filled_sqlite(tmp_path: Path) -> Path:
+    """A SQLite store filled by a dry run of real notices: events, decisions, actions."""
+    path = tmp_path / "team.sqlite"
+    replay(load_ruleset([RULES]), iter_notices([NOTICES]), store_path=path).close()
+    return path
+
+
+def _cli(*args: str) -> Any:
+    result = runner.invoke(app, list(args))
+    return result
+
+
+def _everything(location: str | Path) -> list[Any]:
+    """Events with notices, decisions, factors and actions, as the read model gives them."""
+    store = Store(location, read_only=True)
+    try:
+        views = history.events(store)
+        payloads = {n.id: bytes(store.notice(n.id)["payload"]) for v in views for n in v.notices}
+        return [repr(v) for v in views] + [sorted(payloads.items())]
+    finally:
+        store.close()
+
+
+# -- moving a team's SQLite store to PostgreSQL -------------------------------------------------
+
+
+def test_an_export_of_a_sqlite_store_imports_into_postgresql_with_the_same_history(
+    filled_sqlite: Path, database: str, tmp_path: Path
+) -> None:
+    exported = tmp_path / "export.ndjson"
+    done = _cli("store", "export", "--store", str(filled_sqlite), "--out", str(exported))
+    assert done.exit_code == 0, done.output
+    header = json.loads(exported.read_text().splitlines()[0])
+    assert header["format"] == "tracerules-store-export" and header["schema"] == SCHEMA_VERSION
+    moved = _cli("store", "migrate", "--from", str(exported), "--store", database)
+    assert moved.exit_code == 0, moved.output
+    assert "notices" in moved.stdout and "decisions" in moved.stdout
+
+    before, after = _everything(filled_sqlite), _everything(database)
+    assert len(before) > 5 and after == before  # same events, decisions, actions, payloads
+    for command in (["events", "list"], ["actions", "list"], ["notices", "list"]):
+        old = _cli(*command, "--store", str(filled_sqlite), "-f", "json")
+        new = _cli(*command, "--store", database, "-f", "json")
+        assert old.exit_code == new.exit_code == 0, (old.output, new.output)
+        assert json.loads(new.stdout) == json.loads(old.stdout), command
+
+    # New rows continue after the imported ids instead of colliding with them.
+    store = Store(database)
+    highest = store.scalar("SELECT max(id) FROM notices")
+    added = store.add_notice(Notice("gcn.notices.new", b'{"n": 1}', received=1.0e9))
+    assert added.new and added.id > highest
+    store.close()
+
+
+def test_migrate_copies_straight_from_the_sqlite_file(filled_sqlite: Path, database: str) -> None:
+    moved = _cli("store", "migrate", "--from", str(filled_sqlite), "--store", database)
+    assert moved.exit_code == 0, moved.output
+    assert _everything(database) == _everything(filled_sqlite)
+
+
+def test_migrate_into_a_store_with_history_refuses_and_changes_nothing(
+    filled_sqlite: Path, database: str
+) -> None:
+    assert (
+        _cli("store", "migrate", "--from", str(filled_sqlite), "--store", database).exit_code == 0
+    )
+    again = _cli("store", "migrate", "--from", str(filled_sqlite), "--store", database)
+    assert again.exit_code == 2
+    assert "already holds" in again.output
+    assert _everything(database) == _everything(filled_sqlite)  # not doubled
+
+
+def test_a_broken_export_imports_nothing(
+    filled_sqlite: Path, database: str, tmp_path: Path
+) -> None:
+    exported = tmp_path / "export.ndjson"
+    _cli("store", "export", "--store", str(filled_sqlite), "--out", str(exported))
+    lines = exported.read_text().splitlines()
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text("\n".join([*lines[:-3], lines[-3][:20], *lines[-2:]]) + "\n")
+    moved = _cli("store", "migrate", "--from", str(broken), "--store", database)
+    assert moved.exit_code == 2 and f"line {len(lines) - 2}: not JSON" in moved.output
+    store = Store(database, read_only=True)
+    assert store.totals().notices == {} and store.count_events() == 0  # all or nothing
+    store.close()
+
+
+# -- the same commands over PostgreSQL ------------------------------------------------------------
+
+
+def test_status_events_and_the_dashboard_read_a_postgresql_store(
+    filled_sqlite: Path, database: str
+) -> None:
+    replay(load_ruleset([RULES]), iter_notices([NOTICES]), store_path=database).close()
+    status = _cli("status", "--store", database, "-f", "json")
+    assert status.exit_code == 1, status.output  # degraded: no service is running
+    data = json.loads(status.stdout)
+    assert data["counts"]["events"] == Store(filled_sqlite, read_only=True).count_events() > 0
+    shown = _cli("events", "list", "--store", database, "-f", "json")
+    assert json.loads(shown.stdout)["total"] == data["counts"]["events"]
+    server = Server(create_app(database, [RULES]))
+    try:
+        page = get_page(server, "/")
+    finally:
+        server.stop()
+    assert page.xpath("//div[@id='stream']")
+
+
+def test_a_read_only_postgresql_store_refuses_writes(database: str) -> None:
+    Store(database).close()
+    store = Store(database, read_only=True)
+    with pytest.raises(ReadOnlyStoreError, match="is open read-only"):
+        store.add_notice(Notice("t", b"{}", received=1.0))
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        store.db.execute("DELETE FROM notices")  # the server refuses it too, under the method
+    store.close()
+
+
+def test_the_password_of_a_store_url_is_never_shown() -> None:
+    url = "postgresql://team:s3cret@db.example.org:5432/tracerules"
+    assert display_location(url) == "postgresql://team@db.example.org:5432/tracerules"
+    assert display_location("/var/lib/tracerules.sqlite") == "/var/lib/tracerules.sqlite"
+    missing = _cli("events", "list", "--store", "/nonexistent/t.sqlite")
+    assert missing.exit_code == 2 and "no store at /nonexistent/t.sqlite" in missing.output
+
+
+# -- one SQL, two dialects -------------------------------------------------------------------------
+
+
+def test_the_stores_sql_is_rewritten_for_postgresql_once_and_exactly() -> None:
+    assert translate("SELECT x FROM t WHERE a=? AND b LIKE 'z%'") == (
+        "SELECT x FROM t WHERE a=%s AND b LIKE 'z%%'"
+    )
+    assert translate("INSERT OR IGNORE INTO t (a) VALUES (?) RETURNING id") == (
+        "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
+    )
+    assert "INDEXED BY" not in translate("SELECT id FROM notices INDEXED BY by_status WHERE 1=1")
+    with pytest.raises(ValueError, match="ON CONFLICT"):
+        translate("INSERT OR REPLACE INTO t VALUES (?)")
+    assert "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY" in ddl("id INTEGER PRIMARY KEY")
+    assert ddl("payload BLOB, at REAL, n INTEGER") == (
+        "payload BYTEA, at DOUBLE PRECISION, n BIGINT"
+    )
+
+
+# -- upgrades in place -------------------------------------------------------------------------------
+
+
+def _old_store(location: str | Path, version: int) -> None:
+    """A store as an older tracerules left it: the first `version` migrations, one notice."""
+    if isinstance(location, Path):
+        db: Any = sqlite3.connect(location)
+        run, mark = (lambda s: db.execute(s)), "?"
+    else:
+        db = psycopg.connect(location, autocommit=True)
+        run, mark = (lambda s: db.execute(ddl(s))), "%s"
+    for script in MIGRATIONS[:version]:
+        for statement in script.split(";\n"):
+            if statement.strip():
+                run(statement)
+    db.execute(f"INSERT INTO meta VALUES ('schema_version', {mark})", (str(version),))
+    db.execute(
+        'INSERT INTO notices (topic, partition, "offset", received, source, size, sha256, '
+        f"payload, status) VALUES ('t', 0, 7, 1.0, 'kafka', 2, 'h', {mark}, 'new')",
+        (b"{}",),
+    )
+    if isinstance(location, Path):
+        db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("version", [1, SCHEMA_VERSION - 1])
+def test_a_store_of_an_older_schema_upgrades_in_place(
+    store_location: str | Path, version: int
+) -> None:
+    _old_store(store_location, version)
+    done = _cli("store", "migrate", "--store", str(store_location))
+    assert done.exit_code == 0, done.output
+    assert f"schema {version} -> {SCHEMA_VERSION}" in done.stdout
+    store = Store(store_location)
+    assert store.version() == SCHEMA_VERSION
+    assert store.read_notice(1) == Notice("t", b"{}", 0, 7, None, 1.0, "kafka", None)
+    assert store.has_table("action_configs") and store.service_state("x") == {}
+    store.close()
+
+
+# -- two services on one PostgreSQL store ---------------------------------------------------------
+
+
+def _pending_actions(store: Store, count: int) -> None:
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO decisions (id, trigger, seq, source, at, mode, votes, conclusion, "
+            "rule_file, rule_revision) VALUES (1, 'all', 1, 'notice', 1.0, 'live', 'PASS', "
+            "'PASS', 'r.yaml', 'rev')"
+        )
+        for n in range(count):
+            store.plan_action(
+                PlannedRow(
+                    1, "all", "E1", f"key-{n}", n, "webhook", f"hook {n}", "pending", "{}",
+                    None, 1.0, "h", "{}", "rev", None, 3600.0,
+                )
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_workers_of_two_services_never_claim_the_same_action(store: Store) -> None:
+    """Each service's workers have their own connection; the database hands each pending
+    action to one of them (FOR UPDATE SKIP LOCKED), never to two."""
+    _pending_actions(store, 60)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker(owner: str) -> None:
+        mine = Store(store.path)
+        while (row := mine.claim_action(2.0, owner=owner)) is not None:
+            with lock:
+                claimed.append(int(row["id"]))
+        mine.close()
+
+    threads = [threading.Thread(target=worker, args=(f"service-{n}",)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 60
+    assert store.scalar("SELECT count(*) FROM actions WHERE status='running'") == 60
+    assert store.scalar("SELECT max(attempts) FROM actions") == 1
