@@ -186,28 +186,25 @@ def test_the_stores_sql_is_rewritten_for_postgresql_once_and_exactly() -> None:
     )
 
 
-# -- upgrades in place -------------------------------------------------------------------------------
+# -- upgrades in place -----------------------------------------------------------------------------
 
 
 def _old_store(location: str | Path, version: int) -> None:
     """A store as an older tracerules left it: the first `version` migrations, one notice."""
-    if isinstance(location, Path):
-        db: Any = sqlite3.connect(location)
-        run, mark = (lambda s: db.execute(s)), "?"
-    else:
-        db = psycopg.connect(location, autocommit=True)
-        run, mark = (lambda s: db.execute(ddl(s))), "%s"
+    sqlite = isinstance(location, Path)
+    db: Any = sqlite3.connect(location) if sqlite else psycopg.connect(location, autocommit=True)
+    mark = "?" if sqlite else "%s"
     for script in MIGRATIONS[:version]:
         for statement in script.split(";\n"):
             if statement.strip():
-                run(statement)
+                db.execute(statement if sqlite else ddl(statement))
     db.execute(f"INSERT INTO meta VALUES ('schema_version', {mark})", (str(version),))
     db.execute(
         'INSERT INTO notices (topic, partition, "offset", received, source, size, sha256, '
         f"payload, status) VALUES ('t', 0, 7, 1.0, 'kafka', 2, 'h', {mark}, 'new')",
         (b"{}",),
     )
-    if isinstance(location, Path):
+    if sqlite:
         db.commit()
     db.close()
 
