@@ -127,7 +127,13 @@ class Store(ActionRows, BrowseRows, ServiceRows):
         self.migrate()
 
     def _open_postgresql(self, url: str) -> None:
-        from tracerules.runtime.store import postgres  # psycopg only for a PostgreSQL store
+        try:  # psycopg only for a PostgreSQL store: an optional extra
+            from tracerules.runtime.store import postgres
+        except ImportError as err:
+            raise RuntimeError(
+                f"the store {display_location(url)} is PostgreSQL, which needs psycopg: "
+                "pip install 'tracerules[postgresql]'"
+            ) from err
 
         self.dialect = POSTGRESQL
         self.db = postgres.connect(url, read_only=self.read_only)
