@@ -4,8 +4,13 @@ history into it. Every test here talks to a real PostgreSQL server (tests/postgr
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from tracerules.runtime.sources.notices import Notice
 from tracerules.runtime.store import history
 from tracerules.runtime.store.actions import PlannedRow
 from tracerules.runtime.store.dialect import display_location
+from tracerules.runtime.store.lock import DatabaseLock, wait_for_database_lock
 from tracerules.runtime.store.postgres import close_pool, ddl, translate
 from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tracerules.runtime.store.store import ReadOnlyStoreError, Store
@@ -266,3 +272,43 @@ def test_workers_of_two_services_never_claim_the_same_action(store: Store) -> No
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 60
     assert store.scalar("SELECT count(*) FROM actions WHERE status='running'") == 60
     assert store.scalar("SELECT max(attempts) FROM actions") == 1
+
+
+def test_a_second_service_waits_as_standby_and_takes_over_when_the_first_is_killed(
+    database: str,
+) -> None:
+    """kill -9 of the active service closes its connection; PostgreSQL frees its lock at once
+    and the standby takes over (it then resumes from the group's committed offsets)."""
+    code = (
+        "import sys, time\n"
+        "from tracerules.runtime.store.lock import DatabaseLock\n"
+        "lock = DatabaseLock(sys.argv[1])\n"
+        "print('held' if lock.try_acquire() else 'refused', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    active = subprocess.Popen(
+        [sys.executable, "-c", code, database], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert active.stdout is not None and active.stdout.readline().strip() == "held"
+        told: list[str] = []
+        taken: list[DatabaseLock] = []
+        standby = threading.Thread(
+            target=lambda: taken.append(wait_for_database_lock(database, told.append, 0.05))
+        )
+        standby.start()
+        time.sleep(1.0)
+        assert standby.is_alive() and not taken  # waiting, not running beside it
+        assert len(told) == 1 and "backend pid" in told[0]
+        os.kill(active.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        standby.join(timeout=10)
+        assert taken and time.monotonic() - killed < 5
+    finally:
+        active.kill()
+        active.communicate()
+    third = DatabaseLock(database)
+    assert not third.try_acquire()  # the new active service holds it now
+    taken[0].close()
+    assert third.try_acquire()
+    third.close()

@@ -155,7 +155,7 @@ def serve(
         resolve_group,
     )
     from tracerules.runtime.store.dialect import store_file
-    from tracerules.runtime.store.lock import lock_store
+    from tracerules.runtime.store.lock import lock_store, wait_for_database_lock
 
     domain, servers, config_file, settings = kafka
     try:
@@ -176,9 +176,14 @@ def serve(
             print(render_human(diag, SourceCache()), file=sys.stderr)
         print("the rules do not load: see `tracerules validate`", file=sys.stderr)
         return 1
-    file = store_file(store)  # PostgreSQL: several services may share it (issue 15)
-    lock = None if file is None else lock_store(file)  # held until the process exits
-    if file is not None and lock is None:
+    file = store_file(store)
+    # Held until the process exits. PostgreSQL: a second service waits as a standby.
+    lock: object = (
+        wait_for_database_lock(store, lambda who: _standby(store, who))
+        if file is None
+        else lock_store(file)
+    )
+    if lock is None:
         # Two engines on one store would each trust their own cache of the events' state.
         print(
             f"error: another `tracerules run` or `echo` is using the store {store}; stop it first",
@@ -211,6 +216,17 @@ def serve(
     except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
         print(f"error: Kafka client: {err}", file=sys.stderr)
         return 2
+
+
+def _standby(store: str, holder: str) -> None:
+    from tracerules.runtime.store.dialect import display_location
+
+    print(
+        f"standby: another `tracerules run` (from {holder}) is active on the store "
+        f"{display_location(store)}; this one takes over when it stops",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _setting(text: str) -> tuple[str, str]:

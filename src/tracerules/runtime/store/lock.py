@@ -1,9 +1,12 @@
-"""One service per store: an exclusive lock on the store file itself."""
+"""One service per store: an exclusive lock on the store file itself (SQLite), or
+PostgreSQL's advisory lock (a standby waits for it)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -26,3 +29,53 @@ def lock_store(store: Path) -> IO[bytes] | None:
         handle.close()
         return None
     return handle
+
+
+# One active service per PostgreSQL store, for now: the engine keeps the state of the events
+# it touches in memory, so two engines deciding on one store at once could each trust a stale
+# copy. A second `tracerules run` on the same database waits as a standby instead of being
+# refused: PostgreSQL releases a session's advisory lock the moment its connection ends (a
+# kill -9 closes the socket), and the standby then takes over, resuming from the consumer
+# group's committed offsets. Lifting this for several active services needs the engine to
+# lock event rows itself (issue 15, next step).
+SERVICE_LOCK = 0x7472_7275  # "trru"
+
+
+class DatabaseLock:
+    """PostgreSQL's session advisory lock on a dedicated connection, held while it is open."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url, autocommit=True, application_name="tracerules run")
+
+    def try_acquire(self) -> bool:
+        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (SERVICE_LOCK,)).fetchone()
+        return bool(row and row[0])
+
+    def holder(self) -> str:
+        """Who holds it: the active service's client address and backend pid, for the log."""
+        row = self._conn.execute(
+            "SELECT coalesce(a.client_addr::text, 'local'), a.pid FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+            "AND l.objid = %s AND l.granted",
+            (SERVICE_LOCK,),
+        ).fetchone()
+        return "unknown" if row is None else f"{row[0]} (backend pid {row[1]})"
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def wait_for_database_lock(
+    url: str, on_wait: Callable[[str], None], poll_s: float = 1.0
+) -> DatabaseLock:
+    """Hold the store's service lock, waiting as a standby while another service has it."""
+    lock = DatabaseLock(url)
+    told = False
+    while not lock.try_acquire():
+        if not told:
+            on_wait(lock.holder())
+            told = True
+        time.sleep(poll_s)
+    return lock
