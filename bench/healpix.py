@@ -1,20 +1,22 @@
-"""HEALPix pixel indexing: the hand-written numpy against astropy-healpix, on real LVK sky maps.
+"""HEALPix pixel indexing: our numpy against astropy-healpix, on real LVK sky maps.
 
 Usage: python bench/healpix.py [--corpus DIR] [--repeat N]
 
-Issue 12 (item 6): use astropy-healpix for pixel indexing wherever it is as fast as ours. For
-each indexing function this prints the median time of our numpy (as it was before the switch,
-kept in tests/healpix_reference.py, or as it still is in the project) and of astropy-healpix
-(as the project now calls it, or the call that would replace ours), and their ratio
-astropy-healpix / ours. The project uses astropy-healpix where that ratio is at most ~1.2.
+Issue 12 (item 6): use astropy-healpix for pixel indexing wherever it is as fast as ours (at
+most ~1.2x our time). For each indexing function this prints the median CPU time per call of
+ours (the project's, or for the NUNIQ split the code it replaced, kept in
+tests/healpix_reference.py), of astropy-healpix's public function (as the project calls it,
+or as it would), and of the C ufunc behind it without the Quantity wrapping; then the ratios
+to ours and what the project uses.
 
 Inputs are real multi-order maps: tests/data/skymaps, the alerts of tests/data/notices/lvk_json
 and, when it is there, the shared corpus's skymaps/ (identical maps are timed once; ~17k-19k
 pixels, orders 4 to 11). The position grids are those of skymap.png: the all-sky Mollweide
-raster (looked up at order 29) and a zoom panel (at the map's deepest order), both 50k points.
-The two sides run alternately, N times each per map; a row gives the median over maps of the
-per-map medians. The one-off cost of importing astropy_healpix (it brings astropy.coordinates)
-after astropy.io.fits, which decoding a map has already paid, is printed last.
+raster (looked up at order 29) and a zoom panel (at the map's deepest order), 50k points each.
+The variants run in turn, in alternating order, N times each per map; a row gives the median
+over maps of the per-map medians. CPU time, not wall time: it hardly moves when other work
+shares the machine. The one-off cost of importing astropy_healpix (it brings
+astropy.coordinates) after astropy.io.fits, which decoding a map has paid already, is last.
 """
 
 from __future__ import annotations
