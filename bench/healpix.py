@@ -217,6 +217,10 @@ def import_cost(runs: int = 3) -> float:
     return statistics.median(times)
 
 
+def _ratio(ratio: float) -> str:
+    return "-" if math.isnan(ratio) else f"{ratio:.2f}"
+
+
 def _unit(seconds: float) -> str:
     if math.isnan(seconds):  # no such variant
         return f"{'-':>12s}"
@@ -250,7 +254,7 @@ def main() -> None:
         ours, public, ufunc = (statistics.median(m[i] for m in per_map) for i in range(3))
         print(
             f"{name:41s} {_unit(ours)} {_unit(public):>15s} {_unit(ufunc):>12s} "
-            f"{public / ours:6.2f} {ufunc / ours:7.2f}  {USED[name]}"
+            f"{public / ours:6.2f} {_ratio(ufunc / ours):>7s}  {USED[name]}"
         )
     print(f"import astropy_healpix after astropy.io.fits: {import_cost() * 1e3:.0f} ms, once")
 
