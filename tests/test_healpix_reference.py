@@ -5,6 +5,8 @@ at the edges of every order, and the figures computed from it must not move."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,19 @@ def test_figures_of_real_maps_do_not_move(skymap: SkyMap, monkeypatch: pytest.Mo
     assert new_summary == old_summary
     for a, b in zip(new, old, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_importing_the_sky_map_modules_does_not_import_astropy() -> None:
+    """astropy_healpix brings astropy.coordinates (about half a second): paid on the first
+    split of a sky map, never by a process that only imports the sky-map modules."""
+    code = (
+        "import sys\n"
+        "import tracerules.products.sky.healpix, tracerules.products.sky.skymap\n"
+        "import tracerules.products.sky.sky_geometry\n"
+        "heavy = ('astropy', 'astropy_healpix')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "tracerules.products.sky.healpix.uniq_to_order_ipix([4, 17])\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "['astropy', 'astropy_healpix']"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import astropy_healpix as ah
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -80,7 +79,11 @@ def uniq_to_order_ipix(uniq: ArrayLike) -> tuple[IntArray, IntArray]:
     # astropy-healpix marks numbers below 4 with -1 and does not check the top: refuse both.
     if numbers.size and (int(numbers.min()) < 4 or int(numbers.max()) >= 16 << (2 * MAX_ORDER)):
         raise ValueError(f"NUNIQ numbers must lie in [4, 2**62) (orders 0..{MAX_ORDER})")
-    order, ipix = ah.uniq_to_level_ipix(numbers)  # an exact integer bit scan: 0.4-0.5x our time
+    # Imported here: astropy_healpix brings astropy.coordinates, which a process that never
+    # splits a sky map should not pay for (see skymap.py); later calls find it in sys.modules.
+    from astropy_healpix import uniq_to_level_ipix
+
+    order, ipix = uniq_to_level_ipix(numbers)  # an exact integer bit scan: 0.4-0.5x our time
     return order.astype(np.int64, copy=False), ipix.astype(np.int64, copy=False)
 
 
