@@ -65,9 +65,9 @@ _JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7], dtype=np.int64)
 # astropy-healpix does the indexing wherever it is as fast as our numpy (at most ~1.2x our
 # time; bench/healpix.py prints both on real LVK maps, CPU medians quoted here): the NUNIQ
 # split. The rest stays ours, where astropy-healpix is slower: pixel centres (healpix_to_lonlat
-# takes 1.7-1.9x our time on real multi-order maps and 1.4-1.5x for all of nside 64,
+# takes 1.7-1.9x our time on real multi-order maps and 1.4-1.6x for all of nside 64,
 # skymap.csv's default, though 0.8-0.9x at nside 256; its bare C ufunc 1.2-1.3x),
-# nside_to_order (3.4-3.8x) and pixel_area (4.3-4.4x). tests/healpix_reference.py keeps the
+# nside_to_order (3.4-3.8x) and pixel_area (4.1-4.4x). tests/healpix_reference.py keeps the
 # old split; tests check the answers are the same on real maps. Importing astropy_healpix brings
 # astropy.coordinates: about 0.5 s once per process, which the gw-alert summary's Sun and Moon
 # pay anyway.
@@ -99,7 +99,7 @@ def nside_to_order(nside: int) -> int:
 def pixel_area(order: ArrayLike) -> FloatArray:
     """Area in steradians of one pixel at each HEALPix ``order``."""
     # ldexp scales by exact powers of two, so 4 children have exactly their parent's area;
-    # astropy-healpix's nside_to_pixel_area makes a Quantity and takes 4.3-4.4x as long.
+    # astropy-healpix's nside_to_pixel_area makes a Quantity and takes 4.1-4.4x as long.
     return np.ldexp(np.pi / 3.0, -2 * np.asarray(order, dtype=np.int64))
 
 
