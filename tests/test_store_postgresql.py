@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +314,41 @@ def test_a_second_service_waits_as_standby_and_takes_over_when_the_first_is_kill
     taken[0].close()
     assert third.try_acquire()
     third.close()
+
+
+def test_status_shows_every_service_on_a_postgresql_store(database: str) -> None:
+    """The active service and the standbys, as PostgreSQL sees their sessions: host, pid,
+    role, and the partitions the active one consumes."""
+    store = Store(database)
+    store.replace_offsets("g", [_Offsets("gcn.notices.swift.bat.guano", 0)], 1.0)
+    store.put_service_state("service", {"state": "running", "group": "g"}, 1.0)
+    store.close()
+    active = DatabaseLock(database)
+    assert active.try_acquire()
+    standby = DatabaseLock(database)
+    assert not standby.try_acquire()
+    shown = _cli("status", "--store", database, "-f", "json")
+    services = json.loads(shown.stdout)["services"]
+    host = socket.gethostname()
+    assert [(s["role"], s["host"], s["pid"]) for s in services] == [
+        ("active", host, os.getpid()),
+        ("standby", host, os.getpid()),
+    ]
+    assert services[0]["partitions"] == ["gcn.notices.swift.bat.guano[0]"]
+    assert services[1]["partitions"] == []
+    text = _cli("status", "--store", database).stdout
+    assert f"active pid {os.getpid()} on {host}" in text and "standby" in text
+    active.close()
+    standby.close()
+    after = json.loads(_cli("status", "--store", database, "-f", "json").stdout)
+    assert after["services"] == []
+
+
+@dataclass(frozen=True)
+class _Offsets:
+    topic: str
+    partition: int
+    position: int | None = 5
+    committed: int | None = 5
+    high: int | None = 5
+    lag: int | None = 0

@@ -79,6 +79,7 @@ def render(data: dict[str, Any]) -> str:
         f"kafka         {kafka['summary']}"
         + (f" [{service['kafka']}]" if service.get("kafka") else "")
     )
+    lines += _services(data.get("services", []))
     lines.append(f"disk          {data['disk']['summary']}")
     lines += _rules(data["rules"])
     lines += _lag(data["lag"])
@@ -89,6 +90,16 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"{name:<13} {shown}")
     lines += ["", *_topics(data["topics"]), "", *_decisions(data["decisions"])]
     return "\n".join(lines)
+
+
+def _services(services: list[dict[str, Any]]) -> list[str]:
+    """Every service on a PostgreSQL store (none listed for SQLite: one service per file)."""
+    return [
+        f"{'services' if i == 0 else '':<13} {s['role']} pid {s['pid']} on {s['host']}, "
+        f"connected {_when(s['since'])}"
+        + (f", consuming {' '.join(s['partitions'])}" if s["partitions"] else "")
+        for i, s in enumerate(services)
+    ]
 
 
 def _rules(rules: dict[str, Any]) -> list[str]:

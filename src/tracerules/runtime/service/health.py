@@ -24,8 +24,9 @@ from tracerules.dsl.convert import to_time
 from tracerules.dsl.values import Missing
 from tracerules.runtime.service.disk import disk_report
 from tracerules.runtime.sources.notices import Notice
-from tracerules.runtime.store.dialect import store_errors
+from tracerules.runtime.store.dialect import store_errors, store_file
 from tracerules.runtime.store.history import counts
+from tracerules.runtime.store.lock import SERVICE_LOCK, SESSION_NAME
 from tracerules.runtime.store.store import Store
 from tracerules.timetext import utc_text
 
@@ -233,6 +234,22 @@ def service_info(store: Store, now: float) -> dict[str, Any]:
     return {**info, "running": running, "summary": summary}
 
 
+def services(store: Store, lag: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every service on a PostgreSQL store: host, pid, active or standby, connected since,
+    and the partitions the active one consumes (the group's, as it last recorded them)."""
+    assigned = [f"{p['topic']}[{p['partition']}]" for p in lag["partitions"]]
+    return [
+        {
+            "host": s.host,
+            "pid": s.pid,
+            "role": "active" if s.active else "standby",
+            "since": s.since,
+            "partitions": assigned if s.active else [],
+        }
+        for s in store.service_sessions(SERVICE_LOCK, SESSION_NAME)
+    ]
+
+
 def _kafka(store: Store, running: bool) -> dict[str, Any]:
     info = read_state(store, "kafka")
     if not info:
@@ -301,13 +318,16 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
     health = stream_of(store, now)
     topics = [topic_health(store, asdict(r)) for r in store.topic_stats()]
     totals = counts(store)
-    folders = [Path(store.path).resolve().parent]
+    local = store_file(store.path)  # a PostgreSQL server's disk is not ours to report
+    folders = [local.resolve().parent] if local else []
     if service.get("out"):
         folders.append(Path(str(service["out"])))
+    lag = _lag(store, service.get("group"))
     return {
-        "store": store.path,
+        "store": store.location,
         "now": now,
         "service": service,
+        "services": services(store, lag),
         "stream": {
             "health": health.state,
             "reason": health.reason,
@@ -319,7 +339,7 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
         "kafka": _kafka(store, service["running"]),
         "disk": disk_report(folders, read_state(store, "disk"), now),
         "rules": read_state(store, "rules"),
-        "lag": _lag(store, service.get("group")),
+        "lag": lag,
         "topics": topics,
         "dead_letters": totals["dead_letters"],
         "counts": totals,

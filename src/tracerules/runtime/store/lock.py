@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,12 @@ def lock_store(store: Path) -> IO[bytes] | None:
 # group's committed offsets. Lifting this for several active services needs the engine to
 # lock event rows itself (issue 15, next step).
 SERVICE_LOCK = 0x7472_7275  # "trru"
+SESSION_NAME = "tracerules run"  # application_name prefix: `status` finds every service by it
+
+
+def session_name() -> str:
+    """`tracerules run HOST PID`: what PostgreSQL shows of this service (63 bytes at most)."""
+    return f"{SESSION_NAME} {socket.gethostname()[:40]} {os.getpid()}"
 
 
 class DatabaseLock:
@@ -47,7 +54,7 @@ class DatabaseLock:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        self._conn = psycopg.connect(url, autocommit=True, application_name="tracerules run")
+        self._conn = psycopg.connect(url, autocommit=True, application_name=session_name())
 
     def try_acquire(self) -> bool:
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (SERVICE_LOCK,)).fetchone()
@@ -58,7 +65,7 @@ class DatabaseLock:
         row = self._conn.execute(
             "SELECT coalesce(a.client_addr::text, 'local'), a.pid FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-            "AND l.objid = %s AND l.granted",
+            "AND l.objid = %s AND l.granted AND a.datname = current_database()",
             (SERVICE_LOCK,),
         ).fetchone()
         return "unknown" if row is None else f"{row[0]} (backend pid {row[1]})"

@@ -68,6 +68,15 @@ class DecisionAction(NamedTuple):
     idempotency_key: str
 
 
+class ServiceSession(NamedTuple):
+    """A `tracerules run` connected to a PostgreSQL store: the active one or a standby."""
+
+    host: str
+    pid: int
+    active: bool  # holds the service lock (the others wait for it)
+    since: float  # when it connected, POSIX seconds
+
+
 class ServiceRows(ReadModel):
     """Service state, read and written; mixed into `Store`."""
 
@@ -129,6 +138,29 @@ class ServiceRows(ReadModel):
                     for r in rows
                 ],
             )
+
+    def service_sessions(self, lock: int, name: str) -> list[ServiceSession]:
+        """Every service connected to a PostgreSQL store, by its session's name (`name HOST
+        PID`), active (holding the advisory lock `lock`) first. None on SQLite: one service
+        per file, which `service_state` describes."""
+        if self.dialect.name != "postgresql":
+            return []
+        rows = self.db.execute(
+            "SELECT a.application_name, extract(epoch FROM a.backend_start), EXISTS (SELECT 1 "
+            "FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.objid = ? "
+            "AND l.granted AND l.database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())) AS active FROM pg_stat_activity a "
+            "WHERE a.datname = current_database() AND a.application_name LIKE ? "
+            "ORDER BY active DESC, a.backend_start",
+            (lock, name + " %"),
+        ).fetchall()
+        found = []
+        for app, since, active in rows:
+            host, _, pid = str(app)[len(name) + 1 :].rpartition(" ")
+            found.append(
+                ServiceSession(host, int(pid) if pid.isdigit() else 0, active, float(since))
+            )
+        return found
 
     def consumer_offsets(self, group: str | None) -> list[OffsetRow]:
         if not self.has_table("consumer_offsets"):
