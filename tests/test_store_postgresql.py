@@ -25,6 +25,7 @@ from tests.dashboard_server import Server, get_page
 from tests.postgres_server import PostgresServer
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
+from tracerules.runtime.dispatch.workers import UNOWNED_GRACE_S, recover
 from tracerules.runtime.engine.replay import replay
 from tracerules.runtime.sources.files import iter_notices
 from tracerules.runtime.sources.notices import Notice
@@ -352,3 +353,21 @@ class _Offsets:
     committed: int | None = 5
     high: int | None = 5
     lag: int | None = 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_an_action_claimed_by_a_service_on_another_machine_is_reclaimed_after_its_lease(
+    store: Store,
+) -> None:
+    """Another host's process cannot be asked whether it lives: its running action is taken
+    back once its lease (the action's run budget plus a grace) has passed, and only then."""
+    _pending_actions(store, 2)
+    rules = load_ruleset([RULES])
+    claimed = store.claim_action(1000.0, owner="machine-b/4242/99")
+    assert claimed is not None
+    assert recover(store, rules, now=1000.0 + UNOWNED_GRACE_S - 1) == []  # lease still held
+    assert recover(store, rules, now=1000.0 + UNOWNED_GRACE_S + 1) == [claimed["id"]]
+    row = store.query("SELECT status, owner, log FROM actions WHERE id=?", (claimed["id"],))[0]
+    assert (row["status"], row["owner"]) == ("pending", None) and "no live owner" in row["log"]
+    again = store.claim_action(2000.0, owner="machine-a/1/1")
+    assert again is not None and again["id"] == claimed["id"]  # taken up by a live service
