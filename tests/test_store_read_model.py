@@ -46,8 +46,7 @@ def digest(path: Path) -> str:
 # -- deduplication -----------------------------------------------------------------------------
 
 
-def test_two_partitions_with_the_same_offset_are_two_notices(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_two_partitions_with_the_same_offset_are_two_notices(store: Store) -> None:
     topic = "gcn.notices.swift.bat.guano"
     first = store.add_notice(Notice(topic, b'{"n": 1}', partition=0, offset=7, received=1.0))
     other = store.add_notice(Notice(topic, b'{"n": 2}', partition=1, offset=7, received=2.0))
@@ -169,7 +168,7 @@ def test_a_wal_store_without_its_shm_in_a_folder_not_writable(
 # -- one stream health -----------------------------------------------------------------------------
 
 
-def _heartbeat(path: Path, age: float | None) -> None:
+def _heartbeat(path: str | Path, age: float | None) -> None:
     store = Store(path)
     if age is not None:
         made = time.time() - age
@@ -181,9 +180,9 @@ def _heartbeat(path: Path, age: float | None) -> None:
     ("age", "expected"), [(None, "FAILURE"), (1.0, "OK"), (30.0, "DELAYED"), (600.0, "FAILURE")]
 )
 def test_status_and_the_dashboard_agree_on_stream_health(
-    tmp_path: Path, age: float | None, expected: str
+    store_location: str | Path, age: float | None, expected: str
 ) -> None:
-    path = tmp_path / "health.sqlite"
+    path = store_location  # a SQLite file, or a PostgreSQL database
     _heartbeat(path, age)
     result = runner.invoke(app, ["status", "--store", str(path), "-f", "json"])
     told = json.loads(result.stdout)["stream"]
