@@ -32,7 +32,7 @@ from tracerules.runtime.sources.notices import Notice
 from tracerules.runtime.store import history
 from tracerules.runtime.store.actions import PlannedRow
 from tracerules.runtime.store.dialect import display_location
-from tracerules.runtime.store.lock import DatabaseLock, wait_for_database_lock
+from tracerules.runtime.store.lock import DatabaseLock, session_name, wait_for_database_lock
 from tracerules.runtime.store.postgres import close_pool, ddl, translate
 from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tracerules.runtime.store.store import ReadOnlyStoreError, Store
@@ -371,3 +371,28 @@ def test_an_action_claimed_by_a_service_on_another_machine_is_reclaimed_after_it
     assert (row["status"], row["owner"]) == ("pending", None) and "no live owner" in row["log"]
     again = store.claim_action(2000.0, owner="machine-a/1/1")
     assert again is not None and again["id"] == claimed["id"]  # taken up by a live service
+
+
+def test_an_active_service_that_loses_its_lock_connection_is_told_to_stop(
+    database: str,
+) -> None:
+    """A server restart or a network cut ends the lock's session: a standby may be active
+    already, so the service must stop rather than go on beside it."""
+    lock = DatabaseLock(database)
+    assert lock.try_acquire()
+    lost: list[str] = []
+    watcher = lock.watch(lost.append, every_s=0.1)
+    time.sleep(0.5)
+    assert lost == []  # a healthy lock is left alone
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database()",
+            (session_name(),),
+        )
+    watcher.join(timeout=5)
+    assert len(lost) == 1 and "lost the store's service lock" in lost[0]
+    released = DatabaseLock(database)
+    assert released.try_acquire()  # the standby's turn
+    released.close()
+    lock.close()

@@ -14,6 +14,7 @@ import typer
 
 if TYPE_CHECKING:
     from tracerules.runtime.service.kafka_settings import StartPosition
+    from tracerules.runtime.store.lock import DatabaseLock
 
 RulesArg = Annotated[
     list[Path] | None, typer.Argument(help="rule files or folders [default: rules]")
@@ -155,7 +156,7 @@ def serve(
         resolve_group,
     )
     from tracerules.runtime.store.dialect import store_file
-    from tracerules.runtime.store.lock import lock_store, wait_for_database_lock
+    from tracerules.runtime.store.lock import DatabaseLock, lock_store
 
     domain, servers, config_file, settings = kafka
     try:
@@ -178,11 +179,7 @@ def serve(
         return 1
     file = store_file(store)
     # Held until the process exits. PostgreSQL: a second service waits as a standby.
-    lock: object = (
-        wait_for_database_lock(store, lambda who: _standby(store, who))
-        if file is None
-        else lock_store(file)
-    )
+    lock = lock_store(file) if file is not None else _database_lock(store, wait=not echo)
     if lock is None:
         # Two engines on one store would each trust their own cache of the events' state.
         print(
@@ -211,11 +208,26 @@ def serve(
     )
     logs.setup(log_level, service.secrets)
     install_signal_handlers(service)
+    if isinstance(lock, DatabaseLock):
+        lock.watch(lambda why: service.request_stop(why, 1))  # 1: systemd restarts it
     try:
         return service.run()
     except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
         print(f"error: Kafka client: {err}", file=sys.stderr)
         return 2
+
+
+def _database_lock(store: str, *, wait: bool) -> DatabaseLock | None:
+    """The PostgreSQL store's service lock: waited for as a standby, or (`echo`) only if free."""
+    from tracerules.runtime.store.lock import DatabaseLock, wait_for_database_lock
+
+    if wait:
+        return wait_for_database_lock(store, lambda who: _standby(store, who))
+    lock = DatabaseLock(store)
+    if lock.try_acquire():
+        return lock
+    lock.close()
+    return None
 
 
 def _standby(store: str, holder: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,7 @@ class DatabaseLock:
         import psycopg
 
         self._conn = psycopg.connect(url, autocommit=True, application_name=session_name())
+        self._released = False
 
     def try_acquire(self) -> bool:
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (SERVICE_LOCK,)).fetchone()
@@ -70,7 +72,27 @@ class DatabaseLock:
         ).fetchone()
         return "unknown" if row is None else f"{row[0]} (backend pid {row[1]})"
 
+    def watch(self, on_lost: Callable[[str], None], every_s: float = 2.0) -> threading.Thread:
+        """Check the lock's connection every `every_s`; if it is gone (a server restart, a
+        network cut), the lock is too and a standby may be active already: `on_lost` is
+        called once, and the service must stop rather than run beside it."""
+
+        def check() -> None:
+            while not self._conn.closed:
+                time.sleep(every_s)
+                try:
+                    self._conn.execute("SELECT 1")
+                except Exception as err:  # psycopg's, or a connection closed meanwhile
+                    if not self._released:
+                        on_lost(f"lost the store's service lock: {err}")
+                    return
+
+        thread = threading.Thread(target=check, name="store-lock-watch", daemon=True)
+        thread.start()
+        return thread
+
     def close(self) -> None:
+        self._released = True
         self._conn.close()
 
 
