@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined, unused-ignore]
 
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.service.health import HEARTBEAT_TOPIC, snapshot
 from tracerules.runtime.sources.files import guess_topic
+from tracerules.runtime.store.postgres import translate
 from tracerules.runtime.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,10 +187,20 @@ class Publisher:
 class ServiceProcess:
     """`tracerules run` (or `echo`) as a child process, with its store, output and logs."""
 
-    def __init__(self, work: Path, bootstrap: str, rules: Path = SERVICE_RULES) -> None:
+    def __init__(
+        self,
+        work: Path,
+        bootstrap: str,
+        rules: Path = SERVICE_RULES,
+        store: str | None = None,
+        out: Path | None = None,
+    ) -> None:
+        """`store`: a PostgreSQL URL (several services may share it); else a SQLite file in
+        `work`. `out`: where products go (two services of a team may share a folder)."""
         self.work, self.bootstrap, self.rules = work, bootstrap, rules
-        self.store = work / "store.sqlite"
-        self.out = work / "out"
+        work.mkdir(parents=True, exist_ok=True)
+        self.store: Path | str = store or work / "store.sqlite"
+        self.out = out or work / "out"
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self.started_at = 0.0
@@ -227,15 +239,17 @@ class ServiceProcess:
         assert self.proc is not None
         return self.proc.wait(timeout)
 
+    def _exists(self) -> bool:
+        return isinstance(self.store, str) or self.store.exists()
+
     def state(self, key: str) -> dict[str, Any]:
-        if not self.store.exists():
+        if not self._exists():
             return {}
-        with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as db:
-            try:
-                row = db.execute("SELECT value FROM service_state WHERE key=?", (key,)).fetchone()
-            except sqlite3.OperationalError:
-                return {}
-        return json.loads(row[0]) if row else {}
+        try:
+            rows = self.query("SELECT value FROM service_state WHERE key=?", (key,))
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+            return {}  # not created yet
+        return json.loads(rows[0][0]) if rows else {}
 
     def wait_assigned(self, timeout: float = 40) -> list[str]:
         """Wait until this run of the service has its partitions."""
@@ -306,13 +320,16 @@ class ServiceProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if isinstance(self.store, str):  # PostgreSQL, read as a team member would
+            with psycopg.connect(self.store) as pg:
+                return [tuple(r) for r in pg.execute(translate(sql), params)]
         with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as db:
             return list(db.execute(sql, params))
 
     def processed(self, produced: Iterable[Produced]) -> bool:
         """Every produced message is in the store and no longer waiting for evaluation."""
         wanted = {(p.topic, p.partition, p.offset) for p in produced if p.topic in self.subscribed}
-        if not self.store.exists():
+        if not self._exists():
             return False
         rows = self.query('SELECT topic, partition, "offset", status FROM notices')
         done = {(t, p, o) for t, p, o, s in rows if s != "new"}
