@@ -97,7 +97,7 @@ class DatabaseLock:
 
 
 def wait_for_database_lock(
-    url: str, on_wait: Callable[[str], None], poll_s: float = 1.0
+    url: str, on_wait: Callable[[str], None], poll_s: float = 0.2
 ) -> DatabaseLock:
     """Hold the store's service lock, waiting as a standby while another service has it."""
     lock = DatabaseLock(url)

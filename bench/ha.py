@@ -1,0 +1,251 @@
+"""Two services on one PostgreSQL store in one consumer group, with kill -9 of the active one.
+
+Starts a Tansu broker and a throwaway PostgreSQL (or uses --url), a local HTTP server that
+records every webhook, and two `tracerules run` processes (machines A and B) on the same
+database and consumer group, with a catch-all trigger whose webhook fires for every notice.
+Topics have one partition, as GCN's do: one service consumes, the other waits as a standby.
+
+1. latency, no kills: --probes real notices one every --pace s; produce -> stored decision;
+2. failover: --count real notices of the month archive, one every --stream-pace s, while
+   the active service is killed with SIGKILL at random moments --kills times, and restarted
+   each time (it comes back as the standby).
+
+Prints notices produced vs stored (target: 0 lost), webhooks delivered more than once for one
+idempotency key (target: 0), the longest gap between a notice produced and its decision
+stored (target: the group's session timeout + 5 s), the latency p50/p99 without kills
+(target: p50 <= 20 ms), and the engine benchmark on both stores (bench/store_backends.py).
+
+    python bench/ha.py [--count 1000] [--kills 10] [--probes 200] [--url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from confluent_kafka import Producer  # noqa: E402
+from engine import floor, read_archive  # noqa: E402
+from latency import percentile, produce, when  # noqa: E402
+from shared_data import ARCHIVE, require_archive  # noqa: E402
+from store_backends import engine_seconds  # noqa: E402
+
+from tests import loopback  # noqa: E402
+from tests.kafka_broker import TansuBroker  # noqa: E402
+from tests.postgres_server import PostgresServer, start_postgres  # noqa: E402
+from tests.service_harness import ServiceProcess, ensure_topics, wait_until  # noqa: E402
+from tracerules.rules.compile import load_ruleset  # noqa: E402
+from tracerules.runtime.store.postgres import close_pool  # noqa: E402
+
+SESSION_MS = 6000
+Item = tuple[str, bytes]
+
+
+def catch_all(folder: Path, topics: list[str], hook: str) -> Path:
+    """One trigger on every topic: each notice (its IVORN is the event) fires a webhook."""
+    lines = [
+        "schema_version: 1",
+        "topics:",
+        *(f"  - {{name: {t}, format: xml}}" for t in topics),
+        "triggers:",
+        "  - id: ha-catch-all",
+        "    topics:",
+        *(f"      - {t}" for t in topics),
+        "    event_id: ivorn",
+        "    event_time: made",
+        "    expiry: 36500 d",
+        "    priority: 10",
+        "    fields:",
+        '      ivorn: {xpath: "/*/@ivorn", as: string}',
+        '      made: {xpath: "//Who/Date", as: time}',
+        "    actions:",
+        "      - type: webhook",
+        f'        url: "{hook}/notice"',
+        "        timeout: 5",
+    ]
+    folder.mkdir(parents=True)
+    (folder / "ha.yaml").write_text("\n".join(lines) + "\n")
+    load_ruleset([folder])  # fail here, not in the services
+    return folder
+
+
+def unique(items: list[Item], count: int, tag: str) -> list[Item]:
+    """`count` distinct notices (a comment no selector sees makes each copy unique)."""
+    copies = []
+    for i in range(count):
+        topic, payload = items[i % len(items)]
+        copies.append((topic, payload + f"\n<!-- {tag} {i} -->\n".encode()))
+    return copies
+
+
+def notice_times(services: tuple[ServiceProcess, ...]) -> dict[tuple[str, int, int], float]:
+    """When each notice's decisions were stored: its first `notice` log line, any service."""
+    seen: dict[tuple[str, int, int], float] = {}
+    for service in services:
+        for entry in service.logs():
+            if entry.get("event") == "notice" and entry.get("decisions"):
+                key = (entry["topic"], entry["partition"], entry["offset"])
+                seen[key] = min(seen.get(key, float("inf")), when(entry))
+    return seen
+
+
+def active_of(team: tuple[ServiceProcess, ServiceProcess]) -> ServiceProcess | None:
+    """The service consuming now: the one whose run recorded its assignment last."""
+    state = team[0].state("service")
+    for service in team:
+        if service.pid == state.get("pid") and state.get("assigned_at"):
+            return service
+    return None
+
+
+def kill_loop(team: tuple[ServiceProcess, ServiceProcess], kills: int, done: list[float]) -> None:
+    for _ in range(kills):
+        active = wait_until(lambda: active_of(team), 60, "an active service")
+        time.sleep(random.uniform(1.0, 4.0))
+        active.kill()
+        done.append(time.time())
+        active.start("--group-id", GROUP[0], "--start", "earliest")  # back as the standby
+
+
+GROUP = [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--archive", type=Path, default=ARCHIVE)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--pace", type=float, default=0.05)
+    parser.add_argument("--stream-pace", type=float, default=0.1)
+    parser.add_argument("--engine-limit", type=int, default=5000)
+    parser.add_argument("--url", default=None, help="an existing PostgreSQL server's URL")
+    args = parser.parse_args()
+    require_archive(args.archive)
+    archive = [(n.topic, n.payload) for n in read_archive(args.archive)]
+    xml = [(t, p) for t, p in archive if p.lstrip()[:1] == b"<" and len(p) < 200_000]
+    topics = sorted({t for t, _ in xml[: args.count]})
+    server = PostgresServer(url=args.url) if args.url else start_postgres()
+    broker = TansuBroker()
+    broker.start()
+    GROUP[0] = f"ha-{random.randrange(1 << 30):x}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp, loopback.serve() as hook:
+            work = Path(tmp)
+            rules = catch_all(work / "rules", topics, hook.url)
+            ensure_topics(broker.bootstrap, topics, partitions=1)
+            url = server.fresh_database()
+            team = tuple(
+                ServiceProcess(work / name, broker.bootstrap, rules, store=url, out=work / "out")
+                for name in ("a", "b")
+            )
+            assert len(team) == 2
+            for service in team:
+                service.start("--group-id", GROUP[0], "--start", "earliest")
+            wait_until(lambda: active_of(team), 60, "an active service")
+            probes = unique(xml, args.probes, "probe")
+            probes = [(t, p) for t, p in probes if t in topics]
+            latency(team, broker.bootstrap, probes, args.pace)
+            failover(team, broker.bootstrap, unique(xml, args.count, "ha"), args, hook)
+            for service in team:
+                service.close()
+            close_pool(url)
+        engine_ratio(args, server)
+    finally:
+        broker.close()
+        server.stop()
+
+
+def latency(
+    team: tuple[ServiceProcess, ...], bootstrap: str, probes: list[Item], pace: float
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    sent: dict[tuple[str, int, int], float] = {}
+    produce(producer, probes, pace, sent)
+    stored = wait_until(lambda: _all_seen(team, sent), 120, "the probes' decisions")
+    gaps = [(stored[k] - s) * 1000 for k, s in sent.items()]
+    print(
+        f"latency without kills, produce -> decision stored on PostgreSQL ({len(gaps)} "
+        f"notices, one every {pace * 1000:.0f} ms): p50 {percentile(gaps, 0.5):.1f} ms, "
+        f"p99 {percentile(gaps, 0.99):.1f} ms (target p50 <= 20 ms)"
+    )
+
+
+def _all_seen(
+    team: tuple[ServiceProcess, ...], sent: dict[tuple[str, int, int], float]
+) -> dict[tuple[str, int, int], float] | None:
+    seen = notice_times(team)
+    return seen if all(k in seen for k in sent) else None
+
+
+def failover(
+    team: tuple[ServiceProcess, ServiceProcess],
+    bootstrap: str,
+    items: list[Item],
+    args: argparse.Namespace,
+    hook: Any,
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    sent: dict[tuple[str, int, int], float] = {}
+    kills: list[float] = []
+    killer = threading.Thread(target=kill_loop, args=(team, args.kills, kills))
+    killer.start()
+    produce(producer, items, args.stream_pace, sent)
+    killer.join()
+    wait_until(lambda: _all_seen(team, sent), 300, "every notice's decision")
+    wait_until(team[0].actions_settled, 300, "every webhook")
+    stored = {
+        (t, p, o) for t, p, o in team[0].query('SELECT topic, partition, "offset" FROM notices')
+    }
+    lost = [k for k in sent if k not in stored]
+    keys = Counter(s.headers.get("Idempotency-Key") for s in hook.seen)
+    twice = {k: n for k, n in keys.items() if n > 1}
+    seen = notice_times(team)
+    gaps = {k: seen[k] - s for k, s in sent.items()}
+    worst = max(gaps.values())
+    print(
+        f"failover: {len(sent)} notices produced, {len(sent) - len(lost)} stored, "
+        f"{len(lost)} lost (target 0); {args.kills} kill -9 of the active service "
+        f"({len(kills)} done)"
+    )
+    print(
+        f"  webhooks: {len(hook.seen)} requests, {len(keys)} idempotency keys, "
+        f"{len(twice)} delivered more than once (target 0)"
+    )
+    print(
+        f"  longest produce -> decision stored: {worst:.1f} s (target <= session timeout "
+        f"{SESSION_MS / 1000:.0f} s + 5 s = {SESSION_MS / 1000 + 5:.0f} s); "
+        f"p50 {percentile(list(gaps.values()), 0.5) * 1000:.0f} ms"
+    )
+
+
+def engine_ratio(args: argparse.Namespace, server: PostgresServer) -> None:
+    rules = load_ruleset([ROOT / "examples" / "rules"])
+    notices = read_archive(args.archive)[: args.engine_limit]
+    bare = floor(rules, notices)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = server.fresh_database()
+        sqlite = engine_seconds(rules, notices, Path(tmp) / "e.sqlite", Path(tmp) / "out")
+        postgres = engine_seconds(rules, notices, url, Path(tmp) / "out")
+        close_pool(url)
+    print(
+        f"engine benchmark ({len(notices)} notices, example rules), engine / parse floor: "
+        f"SQLite {sqlite / bare:.2f}, PostgreSQL {postgres / bare:.2f} "
+        f"(PostgreSQL / SQLite {postgres / sqlite:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
