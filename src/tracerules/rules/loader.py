@@ -431,7 +431,21 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            gc.enable()
+            _enable_skipping_owed_pass()
+
+
+def _enable_skipping_owed_pass() -> None:
+    """Switch the collector back on without the pass it owes: the young generation then holds
+    every object loading made, and that one pass over them, all still alive, cost as much as
+    the load saved. Freezing moves them aside (and resets the count), unfreezing puts them in
+    the oldest generation, whose full passes still free any cycle among them later. Objects
+    someone else froze stay frozen: with any, the collector is simply switched back on."""
+    if gc.get_freeze_count():
+        gc.enable()
+        return
+    gc.freeze()
+    gc.enable()
+    gc.unfreeze()
 
 
 @collector_paused()
