@@ -190,3 +190,24 @@ def test_loading_the_examples_imports_no_maths() -> None:
     assert count >= 10
     assert {"atca", "gw-alert", "mwa"} <= set(kinds)
     assert loaded == []
+
+
+def test_the_command_skips_the_collectors_last_pass_and_keeps_its_exit_status(
+    tmp_path: Path,
+) -> None:
+    """The last pass over every object at exit (a tenth of a second after loading rules) is
+    skipped: the command freezes what is left as it ends, and its output and exit status are
+    what they were (issue 16: load time)."""
+    rules = _rules(tmp_path, CLEAN.replace("err < 10 deg", "err < 10 deg and nope > 1"))
+    code = (
+        "import atexit, gc, sys\n"
+        "from tracerules.cli.main import main\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        f"sys.argv = ['tracerules', 'validate', {str(rules)!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "E" in done.stdout and "nope" in done.stdout
+    assert done.stdout.strip().endswith("frozen True")
+    assert "1 error" in done.stderr
