@@ -211,3 +211,24 @@ def test_the_command_skips_the_collectors_last_pass_and_keeps_its_exit_status(
     assert "E" in done.stdout and "nope" in done.stdout
     assert done.stdout.strip().endswith("frozen True")
     assert "1 error" in done.stderr
+
+
+def test_validate_imports_the_rule_compiler_with_the_collector_paused() -> None:
+    """Importing pydantic, Lark and the rule compiler makes objects that all stay alive: the
+    command imports them with the collector paused, then loads with it paused, so only the
+    command line's own start-up leaves passes to run (issue 16: load time)."""
+    code = (
+        "import atexit, gc, sys\n"
+        "from tracerules.cli.main import main\n"
+        "inside = []\n"
+        "def seen(phase, info):\n"
+        "    if phase == 'start' and 'tracerules.cli.validate' in sys.modules:\n"
+        "        inside.append(info['generation'])\n"
+        "gc.callbacks.append(seen)\n"
+        "atexit.register(lambda: print('passes', len(inside)))\n"
+        f"sys.argv = ['tracerules', 'validate', {str(ROOT / 'examples' / 'rules')!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("passes 0")

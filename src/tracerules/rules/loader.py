@@ -7,9 +7,7 @@ checked, so one run reports every error in every file.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import gc
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from ruamel.yaml.scalarstring import (
 
 from tracerules.errors import Diagnostic, SourceCache, Span
 from tracerules.rules import guard
+from tracerules.rules.collector import collector_paused
 from tracerules.rules.models import RuleFileSpec, TriggerSpec
 from tracerules.rules.yaml_plain import load_plain, yaml_reader
 
@@ -417,35 +416,6 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
             continue
         loaded.triggers.append(Located(spec, name, index))
     return loaded
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while rules load and compile (reference counting
-    still frees what they drop). Loading makes tens of thousands of small objects, so the
-    collector ran its passes over them, and over everything imported, again and again and
-    found next to nothing: a sixth of the load time (issue 16). Left off if it was off."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            _enable_skipping_owed_pass()
-
-
-def _enable_skipping_owed_pass() -> None:
-    """Switch the collector back on without the pass it owes: the young generation then holds
-    every object loading made, and that one pass over them, all still alive, cost as much as
-    the load saved. Freezing moves them aside (and resets the count), unfreezing puts them in
-    the oldest generation, whose full passes still free any cycle among them later. Objects
-    someone else froze stay frozen: with any, the collector is simply switched back on."""
-    if gc.get_freeze_count():
-        gc.enable()
-        return
-    gc.freeze()
-    gc.enable()
-    gc.unfreeze()
 
 
 @collector_paused()
