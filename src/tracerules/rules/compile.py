@@ -803,7 +803,7 @@ def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
     return out
 
 
-@collector_paused()
+@collector_paused(freeze_first=True)
 def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]]:
     """Compile what the loader read. Returns the rule set (None on errors) and diagnostics."""
     from tracerules.rules.lints import run_lints
@@ -845,7 +845,7 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     ), diagnostics
 
 
-@collector_paused()
+@collector_paused(freeze_first=True)
 def load_ruleset(paths: Sequence[str | Path]) -> RuleSet:
     """Load and compile rule files; raise RuleError with every error found."""
     ruleset, diagnostics = compile_loaded(load_paths(paths))
