@@ -171,6 +171,19 @@ def test_loading_rules_that_need_no_sky_map_imports_no_numpy() -> None:
     assert out.stdout.split() == ["1", "False"]
 
 
+def test_loading_rules_imports_no_lark() -> None:
+    """Expressions are parsed by the stand-alone parser written from the grammar: importing
+    Lark (with its grammar loader and the collision checker it brings) cost more than the
+    parsing (issue 16: load time)."""
+    code = (
+        "import sys; from tracerules.rules.compile import load_ruleset\n"
+        f"rules = load_ruleset([{str(ROOT / 'examples' / 'rules')!r}])\n"
+        "print(len(rules.triggers) >= 10, [m for m in sys.modules if m.startswith('lark')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "[]"]
+
+
 HEAVY = ["numpy", "astropy", "erfa", "matplotlib", "confluent_kafka", "tenacity"]
 
 

@@ -30,13 +30,13 @@ from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
 from tracerules.products.actions.registry import ActionConfig, ActionType, field_refs
 from tracerules.products.actions.registry import get as get_action_type
 from tracerules.products.sky.sites import Site
+from tracerules.rules.collector import collector_paused
 from tracerules.rules.loader import (
     LoadedFile,
     LoadResult,
     Loc,
     Located,
     Where,
-    collector_paused,
     load_paths,
     position,
     scalar_origin,
