@@ -31,6 +31,7 @@ from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
 from tracerules.products.actions.registry import ActionConfig, ActionType, field_refs
 from tracerules.products.actions.registry import get as get_action_type
 from tracerules.products.sky.sites import Site
+from tracerules.rules.collector import collector_paused
 from tracerules.rules.functions import builtin_functions
 from tracerules.rules.loader import (
     LoadedFile,
@@ -38,7 +39,6 @@ from tracerules.rules.loader import (
     Loc,
     Located,
     Where,
-    collector_paused,
     load_paths,
     position,
     scalar_origin,
@@ -811,7 +811,7 @@ def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
     return out
 
 
-@collector_paused()
+@collector_paused(freeze_first=True)
 def compile_loaded(
     result: LoadResult, functions: Mapping[str, Builtin] | None = None
 ) -> tuple[RuleSet | None, list[Diagnostic]]:
@@ -859,7 +859,7 @@ def compile_loaded(
     ), diagnostics
 
 
-@collector_paused()
+@collector_paused(freeze_first=True)
 def load_ruleset(
     paths: Sequence[str | Path], functions: Mapping[str, Builtin] | None = None
 ) -> RuleSet:
