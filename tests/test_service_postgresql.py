@@ -76,7 +76,7 @@ def test_the_standby_takes_over_after_kill_9_losing_nothing_and_acting_once(
     standby.wait_assigned(timeout=60)
     standby.wait_processed(after, timeout=60)
     took = time.monotonic() - killed
-    assert took < 6 + 5 + 10, took  # session timeout + 5 s, plus the standby's start-up
+    assert took < 6 + 5, took  # within the session timeout + 5 s (issue 15)
 
     _check_once_across(active, standby, before + after)
     decided_by = {

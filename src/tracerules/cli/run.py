@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from tracerules.runtime.service.kafka_settings import StartPosition
+    from tracerules.runtime.service.kafka_settings import KafkaSettings, StartPosition
     from tracerules.runtime.store.lock import DatabaseLock
 
 RulesArg = Annotated[
@@ -188,6 +188,8 @@ def serve(
         )
         return 1
     group = resolve_group(store, group_id, echo)
+    if file is None and not echo:
+        kafka_settings = _one_member(kafka_settings, group)
     options = ServiceOptions(
         rules_paths,
         store,
@@ -215,6 +217,16 @@ def serve(
     except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
         print(f"error: Kafka client: {err}", file=sys.stderr)
         return 2
+
+
+def _one_member(settings: KafkaSettings, group: str) -> KafkaSettings:
+    """The services of a PostgreSQL store take turns as one static member of the group
+    (`group.instance.id`, unless -X sets one): the standby that takes over replaces the dead
+    one at once instead of waiting for a rebalance, and fences it should it still be alive."""
+    import dataclasses
+
+    config = {"group.instance.id": f"{group}.active", **settings.config}
+    return dataclasses.replace(settings, config=config)
 
 
 def _database_lock(store: str, *, wait: bool) -> DatabaseLock | None:
