@@ -322,7 +322,7 @@ def test_status_shows_every_service_on_a_postgresql_store(database: str) -> None
     role, and the partitions the active one consumes."""
     store = Store(database)
     store.replace_offsets("g", [_Offsets("gcn.notices.swift.bat.guano", 0)], 1.0)
-    store.put_service_state("service", {"state": "running", "group": "g"}, 1.0)
+    store.put_service_state("service", {"state": "running", "group": "g", "beat": 7.0}, 1.0)
     store.close()
     active = DatabaseLock(database)
     assert active.try_acquire()
@@ -337,6 +337,7 @@ def test_status_shows_every_service_on_a_postgresql_store(database: str) -> None
     ]
     assert services[0]["partitions"] == ["gcn.notices.swift.bat.guano[0]"]
     assert services[1]["partitions"] == []
+    assert (services[0]["last_heartbeat"], services[1]["last_heartbeat"]) == (7.0, None)
     text = _cli("status", "--store", database).stdout
     assert f"active pid {os.getpid()} on {host}" in text and "standby" in text
     active.close()
@@ -396,3 +397,15 @@ def test_an_active_service_that_loses_its_lock_connection_is_told_to_stop(
     assert released.try_acquire()  # the standby's turn
     released.close()
     lock.close()
+
+
+def test_echo_is_refused_while_a_service_is_active_on_a_postgresql_store(database: str) -> None:
+    """A relisten beside the active service would be a second engine on the store: refused
+    at once (never left waiting as a standby), as on SQLite."""
+    Store(database).close()
+    active = DatabaseLock(database)
+    assert active.try_acquire()
+    refused = _cli("echo", "1h", RULES, "--store", database, "--bootstrap-servers", "127.0.0.1:9")
+    active.close()
+    assert refused.exit_code == 1
+    assert "another `tracerules run` or `echo` is using the store" in refused.output

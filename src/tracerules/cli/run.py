@@ -155,7 +155,7 @@ def serve(
         install_signal_handlers,
         resolve_group,
     )
-    from tracerules.runtime.store.dialect import store_file
+    from tracerules.runtime.store.dialect import display_location, store_file
     from tracerules.runtime.store.lock import DatabaseLock, lock_store
 
     domain, servers, config_file, settings = kafka
@@ -183,7 +183,8 @@ def serve(
     if lock is None:
         # Two engines on one store would each trust their own cache of the events' state.
         print(
-            f"error: another `tracerules run` or `echo` is using the store {store}; stop it first",
+            "error: another `tracerules run` or `echo` is using the store "
+            f"{display_location(store)}; stop it first",
             file=sys.stderr,
         )
         return 1

@@ -98,6 +98,7 @@ def _services(services: list[dict[str, Any]]) -> list[str]:
         f"{'services' if i == 0 else '':<13} {s['role']} pid {s['pid']} on {s['host']}, "
         f"connected {_when(s['since'])}"
         + (f", consuming {' '.join(s['partitions'])}" if s["partitions"] else "")
+        + (f", last beat {_when(s['last_heartbeat'])}" if s["last_heartbeat"] else "")
         for i, s in enumerate(services)
     ]
 

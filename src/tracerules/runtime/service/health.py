@@ -234,9 +234,10 @@ def service_info(store: Store, now: float) -> dict[str, Any]:
     return {**info, "running": running, "summary": summary}
 
 
-def services(store: Store, lag: dict[str, Any]) -> list[dict[str, Any]]:
+def services(store: Store, lag: dict[str, Any], beat: Any) -> list[dict[str, Any]]:
     """Every service on a PostgreSQL store: host, pid, active or standby, connected since,
-    and the partitions the active one consumes (the group's, as it last recorded them)."""
+    and for the active one the partitions it consumes and its last heartbeat (as it last
+    recorded them). A standby's liveness is its open session, which PostgreSQL tracks."""
     assigned = [f"{p['topic']}[{p['partition']}]" for p in lag["partitions"]]
     return [
         {
@@ -245,6 +246,7 @@ def services(store: Store, lag: dict[str, Any]) -> list[dict[str, Any]]:
             "role": "active" if s.active else "standby",
             "since": s.since,
             "partitions": assigned if s.active else [],
+            "last_heartbeat": beat if s.active else None,
         }
         for s in store.service_sessions(SERVICE_LOCK, SESSION_NAME)
     ]
@@ -327,7 +329,7 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
         "store": store.location,
         "now": now,
         "service": service,
-        "services": services(store, lag),
+        "services": services(store, lag, service.get("beat")),
         "stream": {
             "health": health.state,
             "reason": health.reason,
