@@ -90,7 +90,16 @@ def test_an_export_of_a_sqlite_store_imports_into_postgresql_with_the_same_histo
 
     before, after = _everything(filled_sqlite), _everything(database)
     assert len(before) > 5 and after == before  # same events, decisions, actions, payloads
-    for command in (["events", "list"], ["actions", "list"], ["notices", "list"]):
+    event = json.loads(_cli("events", "list", "--store", database, "-f", "json").stdout)
+    first = event["events"][0]
+    for command in (
+        ["events", "list"],
+        ["events", "show", first["trigger"], first["event_id"], "--rules", RULES],
+        ["actions", "list"],
+        ["notices", "list"],
+        ["notices", "show", "1"],
+        ["topics", "--rules", RULES],
+    ):
         old = _cli(*command, "--store", str(filled_sqlite), "-f", "json")
         new = _cli(*command, "--store", database, "-f", "json")
         assert old.exit_code == new.exit_code == 0, (old.output, new.output)

@@ -31,7 +31,9 @@ from tracerules.runtime.store.dialect import Cursor, display_location
 if TYPE_CHECKING:
     from psycopg.rows import RowMaker
 
-POOL_MAX = 16  # the service's threads (engine, workers, heartbeat) and the dashboard's
+# The service's threads (engine, workers, heartbeat) and the dashboard's request threads
+# (anyio's default limit is 40, each keeping its own read-only store); pools grow on demand.
+POOL_MAX = 40
 POOL_WAIT_S = 30.0
 
 
