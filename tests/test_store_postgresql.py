@@ -29,7 +29,7 @@ from tracerules.runtime.dispatch.workers import UNOWNED_GRACE_S, recover
 from tracerules.runtime.engine.replay import replay
 from tracerules.runtime.sources.files import iter_notices
 from tracerules.runtime.sources.notices import Notice
-from tracerules.runtime.store import history
+from tracerules.runtime.store import history, transfer
 from tracerules.runtime.store.actions import PlannedRow
 from tracerules.runtime.store.dialect import display_location
 from tracerules.runtime.store.lock import DatabaseLock, session_name, wait_for_database_lock
@@ -113,10 +113,19 @@ def test_an_export_of_a_sqlite_store_imports_into_postgresql_with_the_same_histo
     store.close()
 
 
-def test_migrate_copies_straight_from_the_sqlite_file(filled_sqlite: Path, database: str) -> None:
+def test_migrate_copies_straight_from_the_sqlite_file(
+    filled_sqlite: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     moved = _cli("store", "migrate", "--from", str(filled_sqlite), "--store", database)
     assert moved.exit_code == 0, moved.output
     assert _everything(database) == _everything(filled_sqlite)
+    # Exported again from PostgreSQL, a few rows a page: the same rows as the original's.
+    monkeypatch.setattr(transfer, "PAGE", 3)
+    exports = [
+        _cli("store", "export", "--store", str(where)).stdout.splitlines()[1:]
+        for where in (filled_sqlite, database)
+    ]
+    assert len(exports[0]) > 3 * 10 and exports[1] == exports[0]
 
 
 def test_migrate_into_a_store_with_history_refuses_and_changes_nothing(

@@ -40,6 +40,7 @@ TABLES: Final[tuple[tuple[str, str], ...]] = (
 )
 WITH_IDS: Final = ("notices", "events", "decisions", "actions")
 BATCH: Final = 500
+PAGE: Final = 1000
 
 
 class TransferError(ValueError):
@@ -75,10 +76,24 @@ def export_lines(store: Store) -> Iterator[tuple[str, str]]:
     for table, order in TABLES:
         if not store.has_table(table):
             continue  # an older store, read as it is
-        cursor = store.db.execute(f"SELECT * FROM {table} ORDER BY {order}")
-        for row in cursor:
+        rows = _by_id(store, table) if table in WITH_IDS else _all(store, table, order)
+        for row in rows:
             data = {name: _encode(row[name]) for name in row.keys()}  # noqa: SIM118 (a Row)
             yield table, json.dumps({"table": table, "row": data})
+
+
+def _by_id(store: Store, table: str) -> Iterator[Any]:
+    """A big table a page at a time (psycopg reads a whole result into memory)."""
+    last = -(2**63)
+    while batch := store.db.execute(
+        f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (last, PAGE)
+    ).fetchall():
+        yield from batch
+        last = batch[-1]["id"]
+
+
+def _all(store: Store, table: str, order: str) -> Iterator[Any]:
+    yield from store.db.execute(f"SELECT * FROM {table} ORDER BY {order}")
 
 
 def export(store: Store, out: IO[str]) -> Counts:
