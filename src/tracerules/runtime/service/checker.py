@@ -12,8 +12,9 @@ terminal hangup meant for the service does not reach it) and leaves when its inp
 or when one check outlives twice the parent's timeout (SIGALRM), so a killed service never
 leaves one behind for long.
 
-Protocol: one JSON list of paths per line in; `done` per line out once the set was loaded and
-compiled, whatever it found (the service's own load reports the problems).
+Protocol: `ready` out once the loader is imported; then one JSON list of paths per line in, and
+`done` out once the set was loaded and compiled, whatever it found (the service's own load
+reports the problems).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import tracerules
 from tracerules.errors import Diagnostic, RuleError, Span
 
 CHECK_TIMEOUT_S = 20.0  # the guard answers any file in well under 2 s
+START_TIMEOUT_S = 60.0  # a new interpreter importing the loader, on a busy machine
+READY = b"ready\n"
 ANSWER = b"done\n"
 
 
@@ -60,10 +63,12 @@ class RuleChecker:
             proc = self._sent(request)
         except OSError as err:  # no process to be had (out of memory, of pids): not checked
             return _refusal(f"the rules could not be checked: {err}", where)
-        if self._answered(proc):
+        answer = _reply(proc, self.timeout)
+        if answer == ANSWER:
             return None
+        timed_out = answer is None and proc.poll() is None
         self.close()
-        if proc.returncode is None:
+        if timed_out:
             return _refusal(f"loading the rules took over {self.timeout:.0f} s", where)
         if proc.returncode < 0:
             return _refusal(f"loading the rules crashed (signal {-proc.returncode})", where)
@@ -101,10 +106,12 @@ class RuleChecker:
         raise AssertionError("unreachable")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        """A new checker, once it has imported the loader (which the first reload should not
+        count against its timeout)."""
         env = dict(os.environ)
         here = str(Path(tracerules.__file__).resolve().parents[1])  # this very tracerules
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -112,25 +119,30 @@ class RuleChecker:
             env=env,
             start_new_session=True,
         )
+        self._proc = proc
+        if _reply(proc, START_TIMEOUT_S) != READY:
+            self.close()
+            raise OSError(f"the checker did not start within {START_TIMEOUT_S:.0f} s")
+        return proc
 
-    def _answered(self, proc: subprocess.Popen[bytes]) -> bool:
-        """True once the checker says `done`; False if it died or ran out of time (then
-        `returncode` tells which)."""
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        deadline = time.monotonic() + self.timeout
-        got = b""
-        while not got.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([fd], [], [], max(left, 0.0))
-            if not ready:
-                return False
-            chunk = os.read(fd, 64)
-            if not chunk:  # it died on this rule set
-                proc.wait()
-                return False
-            got += chunk
-        return got == ANSWER
+
+def _reply(proc: subprocess.Popen[bytes], timeout: float) -> bytes | None:
+    """The checker's next line; b"" if it died (then `returncode` says how), None if it said
+    nothing within `timeout`."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    got = b""
+    while not got.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0.0))
+        if not ready:
+            return None
+        chunk = os.read(fd, 64)
+        if not chunk:
+            proc.wait()
+            return b""
+        got += chunk
+    return got
 
 
 def _refusal(message: str, where: Span) -> RuleError:
@@ -148,6 +160,8 @@ def serve(alarm_s: float) -> None:
     warnings.simplefilter("ignore")  # ruamel warns about reused anchors: nobody reads them here
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    sys.stdout.buffer.write(READY)
+    sys.stdout.buffer.flush()
     for line in sys.stdin.buffer:
         signal.alarm(max(int(alarm_s), 1))  # a hang the parent gave up on ends here too
         with contextlib.suppress(Exception):  # a bug in loading: the service's load reports it
