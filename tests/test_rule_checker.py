@@ -114,13 +114,15 @@ def test_the_checker_ignores_a_ctrl_c_meant_for_the_service(
     assert checker.pid == pid
 
 
-def test_stopping_the_watcher_ends_its_checker(rules_folder: Path) -> None:
+def test_the_watcher_has_a_checker_before_the_first_reload_and_ends_it(
+    rules_folder: Path,
+) -> None:
     watcher = RuleWatcher([rules_folder], interval=None)
     watcher.start()
+    pid = wait_until(lambda: watcher.checker.pid, 20, "a checker started with the watcher")
     watcher.request()
     assert isinstance(wait_until(watcher.take, 20, "the reload"), RuleSet)
-    pid = watcher.checker.pid
-    assert pid is not None
+    assert watcher.checker.pid == pid
     watcher.stop()
     assert watcher.checker.pid is None
     wait_until(lambda: gone(pid), 5, "the checker to leave")

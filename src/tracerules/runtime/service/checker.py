@@ -6,11 +6,11 @@ and a new checker, not the service.
 
 The checker is a fresh interpreter (`python -m tracerules.runtime.service.checker`), not a fork
 of the service: a fork of a process with Kafka and worker threads can inherit a lock another
-thread held, and hang. It is started on the first reload and kept for the next ones, so a
-reload pays for one load there, not for a process. It runs in its own session (a Ctrl-C or a
-terminal hangup meant for the service does not reach it) and leaves when its input closes,
-or when one check outlives twice the parent's timeout (SIGALRM), so a killed service never
-leaves one behind for long.
+thread held, and hang. The watcher starts it with the service and it is kept for every
+reload, so a reload pays for one load there, not for a process. It runs in its own session
+(a Ctrl-C or a terminal hangup meant for the service does not reach it) and leaves when its
+input closes, or when one check outlives twice the parent's timeout (SIGALRM), so a killed
+service never leaves one behind for long.
 
 Protocol: `ready` out once the loader is imported; then one JSON list of paths per line in, and
 `done` out once the set was loaded and compiled, whatever it found (the service's own load
@@ -55,6 +55,14 @@ class RuleChecker:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Have a checker ready before the first reload (the watcher starts one at once, so
+        that reload is answered as quickly as the next); a failure waits for that reload."""
+        if self._proc is None or self._proc.poll() is not None:
+            self.close()
+            with contextlib.suppress(OSError):
+                self._spawn()
 
     def check(self, paths: Sequence[str | Path]) -> RuleError | None:
         where = Span(", ".join(str(p) for p in paths), 1, 1)

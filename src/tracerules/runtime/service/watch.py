@@ -85,6 +85,7 @@ class RuleWatcher:
         self.checker.close()
 
     def _loop(self) -> None:
+        self.checker.start()
         while not self._stopping.is_set():
             asked = self._asked.wait(self.interval)
             self._asked.clear()
