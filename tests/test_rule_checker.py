@@ -117,7 +117,7 @@ def test_the_checker_ignores_a_ctrl_c_meant_for_the_service(
 def test_the_watcher_has_a_checker_before_the_first_reload_and_ends_it(
     rules_folder: Path,
 ) -> None:
-    watcher = RuleWatcher([rules_folder], interval=None)
+    watcher = RuleWatcher([rules_folder], interval=60.0)
     watcher.start()
     pid = wait_until(lambda: watcher.checker.pid, 20, "a checker started with the watcher")
     watcher.request()

@@ -6,8 +6,9 @@ and a new checker, not the service.
 
 The checker is a fresh interpreter (`python -m tracerules.runtime.service.checker`), not a fork
 of the service: a fork of a process with Kafka and worker threads can inherit a lock another
-thread held, and hang. The watcher starts it with the service and it is kept for every
-reload, so a reload pays for one load there, not for a process. It runs in its own session
+thread held, and hang. A watching service starts it at once (one run without watching, at
+the first SIGHUP) and keeps it for every reload, so a reload pays for one load there, not
+for a process. It runs in its own session
 (a Ctrl-C or a terminal hangup meant for the service does not reach it) and leaves when its
 input closes, or when one check outlives twice the parent's timeout (SIGALRM), so a killed
 service never leaves one behind for long.

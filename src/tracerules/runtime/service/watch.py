@@ -85,7 +85,8 @@ class RuleWatcher:
         self.checker.close()
 
     def _loop(self) -> None:
-        self.checker.start()
+        if self.interval is not None:  # watching: a checker ready for the first change
+            self.checker.start()
         while not self._stopping.is_set():
             asked = self._asked.wait(self.interval)
             self._asked.clear()
