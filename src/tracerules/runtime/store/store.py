@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
+from tracerules.runtime.store.evaluation import EvaluationRows
 
 LOG = logging.getLogger("tracerules.store")
 
@@ -201,7 +202,7 @@ class StoredNotice:
     duplicate_of: int | None = None
 
 
-class Store:
+class Store(EvaluationRows):
     """A connection to the store. One per thread; SQLite serialises writers across them."""
 
     def __init__(self, path: str | Path, *, bulk: bool = False) -> None:
