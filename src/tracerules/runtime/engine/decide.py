@@ -9,7 +9,6 @@ check can call it on states built by hand and get the same decisions.
 
 from __future__ import annotations
 
-import dataclasses
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,13 +170,16 @@ def _judge(
         mine = Reading(ctx, seen.event_id, seen.event_time)
         event_time = earliest(before.event_time, seen.event_time)
         factors, votes = fold(trigger, mine, event_time, before.factors, before.factors_from)
-        after = dataclasses.replace(
-            before,
-            event_time=event_time,
-            factors=factors,
-            seq=before.seq + 1,
-            factors_from=notice_label(before.seq + 1, read.notice.topic, read.notice.time),
-            passed=before.passed or conclude(votes, source) is Conclusion.PASS,
+        seq = before.seq + 1
+        after = EventState(
+            trigger.id,
+            before.event_id,
+            before.pk,
+            event_time,
+            factors,
+            seq,
+            notice_label(seq, read.notice.topic, read.notice.time),
+            before.passed or conclude(votes, source) is Conclusion.PASS,
         )
         decision = _decision(rules, trigger, after, read.notice_id, source, clock, votes)
         return Verdict(decision, after, trigger, ctx.values, ctx.extra)

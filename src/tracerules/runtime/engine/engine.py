@@ -167,7 +167,9 @@ class Engine:
         event_pk = None
         if event is not None:
             event_pk = self.store.save_event(event, notice_id, decision.at)
-            self.events.remember(dataclasses.replace(event, pk=event_pk))
+            self.events.remember(
+                event if event.pk is not None else dataclasses.replace(event, pk=event_pk)
+            )
         return self._record(verdict, event_pk)
 
     def _record(self, verdict: Verdict, event_pk: int | None) -> Decision:
