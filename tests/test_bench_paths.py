@@ -20,6 +20,7 @@ CASES = [
     ("latency.py", ["--archive", "{missing}"], "--archive"),
     ("products.py", ["{missing}"], "CORPUS_DIR"),
     ("skymap_maths.py", ["{missing}"], "CORPUS_DIR"),
+    ("healpix.py", ["--corpus", "{missing}"], "--corpus"),
     ("check_example_fields.py", ["--corpus", "{missing}"], "--corpus"),
     ("topic_inference_check.py", ["--corpus", "{missing}"], "--corpus"),
 ]

@@ -171,6 +171,19 @@ def test_loading_rules_that_need_no_sky_map_imports_no_numpy() -> None:
     assert out.stdout.split() == ["1", "False"]
 
 
+def test_loading_rules_imports_no_lark() -> None:
+    """Expressions are parsed by the stand-alone parser written from the grammar: importing
+    Lark (with its grammar loader and the collision checker it brings) cost more than the
+    parsing (issue 16: load time)."""
+    code = (
+        "import sys; from tracerules.rules.compile import load_ruleset\n"
+        f"rules = load_ruleset([{str(ROOT / 'examples' / 'rules')!r}])\n"
+        "print(len(rules.triggers) >= 10, [m for m in sys.modules if m.startswith('lark')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "[]"]
+
+
 HEAVY = ["numpy", "astropy", "erfa", "matplotlib", "confluent_kafka", "tenacity"]
 
 
@@ -190,3 +203,45 @@ def test_loading_the_examples_imports_no_maths() -> None:
     assert count >= 10
     assert {"atca", "gw-alert", "mwa"} <= set(kinds)
     assert loaded == []
+
+
+def test_the_command_skips_the_collectors_last_pass_and_keeps_its_exit_status(
+    tmp_path: Path,
+) -> None:
+    """The last pass over every object at exit (a tenth of a second after loading rules) is
+    skipped: the command freezes what is left as it ends, and its output and exit status are
+    what they were (issue 16: load time)."""
+    rules = _rules(tmp_path, CLEAN.replace("err < 10 deg", "err < 10 deg and nope > 1"))
+    code = (
+        "import atexit, gc, sys\n"
+        "from tracerules.cli.main import main\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        f"sys.argv = ['tracerules', 'validate', {str(rules)!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "E" in done.stdout and "nope" in done.stdout
+    assert done.stdout.strip().endswith("frozen True")
+    assert "1 error" in done.stderr
+
+
+def test_validate_imports_the_rule_compiler_with_the_collector_paused() -> None:
+    """Importing pydantic, Lark and the rule compiler makes objects that all stay alive: the
+    command imports them with the collector paused, then loads with it paused, so only the
+    command line's own start-up leaves passes to run (issue 16: load time)."""
+    code = (
+        "import atexit, gc, sys\n"
+        "from tracerules.cli.main import main\n"
+        "inside = []\n"
+        "def seen(phase, info):\n"
+        "    if phase == 'start' and 'tracerules.cli.validate' in sys.modules:\n"
+        "        inside.append(info['generation'])\n"
+        "gc.callbacks.append(seen)\n"
+        "atexit.register(lambda: print('passes', len(inside)))\n"
+        f"sys.argv = ['tracerules', 'validate', {str(ROOT / 'examples' / 'rules')!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("passes 0")

@@ -25,7 +25,6 @@ from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.replay import replay
 from tracerules.runtime.sources.files import iter_notices
 from tracerules.runtime.store.store import Store
-from tracerules.web.access import ReadOnlyStore
 from tracerules.web.app import create_app
 from tracerules.web.status import status
 
@@ -69,8 +68,8 @@ def test_every_page_loads_with_the_stream_status(server: Server) -> None:
     for path in PAGES.values():
         doc = get_page(server, path)
         (stream,) = doc.xpath("//div[@id='stream']")
-        assert stream.get("data-stream") == "NONE"
-        assert "no heartbeat seen" in stream.text_content()
+        assert stream.get("data-stream") == "FAILURE"  # as `tracerules status` says
+        assert "no heartbeat was ever seen" in stream.text_content()
         assert not doc.xpath("//meta[@http-equiv='refresh']")  # no service is running
         for attr in doc.xpath("//@src | //@href"):
             assert attr.startswith(("/", "#", "data:")), attr
@@ -157,7 +156,7 @@ def test_serve_refuses_remote_access_without_a_token(
 def test_stream_status_from_the_heartbeat(tmp_path: Path) -> None:
     path = tmp_path / "health.sqlite"
     Store(path).close()
-    assert status(ReadOnlyStore(path), time.time()).stream == "NONE"
+    assert status(Store(path, read_only=True), time.time()).stream == "FAILURE"
     db = Store(path)
     db.db.execute(
         "CREATE TABLE IF NOT EXISTS service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
@@ -174,7 +173,7 @@ def test_stream_status_from_the_heartbeat(tmp_path: Path) -> None:
                 "INSERT OR REPLACE INTO service_state VALUES (?, ?, ?)",
                 (key, json.dumps(value), now),
             )
-        seen = status(ReadOnlyStore(path), now)
+        seen = status(Store(path, read_only=True), now)
         assert (seen.stream, seen.running) == (state, True)
     db.close()
     app = Server(create_app(path, [RULES], refresh=7))

@@ -27,7 +27,6 @@ from tracerules.runtime.engine.replay import replay
 from tracerules.runtime.service.health import recorded_products
 from tracerules.runtime.sources.files import iter_notices, notice_from_bytes
 from tracerules.runtime.store.store import Store
-from tracerules.web.access import ReadOnlyStore
 from tracerules.web.app import create_app
 
 if TYPE_CHECKING:
@@ -131,7 +130,7 @@ def test_serve_finds_the_products_folder(
     products_store: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, out = products_store
-    reader = ReadOnlyStore(path)
+    reader = Store(path, read_only=True)
     assert recorded_products(reader) == out.resolve()  # the dry run said where it wrote
     reader.close()
     monkeypatch.chdir(tmp_path)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOTICES, sequence
-from tracerules.dsl.builtins import BUILTINS, Builtin
+from tracerules.dsl.builtins import Builtin, assemble
 from tracerules.dsl.values import Type, Vote
 from tracerules.rules.compile import load_ruleset
+from tracerules.rules.functions import builtin_functions
 from tracerules.runtime.engine.decisions import Conclusion, Decision, Source
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.sources.files import notice_from_file
@@ -110,26 +111,24 @@ def test_a_failing_trigger_becomes_an_error_decision_and_the_next_still_runs(
             raise RuntimeError("third-party function bug")
         return snr
 
-    BUILTINS["fragile"] = Builtin("fragile", (Type.NUMBER,), Type.NUMBER, fragile, "test", "test")
-    try:
-        rules_dir = tmp_path / "rules"
-        rules_dir.mkdir()
-        (rules_dir / "topics.yaml").write_text((NOTICES.parent / "rules/topics.yaml").read_text())
-        text = (NOTICES.parent / "rules/engine.yaml").read_text()
-        (rules_dir / "engine.yaml").write_text(
-            text.replace("      bright: snr > 4", "      bright: fragile(snr) > 4").replace(
-                "    priority: 20", "    priority: 5"
-            )
+    fragile_fn = Builtin("fragile", (Type.NUMBER,), Type.NUMBER, fragile, "test", "test")
+    functions = assemble(builtin_functions().values(), [fragile_fn])  # a third-party function
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "topics.yaml").write_text((NOTICES.parent / "rules/topics.yaml").read_text())
+    text = (NOTICES.parent / "rules/engine.yaml").read_text()
+    (rules_dir / "engine.yaml").write_text(
+        text.replace("      bright: snr > 4", "      bright: fragile(snr) > 4").replace(
+            "    priority: 20", "    priority: 5"
         )
-        extra = text.split("  - id: swift-grb")[0].replace("id: gbm-json", "id: gbm-second")
-        (rules_dir / "second.yaml").write_text(extra.replace("priority: 20", "priority: 50"))
-        engine = Engine(
-            load_ruleset([rules_dir]), Store(tmp_path / "s.sqlite"), out_dir=tmp_path / "out"
-        )
-        notice = sequence("fermi_gbm_json")[1]  # rate_snr 6.1
-        decisions = engine.process(notice).decisions
-    finally:
-        del BUILTINS["fragile"]
+    )
+    extra = text.split("  - id: swift-grb")[0].replace("id: gbm-json", "id: gbm-second")
+    (rules_dir / "second.yaml").write_text(extra.replace("priority: 20", "priority: 50"))
+    engine = Engine(
+        load_ruleset([rules_dir], functions), Store(tmp_path / "s.sqlite"), out_dir=tmp_path / "out"
+    )
+    notice = sequence("fermi_gbm_json")[1]  # rate_snr 6.1
+    decisions = engine.process(notice).decisions
     assert [d.trigger for d in decisions] == ["gbm-json", "gbm-second"]  # priority order
     broken, fine = decisions
     assert broken.conclusion is Conclusion.ERROR

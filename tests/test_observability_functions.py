@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from tests import astropy_sky
 from tests.conftest import NOTICES
 from tracerules.cli.main import app
-from tracerules.dsl.compiler import compile_expression
+from tracerules.dsl.compiler import Compiled, compile_expression
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Type
 from tracerules.products.actions import registry
@@ -28,6 +29,7 @@ from tracerules.products.sky.observability_functions import OBSERVABILITY_BUILTI
 from tracerules.products.sky.sites import Site
 from tracerules.products.sky.skymap import skymap_from_alert
 from tracerules.rules.compile import RuleSet, compile_loaded, load_ruleset
+from tracerules.rules.functions import builtin_functions
 from tracerules.rules.loader import load_paths
 from tracerules.runtime.engine.decisions import Factor
 from tracerules.runtime.engine.engine import Engine
@@ -284,6 +286,11 @@ def test_an_action_naming_an_unknown_site_is_an_error_at_its_place(
 WINDOW_NAMES = {"ra": Type.ANGLE, "dec": Type.ANGLE}
 
 
+def compile_with_every_function(text: str, names: Mapping[str, Type], **options: Any) -> Compiled:
+    """An expression compiled against the assembled table (sky-map and site functions too)."""
+    return compile_expression(text, names, builtins=builtin_functions(), **options)
+
+
 @cache
 def _starter_sites() -> dict[str, Site]:
     return dict(load_ruleset([ROOT / "rules"]).sites)
@@ -304,7 +311,7 @@ def test_the_window_functions_agree(
     limit = sites[site].elevation_limit
 
     def value(text: str) -> Any:
-        compiled = compile_expression(text, WINDOW_NAMES, sites=sites)
+        compiled = compile_with_every_function(text, WINDOW_NAMES, sites=sites)
         return compiled.fn(Context({"ra": ra, "dec": dec}, t))
 
     within = value(f"visible_within(ra, dec, '{site}', {window})")
@@ -326,7 +333,7 @@ def test_the_window_functions_agree(
 
 def test_a_declination_off_the_sphere_is_a_missing_value_with_the_reason() -> None:
     for text in ("alt(ra, dec, 'mwa')", "hour_angle(ra, dec, 'atca')", "moon_sep(ra, dec)"):
-        compiled = compile_expression(text, WINDOW_NAMES, sites=_starter_sites())
+        compiled = compile_with_every_function(text, WINDOW_NAMES, sites=_starter_sites())
         value = compiled.fn(Context({"ra": 10.0, "dec": 95.0}, 1.7e9))
         assert isinstance(value, Missing), text
         assert "declination 95 is outside [-90, 90]" in value.reason

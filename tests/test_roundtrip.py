@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,50 @@ def test_grammar_builds_in_strict_mode() -> None:
 def test_positions_are_not_part_of_equality() -> None:
     assert parse("a  +  b") == parse("a + b")
     assert parse("a + b").pos != parse("  a + b").pos
+
+
+def test_the_stand_alone_parser_is_written_from_the_grammar_as_it_is() -> None:
+    """Rules load with the parser Lark's stand-alone tool wrote from grammar.lark (no Lark
+    import: issue 16, load time). After a grammar change, write it again:
+    `python -m tracerules.dsl.standalone`."""
+    from tracerules.dsl import _lalr
+    from tracerules.dsl.parser import grammar_text
+    from tracerules.dsl.standalone import grammar_digest
+
+    assert grammar_digest(grammar_text()) == _lalr.GRAMMAR_SHA256
+
+
+def _positions(node: object) -> list[object]:
+    """Every position in a tree, in order (positions are left out of equality)."""
+    found: list[object] = []
+    if isinstance(node, tuple):
+        for item in node:
+            found += _positions(item)
+    elif hasattr(node, "__dataclass_fields__"):
+        for name in node.__dataclass_fields__:
+            value = getattr(node, name)
+            found += [value] if name == "pos" else _positions(value)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(expressions)
+def test_the_stand_alone_parser_reads_as_lark_in_strict_mode(expr: ast.Expr) -> None:
+    text = ast.unparse(expr)
+    for written in (text, f"\n  {text}\n"):  # positions on a later line too
+        quick, strict = build_parser().parse(written), build_parser(strict=True).parse(written)
+        assert quick == strict
+        assert _positions(quick) == _positions(strict)
+
+
+@pytest.mark.parametrize("text", ["snr >", "snr = 8", "f(1,,2)", "case when a then", "1 2", "'x"])
+def test_the_stand_alone_parser_refuses_what_lark_refuses(text: str) -> None:
+    with pytest.raises(Exception) as quick:
+        build_parser().parse(text)
+    with pytest.raises(Exception) as strict:
+        build_parser(strict=True).parse(text)
+    seen = [
+        (type(e).__name__, e.line, e.column, set(getattr(e, "expected", ()) or ()))
+        for e in (quick.value, strict.value)
+    ]
+    assert seen[0] == seen[1]

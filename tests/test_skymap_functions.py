@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import DATA, NOTICES
-from tracerules.dsl.compiler import compile_expression
+from tracerules.dsl.compiler import Compiled, compile_expression
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Type
 from tracerules.errors import DslError
@@ -19,6 +20,7 @@ from tracerules.products.sky import healpix as hp
 from tracerules.products.sky import skymap_functions as sf
 from tracerules.products.sky.skymap import read_skymap, skymap_from_alert
 from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.rules.functions import builtin_functions
 from tracerules.runtime.engine.decisions import Conclusion
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.sources.files import notice_from_bytes, notice_from_file
@@ -29,13 +31,18 @@ LVK = NOTICES / "lvk_json"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def compile_with_every_function(text: str, names: Mapping[str, Type], **options: Any) -> Compiled:
+    """An expression compiled against the assembled table (sky-map and site functions too)."""
+    return compile_expression(text, names, builtins=builtin_functions(), **options)
+
+
 def _alert(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((LVK / name).read_bytes())
     return loaded
 
 
 def _evaluate(text: str, doc: Any) -> Any:
-    compiled = compile_expression(text, {})
+    compiled = compile_with_every_function(text, {})
     return compiled.fn(Context({}, 0.0, sf.skymap_extras(None, doc)))
 
 
@@ -87,20 +94,20 @@ def test_bad_levels_and_unreadable_maps_are_missing_values() -> None:
     before = sf.decode_count()
     extras = sf.skymap_extras(None, truncated)
     for _ in range(3):  # three triggers asking: the broken map is decoded (tried) once
-        value = compile_expression("area(0.9)", {}).fn(Context({}, 0.0, extras))
+        value = compile_with_every_function("area(0.9)", {}).fn(Context({}, 0.0, extras))
         assert isinstance(value, Missing) and "skymap could not be read" in value.reason
     assert sf.decode_count() - before == 1
 
 
 def test_types_and_arity_are_checked_when_rules_load() -> None:
     with pytest.raises(DslError) as err:
-        compile_expression('area("90%")', {})
+        compile_with_every_function('area("90%")', {})
     assert err.value.code == "E304"
     with pytest.raises(DslError) as err:
-        compile_expression("prob_in_circle(1 deg, 2 deg)", {})
+        compile_with_every_function("prob_in_circle(1 deg, 2 deg)", {})
     assert err.value.code == "E303"
-    assert compile_expression("maxprob_dec()", {}).type is Type.ANGLE
-    assert compile_expression("area(0.9) < 2000", {}).type is Type.BOOL
+    assert compile_with_every_function("maxprob_dec()", {}).type is Type.ANGLE
+    assert compile_with_every_function("area(0.9) < 2000", {}).type is Type.BOOL
 
 
 def test_a_notice_map_is_decoded_once_for_every_trigger_and_product(
@@ -284,9 +291,9 @@ def test_credible_level_is_one_outside_the_support_and_missing_without_a_map() -
     bad = _evaluate("credible_level(10 deg, 95 deg)", _alert("igwn_gwalert_preliminary.json"))
     assert isinstance(bad, Missing)
     with pytest.raises(DslError) as err:
-        compile_expression('credible_level("10h", 20 deg)', {})  # a string is not an angle
+        compile_with_every_function('credible_level("10h", 20 deg)', {})  # a string is not an angle
     assert err.value.code == "E304"
-    assert compile_expression("credible_level(1 deg, 2 deg) <= 0.9", {}).type is Type.BOOL
+    assert compile_with_every_function("credible_level(1 deg, 2 deg) <= 0.9", {}).type is Type.BOOL
 
 
 def sf_skymap(uniq: Any, density: Any) -> Any:

@@ -3,94 +3,30 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.conftest import DATA, sequence
+from tests.loopback import Loopback, serve
 from tracerules.products.actions.observation import ObservatoryMixin
 from tracerules.products.actions.registry import ActionRequest
 from tracerules.products.actions.webhook import WebhookConfig, run
 from tracerules.rules.compile import load_ruleset
+from tracerules.runtime.engine.decisions import ActionRecord
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.store.store import Store
 
 SECRET = "tr-test-s3cret-9f2c7e"
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Loopback:
-    """A scripted HTTP server: per path, a list of (status, body, delay) answers."""
-
-    url: str
-    script: dict[str, list[tuple[int, bytes, float]]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def answer(self, path: str) -> tuple[int, bytes, float]:
-        answers = self.script.get(path, [(200, b'{"accepted": true}', 0.0)])
-        return answers.pop(0) if len(answers) > 1 else answers[0]
-
-
 @pytest.fixture
 def server() -> Iterator[Loopback]:
-    state: list[Loopback] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            loop = state[0]
-            parts = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            loop.seen.append(
-                Seen(self.command, parts.path, parse_qs(parts.query), dict(self.headers), body)
-            )
-            status, reply, delay = loop.answer(parts.path)
-            if delay:
-                loop.release.wait(delay)
-            reply = reply.replace(b"{auth}", (self.headers.get("Authorization") or "").encode())
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-            except OSError:  # the client gave up waiting (the timeout tests)
-                pass
-
-        def do_GET(self) -> None:
-            self._handle()
-
-        def do_POST(self) -> None:
-            self._handle()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.append(Loopback(f"http://127.0.0.1:{httpd.server_address[1]}"))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state[0]
-    state[0].release.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serve() as loop:
+        yield loop
 
 
 def _request(values: dict[str, Any] | None = None) -> ActionRequest:
@@ -169,47 +105,77 @@ def test_webhook_sends_fields_and_keeps_secrets_out_of_store_and_logs(
             assert SECRET.encode() not in path.read_bytes(), path
 
 
-def test_webhook_retries_5xx_with_the_same_idempotency_key(server: Loopback) -> None:
+def _dispatched(
+    tmp_path: Path, server: Loopback, store: Store, path: str, **options: float
+) -> tuple[ActionRecord, str]:
+    """A webhook planned by a real decision and run by the dispatcher (which retries it):
+    its record and its stored log."""
+    lines = "".join(f"\n        {key}: {value}" for key, value in options.items())
+    action = f'      - type: webhook\n        url: "{server.url}{path}"' + lines
+    engine = Engine(
+        load_ruleset([DATA / "rules" / "topics.yaml", _rules(tmp_path, server, action)]),
+        store,
+        out_dir=tmp_path / "out",
+    )
+    (record,) = engine.process(sequence("fermi_gbm_json")[1]).decisions[0].actions
+    return record, str(store.scalar("SELECT log FROM actions WHERE id=?", (record.id,)))
+
+
+def test_webhook_retries_5xx_with_the_same_idempotency_key(
+    server: Loopback, store: Store, tmp_path: Path
+) -> None:
     server.script["/flaky"] = [(500, b"oops", 0.0), (503, b"busy", 0.0), (202, b"{}", 0.0)]
     started = time.monotonic()
-    outcome = run(_config(server.url + "/flaky", backoff=0.05, attempts=3), _request())
-    assert outcome.ok, outcome.log
-    assert [s.headers["Idempotency-Key"] for s in server.seen] == ["t/E1/1/0"] * 3
-    assert "retrying in 0.05 s" in outcome.log and "retrying in 0.1 s" in outcome.log
-    assert time.monotonic() - started < 2.0
+    record, log = _dispatched(tmp_path, server, store, "/flaky", backoff=0.05)
+    assert record.status == "done", log
+    assert [s.headers["Idempotency-Key"] for s in server.seen] == [record.idempotency_key] * 3
+    assert "retrying in 0.05 s" in log and "retrying in 0.1 s" in log
+    assert time.monotonic() - started < 3.0
 
 
-def test_webhook_gives_up_after_its_attempts(server: Loopback) -> None:
-    server.script["/down"] = [(502, b"bad gateway", 0.0)]
-    outcome = run(_config(server.url + "/down", backoff=0.01, attempts=2), _request())
-    assert not outcome.ok and len(server.seen) == 2
-    assert outcome.log[-1] == "failed after 2 attempts"
-
-
-def test_webhook_does_not_retry_4xx(server: Loopback) -> None:
-    server.script["/bad"] = [(422, b'{"error": "no such target"}', 0.0)]
-    outcome = run(_config(server.url + "/bad", backoff=0.01, attempts=5), _request())
+def test_webhook_sends_one_request_per_call(server: Loopback) -> None:
+    """The webhook never retries by itself: the dispatcher does (one policy, no product)."""
+    server.script["/down"] = [(503, b"busy", 0.0)]
+    outcome = run(_config(server.url + "/down", backoff=0.01, attempts=5), _request())
     assert not outcome.ok and len(server.seen) == 1
-    assert outcome.log[-1] == "failed: status 422 is not accepted"
+    assert outcome.detail == {"status": 503, "retryable": True}
 
 
-def test_webhook_timeouts_are_retried_then_fail(server: Loopback) -> None:
+def test_webhook_gives_up_after_its_attempts(
+    server: Loopback, store: Store, tmp_path: Path
+) -> None:
+    server.script["/down"] = [(502, b"bad gateway", 0.0)]
+    record, log = _dispatched(tmp_path, server, store, "/down", backoff=0.01, attempts=2)
+    assert record.status == "failed" and len(server.seen) == 2
+    assert log.count("status 502 bad gateway") == 2 and log.count("retrying in") == 1
+
+
+def test_webhook_does_not_retry_4xx(server: Loopback, store: Store, tmp_path: Path) -> None:
+    server.script["/bad"] = [(422, b'{"error": "no such target"}', 0.0)]
+    record, log = _dispatched(tmp_path, server, store, "/bad", backoff=0.01, attempts=5)
+    assert record.status == "failed" and len(server.seen) == 1
+    assert log.splitlines()[-1] == "failed: status 422 is not accepted"
+
+
+def test_webhook_timeouts_are_retried_then_fail(
+    server: Loopback, store: Store, tmp_path: Path
+) -> None:
     server.script["/slow"] = [(200, b"{}", 3.0)]
     started = time.monotonic()
-    config = _config(server.url + "/slow", request_timeout=0.3, attempts=2, backoff=0.05)
-    outcome = run(config, _request())
-    assert not outcome.ok and len(server.seen) == 2
-    assert sum("no answer within 0.3 s" in line for line in outcome.log) == 2
+    options = {"request_timeout": 0.3, "attempts": 2, "backoff": 0.05}
+    record, log = _dispatched(tmp_path, server, store, "/slow", **options)
+    assert record.status == "failed" and len(server.seen) == 2
+    assert log.count("no answer within 0.3 s") == 2
     assert time.monotonic() - started < 2.0
 
 
-def test_webhook_stops_retrying_at_the_action_time_limit(server: Loopback) -> None:
+def test_webhook_answer_is_bounded_by_the_action_time_limit(server: Loopback) -> None:
     server.script["/slow"] = [(200, b"{}", 3.0)]
     config = _config(server.url + "/slow", request_timeout=5, attempts=10, backoff=0.1, timeout=1.5)
     started = time.monotonic()
     outcome = run(config, _request())
     assert not outcome.ok and time.monotonic() - started < 1.5
-    assert len(server.seen) == 1
+    assert len(server.seen) == 1 and "no answer within 1.35 s" in outcome.log[0]
 
 
 def test_webhook_checks_the_answer(server: Loopback) -> None:
@@ -250,6 +216,7 @@ def test_webhook_without_its_secret_is_not_sent(
 def test_webhook_refused_connection_is_a_failure() -> None:
     outcome = run(_config("http://127.0.0.1:9/none", attempts=2, backoff=0.01), _request())
     assert not outcome.ok and "cannot connect" in outcome.log[0]
+    assert outcome.detail["retryable"]
 
 
 def test_webhook_with_an_observatory_is_arbitrated(

@@ -34,19 +34,25 @@ def actions_list(
     from tracerules.cli.operator import UsageError, fail, iso, open_store, print_json
 
     try:
-        db = open_store(store)
+        db = open_store(store, read_only=True)
     except UsageError as err:
         raise typer.Exit(fail(str(err))) from None
-    rows = [dict(r) for r in db.list_actions(status=status, trigger=trigger)]
+    rows = [r._asdict() for r in db.list_actions(status=status, trigger=trigger)]
+    # Why an action was superseded (not run: it could not be rebuilt as planned).
+    reasons = db.superseded_reasons([r["id"] for r in rows if r["status"] == "superseded"])
     db.close()
+    for r in rows:
+        if r["id"] in reasons:
+            r["reason"] = reasons[r["id"]]
     if output == "json":
         print_json(rows)
         return
     for r in rows:
         later = f" next try {iso(r['retry_at'])}" if r["retry_at"] else ""
+        why = f"\n    {r['reason']}" if "reason" in r else ""
         print(
             f"#{r['id']} {r['status']:<8} x{r['attempts']} {r['trigger']} {r['event_id']} "
-            f"{r['type']}:{r['label']}{later}"
+            f"{r['type']}:{r['label']}{later}{why}"
         )
 
 

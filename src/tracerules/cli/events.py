@@ -43,11 +43,11 @@ def run_list(
     store_option: Path | None, trigger: str | None, limit: int, offset: int, output: str
 ) -> int:
     try:
-        store = open_store(store_option)
+        store = open_store(store_option, read_only=True)
     except UsageError as err:
         return fail(str(err))
     if trigger is not None:
-        stored = (r[0] for r in store.query("SELECT DISTINCT trigger FROM events"))
+        stored = store.event_triggers()
         wrong = unknown_trigger(trigger, stored, "the store")
         if wrong is not None:
             store.close()
@@ -107,7 +107,7 @@ def run_show(
     output: str,
 ) -> int:
     try:
-        store = open_store(store_option)
+        store = open_store(store_option, read_only=True)
         folders = rule_folders(rule_paths, store)
         rules = load_rules(folders) if folders else None
     except UsageError as err:

@@ -1,4 +1,4 @@
-"""`tracerules functions`: the built-in table, as the expression language sees it."""
+"""`tracerules functions`: the built-in table rules compile against (core, sky map, sites)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-import tracerules.products  # noqa: F401  (registers the sky-map functions, area() etc.)
-from tracerules.dsl.builtins import BUILTINS
+from tracerules.rules.functions import builtin_functions
 
 
 def show_functions(output: str) -> None:
-    specs = sorted(BUILTINS.values(), key=lambda b: (b.category, b.name))
+    specs = sorted(builtin_functions().values(), key=lambda b: (b.category, b.name))
     if output == "json":
         print(
             json.dumps(

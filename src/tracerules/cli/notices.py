@@ -45,7 +45,7 @@ def run_list(
             limit,
             offset,
         )
-        store = open_store(store_option)
+        store = open_store(store_option, read_only=True)
     except UsageError as err:
         return fail(str(err))
     page = browse.notices(store, f)
@@ -73,7 +73,7 @@ def run_list(
 
 def run_show(store_option: Path | None, notice_id: int, output: str) -> int:
     try:
-        store = open_store(store_option)
+        store = open_store(store_option, read_only=True)
     except UsageError as err:
         return fail(str(err))
     shown = browse.notice(store, notice_id)

@@ -38,15 +38,16 @@ def store_path(option: Path | None) -> Path:
     return option or Path(os.environ.get(STORE_ENV) or DEFAULT_STORE)
 
 
-def open_store(option: Path | None) -> Store:
-    """The existing store (never a new empty one by mistake)."""
+def open_store(option: Path | None, *, read_only: bool = False) -> Store:
+    """The existing store (never a new empty one by mistake); `read_only` for the commands
+    that only read it: they work beside a running service and on a file they cannot write."""
     path = store_path(option)
     if not path.is_file():
         raise UsageError(
             f"no store at {path}: pass --store, set ${STORE_ENV}, or fill one with "
             "`tracerules run` or `tracerules dry-run --store FILE`"
         )
-    return Store(path)
+    return Store(path, read_only=read_only)
 
 
 def rule_folders(given: Sequence[Path] | None, store: Store) -> list[Path]:
@@ -54,8 +55,8 @@ def rule_folders(given: Sequence[Path] | None, store: Store) -> list[Path]:
     rules as they are now, where they were), else ./rules if it exists, else none."""
     if given:
         return list(given)
-    recorded = store.query("SELECT DISTINCT rule_file FROM decisions WHERE rule_file IS NOT NULL")
-    folders = sorted({Path(r[0]).parent for r in recorded if Path(r[0]).is_file()})
+    recorded = store.decision_rule_files()
+    folders = sorted({Path(f).parent for f in recorded if Path(f).is_file()})
     return folders or [p for p in [Path("rules")] if p.is_dir()]
 
 

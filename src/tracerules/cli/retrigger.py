@@ -60,12 +60,7 @@ def rehearse(engine: Engine, trigger: str, event_id: str, actor: str) -> Decisio
 def already_started(store: Store, decision: Decision) -> list[str]:
     """Keys of manual actions an earlier retrigger of the same event state already planned."""
     prefix = f"{decision.trigger}/{decision.event_id}/manual-{decision.seq}/"
-    rows = store.query(
-        "SELECT idempotency_key, status FROM actions WHERE idempotency_key LIKE ? ESCAPE '\\' "
-        "AND decision != ?",
-        (prefix.replace("%", "\\%").replace("_", "\\_") + "%", decision.id or -1),
-    )
-    return [f"{r[0]} ({r[1]})" for r in rows]
+    return [f"{key} ({status})" for key, status in store.actions_keyed(prefix, decision.id or -1)]
 
 
 def run_retrigger(

@@ -32,7 +32,7 @@ def run_serve(
     import uvicorn
 
     from tracerules.runtime.service.health import recorded_products
-    from tracerules.web.access import ReadOnlyStore
+    from tracerules.runtime.store.store import Store
     from tracerules.web.app import create_app
     from tracerules.web.auth import TOKEN_ENV, is_loopback
 
@@ -44,7 +44,7 @@ def run_serve(
         return fail(str(UsageError(f"no store at {path}: pass --store or set $TRACERULES_STORE")))
     if products is not None and not products.is_dir():
         return fail(f"--products {products} is not a folder")
-    reader = ReadOnlyStore(path)
+    reader = Store(path, read_only=True)
     try:
         folders = rule_folders(rule_paths, reader)
         served = products_folder(products, recorded_products(reader))

@@ -32,7 +32,7 @@ def status(
     if not store.exists():
         typer.echo(f"error: no store at {store} (see --store / TRACERULES_STORE)", err=True)
         raise typer.Exit(EXIT_NO_STORE)
-    db = Store(store)
+    db = Store(store, read_only=True)  # beside a running service, or on a read-only file
     try:
         data = snapshot(db, decisions=decisions)
     finally:

@@ -28,7 +28,7 @@ def run_topics(
     store_option: Path | None, rule_paths: Sequence[Path] | None, show_all: bool, output: str
 ) -> int:
     try:
-        store = open_store(store_option)
+        store = open_store(store_option, read_only=True)
         folders = rule_folders(rule_paths, store)
         rules = load_rules(folders) if folders else None
     except UsageError as err:

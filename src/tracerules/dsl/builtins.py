@@ -1,4 +1,9 @@
-"""The one table of built-in functions: it drives type checks, `tracerules functions` and docs.
+"""The core built-in functions, and how a table of built-ins is assembled.
+
+The full table a rule set compiles against is core + the sky-map and observability functions
+of `tracerules.products.sky`, assembled by :func:`tracerules.rules.functions.builtin_functions`
+and passed to the compiler: no module adds itself to a table when imported. That table drives
+type checks, `tracerules functions` and docs.
 
 Implementations receive plain values (never Missing, unless the function says it handles
 missing values) and may raise ValueError/TypeError/ArithmeticError: the compiler turns those
@@ -9,9 +14,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Final
 
 from tracerules.dsl import convert
@@ -404,11 +410,17 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("gal_lon", (A, A), A, _gal_lon, "galactic longitude l of (ra, dec)", "sky"),
 )
 
-BUILTINS: Final[dict[str, Builtin]] = {b.name: b for b in _TABLE}
+
+def assemble(*groups: Iterable[Builtin]) -> Mapping[str, Builtin]:
+    """A read-only table of the built-ins of every group, by name; a name defined twice
+    differently is a ValueError (a function must not silently shadow another)."""
+    table: dict[str, Builtin] = {}
+    for group in groups:
+        for builtin in group:
+            if table.setdefault(builtin.name, builtin) != builtin:
+                raise ValueError(f"built-in {builtin.name!r} is defined twice")
+    return MappingProxyType(table)
 
 
-def register(builtin: Builtin) -> None:
-    """Add a built-in (products use this for sky-map figures); names are unique."""
-    if builtin.name in BUILTINS and BUILTINS[builtin.name] != builtin:
-        raise ValueError(f"built-in {builtin.name!r} is already defined")
-    BUILTINS[builtin.name] = builtin
+#: The functions of the expression language itself (no sky maps, no sites): read-only.
+CORE_BUILTINS: Final[Mapping[str, Builtin]] = assemble(_TABLE)

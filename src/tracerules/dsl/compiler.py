@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from tracerules.dsl import ast
-from tracerules.dsl.builtins import BUILTINS, SAME_AS_FIRST, Builtin
+from tracerules.dsl.builtins import CORE_BUILTINS, SAME_AS_FIRST, Builtin
 from tracerules.dsl.context import Context
 from tracerules.dsl.display import show
 from tracerules.dsl.values import NUMERIC, Missing, Type, Vote, show_with_unit, unit_type
@@ -185,7 +185,9 @@ class Compiler:
         sites: Mapping[str, Site] | None = None,
     ):
         self.names = dict(names)
-        self.builtins = BUILTINS if builtins is None else builtins
+        # The rule compiler passes the assembled table (tracerules.rules.functions); bare
+        # expressions know the core functions only.
+        self.builtins = CORE_BUILTINS if builtins is None else builtins
         self.sites = sites  # None: no site registry was loaded (not the same as no sites)
 
     # -- entry points ---------------------------------------------------------------------
@@ -608,12 +610,14 @@ def compile_expression(
     names: Mapping[str, Type],
     condition: bool = False,
     sites: Mapping[str, Site] | None = None,
+    builtins: Mapping[str, Builtin] | None = None,
 ) -> Compiled:
-    """Parse (if given text) and compile one expression against the given names (and sites)."""
+    """Parse (if given text) and compile one expression against the given names (and sites),
+    calling the given built-in functions (default: the core ones)."""
     from tracerules.dsl.parser import parse
 
     node = parse(text_or_node) if isinstance(text_or_node, str) else text_or_node
-    compiler = Compiler(names, sites=sites)
+    compiler = Compiler(names, builtins, sites)
     return compiler.compile_condition(node) if condition else compiler.compile(node)
 
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 import re
 import sys
 from functools import cache, lru_cache
-from importlib.resources import files
-from typing import Any
-
-from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from typing import Any, Protocol
 
 from tracerules.dsl import ast
+from tracerules.dsl._lalr import (
+    Lark_StandAlone,
+    Token,
+    Transformer,
+    Tree,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+)
+from tracerules.dsl.standalone import GRAMMAR, OPTIONS
 from tracerules.dsl.values import ALL_UNITS, Vote, unit_type
 from tracerules.errors import DslError
 
@@ -51,26 +58,31 @@ _TOKEN_NAMES = {
 
 
 def grammar_text() -> str:
-    return (files("tracerules.dsl") / "grammar.lark").read_text(encoding="utf-8")
+    return GRAMMAR.read_text(encoding="utf-8")
+
+
+class Parser(Protocol):
+    terminals: Any
+
+    def parse(self, text: str) -> Any: ...
 
 
 @cache
-def _lark(strict: bool = False) -> Lark:
-    # Strict mode (collision checks) runs in the test suite; at run time the checked grammar
-    # is built without it, and cached to disk by Lark, to keep start-up short.
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        lexer="basic",  # no token depends on context; one lexer, checked once
-        strict=strict,
-        cache=not strict,
-        maybe_placeholders=True,
-        keep_all_tokens=True,
-        transformer=_ToAst(),
-    )
+def _lark(strict: bool = False) -> Parser:
+    """The LALR parser, with the AST transformer inside it. At run time: the stand-alone
+    one generated from the grammar (dsl/standalone.py), which needs no Lark import. Strict
+    mode, where Lark turns conflicts and terminal collisions into errors, runs in the test
+    suite, on Lark itself and the same grammar and options."""
+    if not strict:
+        parser: Parser = Lark_StandAlone(transformer=_ToAst())  # type: ignore[no-untyped-call]
+        return parser
+    from lark import Lark
+
+    strict_parser: Parser = Lark(grammar_text(), strict=True, transformer=_ToAst(), **OPTIONS)
+    return strict_parser
 
 
-def build_parser(strict: bool = False) -> Lark:
+def build_parser(strict: bool = False) -> Parser:
     return _lark(strict)
 
 
@@ -90,9 +102,11 @@ _MEANINGFUL = frozenset({"NAME", "NUMBER", "STRING", "COMP_OP", "ADD_OP", "MUL_O
 
 
 def _extent(item: Any) -> tuple[int, int, int, int] | None:
-    """(line, col, end line, end col) of a token, a node or a tuple of nodes."""
-    if isinstance(item, Token):
-        return (item.line or 1, item.column or 1, item.end_line or 1, item.end_column or 1)
+    """(line, col, end line, end col) of a token, a node or a tuple of nodes. Tokens are the
+    only text among a rule's children (whichever Lark made them: stand-alone or strict)."""
+    if isinstance(item, str):
+        tok: Any = item
+        return (tok.line or 1, tok.column or 1, tok.end_line or 1, tok.end_column or 1)
     pos = getattr(item, "pos", None)
     if isinstance(pos, ast.Pos) and pos is not ast.NOWHERE:
         return (pos.line, pos.col, pos.line, pos.col + pos.length)
@@ -112,9 +126,11 @@ def _span(children: list[Any]) -> ast.Pos:
 
 def _values(children: list[Any]) -> list[Any]:
     """The children that carry meaning: nodes, tuples and meaningful tokens."""
-    return [
-        c for c in children if c is not None and (not isinstance(c, Token) or c.type in _MEANINGFUL)
-    ]
+    return [c for c in children if c is not None and (not isinstance(c, str) or _meaningful(c))]
+
+
+def _meaningful(token: Any) -> bool:
+    return token.type in _MEANINGFUL
 
 
 def _tok_pos(tok: Token) -> ast.Pos:

@@ -86,10 +86,11 @@ class _Filled(dict[str, Any]):
         return "-"
 
     def __getitem__(self, key: str) -> Any:
-        value = super().get(key, "-")
+        value = super().get(key)
         from tracerules.dsl.values import Missing
 
-        return "-" if isinstance(value, Missing) else value
+        # Missing while planning; null (None) once stored: either way not there.
+        return "-" if value is None or isinstance(value, Missing) else value
 
 
 def resolve_env(text: str, environ: Mapping[str, str] | None = None) -> str:

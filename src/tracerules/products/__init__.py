@@ -1,10 +1,7 @@
 """Action and product types, and the pure maths behind the sky-map products.
 
-Importing the package registers the sky-map functions of the expression language (`area()`,
-`dist_mean()`, ...) and the observability functions (`alt()`, `visible_prob()`, ...): the rule
-compiler imports the action registry from here, so they are known before any condition is
-compiled.
+Importing the package changes nothing elsewhere: the sky-map and observability functions of
+the expression language are listed in `products.sky.skymap_functions` and
+`products.sky.observability_functions`, and :func:`tracerules.rules.functions.builtin_functions`
+assembles them with the core functions into the table rules compile against.
 """
-
-from tracerules.products.sky import observability_functions as observability_functions
-from tracerules.products.sky import skymap_functions as skymap_functions

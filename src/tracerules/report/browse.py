@@ -6,11 +6,11 @@ The operator commands and the dashboard both read here; they only lay the data o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.store.history import statuses
+from tracerules.runtime.store.browse import NoticeQuery
 from tracerules.runtime.store.store import Store
 
 PAYLOAD_CHARS: Final = 200_000  # pretty payloads beyond this are cut (sky maps are ~1 MB)
@@ -46,51 +46,33 @@ def topic_format(topic: str, rules: RuleSet | None) -> str:
 
 
 def known_topics(store: Store) -> list[str]:
-    return [r[0] for r in store.query("SELECT topic FROM topic_stats ORDER BY topic")]
+    return store.topic_names()
 
 
-def _where(f: NoticeFilter, topics: list[str], rules: RuleSet | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["1=1"]
-    params: list[Any] = []
+def _query(f: NoticeFilter, topics: list[str], rules: RuleSet | None) -> NoticeQuery:
+    chosen: list[str] | None = None
     if f.topic:
-        clauses.append("n.topic=?")
-        params.append(f.topic)
+        chosen = [f.topic]
     if f.format:
-        chosen = [t for t in topics if topic_format(t, rules) == f.format]
-        clauses.append(f"n.topic IN ({','.join('?' * len(chosen)) or 'NULL'})")
-        params += chosen
-    if f.since is not None:
-        clauses.append("n.received>=?")
-        params.append(f.since)
-    if f.until is not None:
-        clauses.append("n.received<=?")
-        params.append(f.until)
-    if f.status:
-        clauses.append("n.status=?")
-        params.append(f.status)
-    if f.event_id:
-        clauses.append(
-            "n.id IN (SELECT en.notice_id FROM event_notices en JOIN events e "
-            "ON e.id = en.event WHERE e.event_id=?)"
-        )
-        params.append(f.event_id)
-    return " AND ".join(clauses), params
+        chosen = [t for t in (chosen or topics) if topic_format(t, rules) == f.format]
+    return NoticeQuery(
+        None if chosen is None else tuple(chosen),
+        f.since,
+        f.until,
+        f.status or None,
+        f.event_id or None,
+        int(f.limit),
+        int(f.offset),
+    )
 
 
 def notices(store: Store, f: NoticeFilter, rules: RuleSet | None = None) -> NoticePage:
     """Notices matching the filter, newest first, with the events they belong to."""
     topics = known_topics(store)
-    where, params = _where(f, topics, rules)
-    total = int(store.scalar(f"SELECT count(*) FROM notices n WHERE {where}", tuple(params)))
-    rows = store.query(
-        'SELECT n.id, n.topic, n.partition, n."offset", n.created, n.received, n.source, '
-        "n.name, n.size, d.reason AS dead_reason FROM notices n "
-        "LEFT JOIN dead_letters d ON d.notice_id = n.id "
-        f"WHERE {where} ORDER BY n.received DESC, n.id DESC LIMIT ? OFFSET ?",
-        (*params, int(f.limit), int(f.offset)),
-    )
-    out = [dict(r) for r in rows]
-    status = statuses(store, [(r["id"], r["received"]) for r in out])  # not from the row
+    query = _query(f, topics, rules)
+    total = store.count_notices(query)
+    out = [r._asdict() for r in store.notice_rows(query)]
+    status = store.notice_statuses([(r["id"], r["received"]) for r in out])  # not from the row
     for row in out:
         row["status"] = status[row["id"]]
         row["format"] = topic_format(row["topic"], rules)
@@ -104,13 +86,8 @@ def _attach_events(store: Store, rows: list[dict[str, Any]]) -> None:
         r["events"] = []
     if not by_id:
         return
-    marks = ",".join("?" * len(by_id))
-    for e in store.query(
-        "SELECT en.notice_id, e.trigger, e.event_id FROM event_notices en "
-        f"JOIN events e ON e.id = en.event WHERE en.notice_id IN ({marks}) ORDER BY e.trigger",
-        tuple(by_id),
-    ):
-        by_id[e["notice_id"]]["events"].append({"trigger": e[1], "event_id": e[2]})
+    for notice_id, trigger, event_id in store.notice_events(list(by_id)):
+        by_id[notice_id]["events"].append({"trigger": trigger, "event_id": event_id})
 
 
 def notice(store: Store, notice_id: int, rules: RuleSet | None = None) -> dict[str, Any] | None:
@@ -120,19 +97,10 @@ def notice(store: Store, notice_id: int, rules: RuleSet | None = None) -> dict[s
         return None
     envelope = {k: row[k] for k in row.keys() if k != "payload"}  # noqa: SIM118 (sqlite3.Row)
     envelope["format"] = topic_format(row["topic"], rules)
-    dead = store.scalar("SELECT reason FROM dead_letters WHERE notice_id=?", (notice_id,))
-    decisions = [
-        dict(r)
-        for r in store.query(
-            "SELECT id, trigger, event_id, seq, source, conclusion, votes, error, at "
-            "FROM decisions WHERE notice_id=? ORDER BY id",
-            (notice_id,),
-        )
-    ]
     return {
         "envelope": envelope,
-        "dead_letter": dead,
-        "decisions": decisions,
+        "dead_letter": store.dead_letter_reason(notice_id),
+        "decisions": [r._asdict() for r in store.notice_decisions(notice_id)],
         "payload": pretty_payload(bytes(row["payload"])),
     }
 
@@ -173,18 +141,11 @@ def _shorten(value: Any) -> Any:
 
 def topics(store: Store, rules: RuleSet | None) -> list[dict[str, Any]]:
     """Per topic: count, bytes, last seen, dead letters, last error, and who subscribes."""
-    dead: dict[str, int] = {
-        r[0]: r[1]
-        for r in store.query(
-            "SELECT n.topic, count(*) FROM dead_letters d JOIN notices n ON n.id = d.notice_id "
-            "GROUP BY n.topic"
-        )
-    }
+    dead = store.dead_letters_by_topic()
     subscribed = {t: [x.id for x in ts] for t, ts in (rules.by_topic.items() if rules else ())}
     from tracerules.runtime.service.health import topic_health
 
-    stats = store.query("SELECT * FROM topic_stats")
-    rows = {r["topic"]: topic_health(store, dict(r)) for r in stats}
+    rows = {r.topic: topic_health(store, asdict(r)) for r in store.topic_stats()}
     for topic in subscribed:
         rows.setdefault(topic, {"topic": topic, "count": 0, "bytes": 0, "last_seen": None})
     out = []
@@ -208,48 +169,20 @@ def _topic_status(row: dict[str, Any]) -> str:
 
 def action_log(store: Store, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Actions newest first, with the decision that started them (logs already redacted)."""
-    total = int(store.scalar("SELECT count(*) FROM actions") or 0)
-    rows = store.query(
-        "SELECT a.id, a.trigger, a.event_id, a.type, a.label, a.status, a.attempts, a.log, "
-        "a.files, a.idempotency_key, a.created_at, a.updated_at, d.source, d.actor, "
-        "d.conclusion FROM actions a JOIN decisions d ON d.id = a.decision "
-        "ORDER BY a.id DESC LIMIT ? OFFSET ?",
-        (int(limit), int(offset)),
-    )
-    out = [dict(r) for r in rows]
+    out = [r._asdict() for r in store.action_log(limit, offset)]
     for row in out:
         row["files"] = json.loads(row["files"] or "[]")
-    return out, total
+    return out, store.count_actions()
 
 
 def observations(store: Store) -> list[dict[str, Any]]:
     """Observations in progress (or last started) per observatory, live and test."""
-    return [
-        dict(r)
-        for r in store.query(
-            "SELECT o.*, a.status FROM observations o LEFT JOIN actions a ON a.id = o.action "
-            "ORDER BY o.observatory, o.test"
-        )
-    ]
+    return [r._asdict() for r in store.observations()]
 
 
 def event_summaries(
     store: Store, trigger: str | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
     """Events newest first, one row each: counts, latest conclusion, whether one passed."""
-    where, params = ("WHERE e.trigger=?", (trigger,)) if trigger else ("", ())
-    total = int(store.scalar(f"SELECT count(*) FROM events e {where}", params) or 0)
-    rows = store.query(
-        "SELECT e.id, e.trigger, e.event_id, e.event_time, e.first_seen, e.last_seen, e.notices, "
-        "(SELECT count(*) FROM decisions d WHERE d.event = e.id) AS decisions, "
-        "(SELECT count(*) FROM decisions d WHERE d.event = e.id AND d.conclusion = 'PASS') "
-        "AS passes, "
-        "(SELECT d.conclusion FROM decisions d WHERE d.event = e.id ORDER BY d.id DESC LIMIT 1) "
-        "AS latest, "
-        "(SELECT count(*) FROM actions a JOIN decisions d ON d.id = a.decision "
-        "WHERE d.event = e.id) AS actions "
-        f"FROM events e {where} ORDER BY coalesce(e.event_time, e.first_seen) DESC, e.id DESC "
-        "LIMIT ? OFFSET ?",
-        (*params, int(limit), int(offset)),
-    )
-    return [dict(r) for r in rows], total
+    rows = store.event_summaries(trigger, limit, offset)
+    return [r._asdict() for r in rows], store.count_events(trigger)

@@ -1,7 +1,7 @@
 """What a report or a dashboard page shows, read from the store: summaries and trigger sections.
 
-Plain data only; the templates lay it out. Everything here reads through
-`tracerules.runtime.store.history` or small aggregate queries on the store.
+Plain data only; the templates lay it out. Everything here reads through the store's read
+model (`tracerules.runtime.store.history` for whole events, the store's methods for totals).
 """
 
 from __future__ import annotations
@@ -90,24 +90,20 @@ def trigger_info(trigger: CompiledTrigger) -> TriggerInfo:
 
 def trigger_stats(store: Store) -> dict[str, TriggerStats]:
     """Events, events that passed, decisions by conclusion and actions, per trigger."""
+    totals = store.trigger_totals()
     stats: dict[str, TriggerStats] = {}
 
     def of(trigger: str) -> TriggerStats:
         return stats.setdefault(trigger, TriggerStats())
 
-    for r in store.query("SELECT trigger, count(*) FROM events GROUP BY trigger"):
-        of(r[0]).events = r[1]
-    for r in store.query(
-        "SELECT trigger, count(DISTINCT event) FROM decisions "
-        "WHERE conclusion='PASS' AND event IS NOT NULL GROUP BY trigger"
-    ):
-        of(r[0]).events_passed = r[1]
-    for r in store.query(
-        "SELECT trigger, conclusion, count(*) FROM decisions GROUP BY trigger, conclusion"
-    ):
-        of(r[0]).decisions[r[1]] = r[2]
-    for r in store.query("SELECT trigger, count(*) FROM actions GROUP BY trigger"):
-        of(r[0]).actions = r[1]
+    for trigger, count in totals.events.items():
+        of(trigger).events = count
+    for trigger, count in totals.events_passed.items():
+        of(trigger).events_passed = count
+    for (trigger, conclusion), count in totals.decisions.items():
+        of(trigger).decisions[conclusion] = count
+    for trigger, count in totals.actions.items():
+        of(trigger).actions = count
     return stats
 
 
@@ -126,24 +122,20 @@ def triggers(store: Store, rules: RuleSet | None) -> list[TriggerInfo]:
 
 
 def _last_revision(store: Store, trigger: str) -> tuple[str, str]:
-    row = store.query(
-        "SELECT rule_file, rule_revision FROM decisions WHERE trigger=? ORDER BY id DESC LIMIT 1",
-        (trigger,),
-    )
-    return (row[0][0], row[0][1]) if row else ("", "")
+    return store.last_revision(trigger) or ("", "")
 
 
 def summary(store: Store, rules: RuleSet | None) -> Summary:
-    counts = history.counts(store)
-    span = store.query("SELECT min(received), max(received) FROM notices")[0]
+    totals = store.totals()
+    first, last = store.notice_span()
     return Summary(
-        counts["notices"],
-        counts["decisions"],
-        counts["actions"],
-        counts["events"],
-        counts["dead_letters"],
-        span[0],
-        span[1],
+        totals.notices,
+        totals.decisions,
+        totals.actions,
+        totals.events,
+        totals.dead_letters,
+        first,
+        last,
         triggers(store, rules),
     )
 
@@ -182,13 +174,8 @@ def notice_of(event: EventView, decision: Decision) -> NoticeRef | None:
 
 def problems(store: Store) -> dict[str, Any]:
     """Error decisions and dead letters, the first few in full."""
-    errors = store.query(
-        "SELECT d.trigger, d.notice_id, d.error, n.topic, n.name FROM decisions d "
-        "LEFT JOIN notices n ON n.id = d.notice_id WHERE d.conclusion='ERROR' "
-        f"ORDER BY d.id LIMIT {PROBLEM_ROWS}"
-    )
-    dead = store.query(
-        "SELECT dl.notice_id, dl.reason, n.topic, n.name FROM dead_letters dl "
-        f"JOIN notices n ON n.id = dl.notice_id ORDER BY dl.notice_id LIMIT {PROBLEM_ROWS}"
-    )
-    return {"errors": errors, "dead": dead, "limit": PROBLEM_ROWS}
+    return {
+        "errors": store.error_decisions(PROBLEM_ROWS),
+        "dead": store.dead_letter_rows(PROBLEM_ROWS),
+        "limit": PROBLEM_ROWS,
+    }

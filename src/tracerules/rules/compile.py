@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from tracerules.dsl import ast
+from tracerules.dsl.builtins import Builtin
 from tracerules.dsl.compiler import Compiled, Compiler
 from tracerules.dsl.context import Context
 from tracerules.dsl.convert import CONVERSIONS, Converter, to_duration
@@ -30,13 +31,14 @@ from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
 from tracerules.products.actions.registry import ActionConfig, ActionType, field_refs
 from tracerules.products.actions.registry import get as get_action_type
 from tracerules.products.sky.sites import Site
+from tracerules.rules.collector import collector_paused
+from tracerules.rules.functions import builtin_functions
 from tracerules.rules.loader import (
     LoadedFile,
     LoadResult,
     Loc,
     Located,
     Where,
-    collector_paused,
     load_paths,
     position,
     scalar_origin,
@@ -258,9 +260,11 @@ class TriggerCompiler:
         topics: Mapping[str, TopicSpec],
         sites: Mapping[str, Site] | None = None,
         memo: dict[Any, Compiled] | None = None,
+        functions: Mapping[str, Builtin] | None = None,
     ):
         self.located, self.loaded, self.topics = located, loaded, topics
         self.sites = sites  # None when no rule file declares sites
+        self.functions = builtin_functions() if functions is None else functions
         # Conditions compiled by the triggers of one load, by expression and the types of
         # the names it reads: rule sets repeat conditions across triggers (issue 16). The
         # sites are those of the same load, so they need not be part of the key.
@@ -268,6 +272,10 @@ class TriggerCompiler:
         self.spec = located.spec
         self.base: Loc = ("triggers", located.index)
         self.diagnostics: list[Diagnostic] = []
+
+    def expression_compiler(self) -> Compiler:
+        """A compiler of this trigger's expressions: its names, the sites and the functions."""
+        return Compiler(self.names, self.functions, self.sites)
 
     def error(
         self,
@@ -420,7 +428,7 @@ class TriggerCompiler:
 
     def _compile_computed(self, name: str, node: ast.Expr, span: Where) -> CompiledField | None:
         try:
-            compiled = Compiler(self.names, sites=self.sites).compile(node)
+            compiled = self.expression_compiler().compile(node)
         except DslError as err:
             self.dsl_error(err, ("fields", name, "expr"))
             self.names[name] = Type.ANY
@@ -494,7 +502,7 @@ class TriggerCompiler:
         if isinstance(simple, float) and simple > 0:
             return simple
         try:
-            compiled = Compiler({}).compile(parse(self.spec.expiry))
+            compiled = Compiler({}, self.functions).compile(parse(self.spec.expiry))
         except DslError as err:
             self.dsl_error(err, ("expiry",))
             return 0.0
@@ -518,7 +526,7 @@ class TriggerCompiler:
 
     def compile_conditions(self) -> tuple[CompiledCondition, ...]:
         out = []
-        compiler = Compiler(self.names, sites=self.sites)
+        compiler = self.expression_compiler()
         for name, raw in self.spec.conditions.items():
             loc: Loc = ("conditions", name)
             text = raw.when if isinstance(raw, ConditionSpec) else raw
@@ -806,9 +814,15 @@ def _duplicate_ids(result: LoadResult) -> list[Diagnostic]:
     return out
 
 
-@collector_paused()
-def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]]:
-    """Compile what the loader read. Returns the rule set (None on errors) and diagnostics."""
+@collector_paused(freeze_first=True)
+def compile_loaded(
+    result: LoadResult, functions: Mapping[str, Builtin] | None = None
+) -> tuple[RuleSet | None, list[Diagnostic]]:
+    """Compile what the loader read. Returns the rule set (None on errors) and diagnostics.
+
+    Expressions may call ``functions`` (default: every built-in, from
+    :func:`tracerules.rules.functions.builtin_functions`).
+    """
     from tracerules.rules.lints import run_lints
 
     topics = _collect_topics(result)
@@ -819,7 +833,7 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     for loaded in result.files:
         revision = hashlib.sha256(loaded.text.encode()).hexdigest()[:16]
         for located in loaded.triggers:
-            tc = TriggerCompiler(located, loaded, topics, sites, memo)
+            tc = TriggerCompiler(located, loaded, topics, sites, memo, functions)
             compiled = tc.compile(revision)
             result.diagnostics += tc.diagnostics
             if compiled is not None:
@@ -849,10 +863,12 @@ def compile_loaded(result: LoadResult) -> tuple[RuleSet | None, list[Diagnostic]
     ), diagnostics
 
 
-@collector_paused()
-def load_ruleset(paths: Sequence[str | Path]) -> RuleSet:
+@collector_paused(freeze_first=True)
+def load_ruleset(
+    paths: Sequence[str | Path], functions: Mapping[str, Builtin] | None = None
+) -> RuleSet:
     """Load and compile rule files; raise RuleError with every error found."""
-    ruleset, diagnostics = compile_loaded(load_paths(paths))
+    ruleset, diagnostics = compile_loaded(load_paths(paths), functions)
     if ruleset is None:
         raise RuleError([d for d in diagnostics if d.is_error])
     return ruleset

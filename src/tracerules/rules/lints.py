@@ -187,9 +187,9 @@ def run_lints(
     disabled: frozenset[str] = frozenset(),
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+    named = [(lint_cls, lint_cls.ident()) for lint_cls in LINTS]  # once, not per trigger
     for trigger in triggers:
-        for lint_cls in LINTS:
-            ident = lint_cls.ident()
+        for lint_cls, ident in named:
             if ident in trigger.lint_disabled or ident in disabled:
                 continue
             for message, span, hint in lint_cls().check(trigger):

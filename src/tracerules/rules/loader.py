@@ -7,9 +7,7 @@ checked, so one run reports every error in every file.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import gc
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from ruamel.yaml.scalarstring import (
 
 from tracerules.errors import Diagnostic, SourceCache, Span
 from tracerules.rules import guard
+from tracerules.rules.collector import collector_paused
 from tracerules.rules.models import RuleFileSpec, TriggerSpec
 from tracerules.rules.yaml_plain import load_plain, yaml_reader
 
@@ -417,21 +416,6 @@ def load_file(path: Path, result: LoadResult) -> LoadedFile | None:
             continue
         loaded.triggers.append(Located(spec, name, index))
     return loaded
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while rules load and compile (reference counting
-    still frees what they drop). Loading makes tens of thousands of small objects, so the
-    collector ran its passes over them, and over everything imported, again and again and
-    found next to nothing: a sixth of the load time (issue 16). Left off if it was off."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @collector_paused()

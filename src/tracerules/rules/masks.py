@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tracerules.dsl import ast
-from tracerules.dsl.compiler import Compiler
 from tracerules.dsl.context import Context
 from tracerules.dsl.parser import parse
 from tracerules.dsl.values import Missing, Type
@@ -74,7 +73,7 @@ def attach_masks(
             continue
         loc = ("fields", f.name, "missing_if")
         try:
-            test = Compiler(tc.names).compile(node)
+            test = tc.expression_compiler().compile(node)
         except DslError as err:
             tc.dsl_error(err, loc)
             continue

@@ -150,11 +150,11 @@ class RuleFileSpec(Strict):
 
 def _functions() -> list[dict[str, str]]:
     """The expression language's built-ins (as `tracerules functions` lists them), for editors."""
-    from tracerules.dsl.builtins import BUILTINS
+    from tracerules.rules.functions import builtin_functions
 
     return [
         {"name": b.name, "signature": b.signature(), "category": b.category, "doc": b.doc}
-        for b in sorted(BUILTINS.values(), key=lambda b: (b.category, b.name))
+        for b in sorted(builtin_functions().values(), key=lambda b: (b.category, b.name))
     ]
 
 

@@ -1,44 +1,21 @@
 """Read-only access to the store and the rules, as the dashboard's request threads need it.
 
-Each request thread gets its own SQLite connection opened read-only (`mode=ro`, and
+Each request thread gets its own `Store(path, read_only=True)` (SQLite `mode=ro`, and
 `query_only` on top), so the dashboard can never write to the service's store. The rules are
 reloaded when one of their files changes, so "current conditions" follow the rules on disk.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.store.store import Store
-
-
-class ReadOnlyStore(Store):
-    """A `Store` over a read-only connection: no migration, no writes."""
-
-    def __init__(self, path: str | Path) -> None:  # deliberately not calling Store.__init__
-        self.path = str(path)
-        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
-        self.db = sqlite3.connect(
-            uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA query_only=ON")
-        self._lock = threading.RLock()
-        self._depth = 0
-
-    def has_table(self, name: str) -> bool:
-        row = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
-        ).fetchone()
-        return row is not None
 
 
 class StorePool:
@@ -48,10 +25,10 @@ class StorePool:
         self.path = Path(path)
         self._local = threading.local()
 
-    def get(self) -> ReadOnlyStore:
-        store: ReadOnlyStore | None = getattr(self._local, "store", None)
+    def get(self) -> Store:
+        store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = ReadOnlyStore(self.path)
+            store = Store(self.path, read_only=True)
             self._local.store = store
         return store
 

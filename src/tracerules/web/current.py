@@ -31,13 +31,7 @@ def last_decisions(store: Store, rules: RuleSet, event_ids: Iterable[str]) -> di
     triggers = [t.id for t in rules.triggers]
     if not ids or not triggers:
         return {}
-    rows = store.query(
-        "SELECT e.event_id, max(d.id) FROM events e JOIN decisions d ON d.event = e.id "
-        f"WHERE e.trigger IN ({','.join('?' * len(triggers))}) "
-        f"AND e.event_id IN ({','.join('?' * len(ids))}) GROUP BY e.event_id",
-        (*triggers, *ids),
-    )
-    return {str(r[0]): int(r[1]) for r in rows}
+    return store.last_decision_ids(triggers, ids)
 
 
 class ConditionsMemo:

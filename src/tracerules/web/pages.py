@@ -15,6 +15,7 @@ from tracerules.rules.compile import RuleSet
 from tracerules.runtime.engine.decisions import Factor
 from tracerules.runtime.store import history
 from tracerules.runtime.store.history import EventView
+from tracerules.runtime.store.read import NOTICE_STATUSES
 from tracerules.runtime.store.store import Store
 from tracerules.web.current import ConditionsMemo, last_decisions
 
@@ -77,15 +78,7 @@ def _rule_text(path: str) -> str | None:
 
 
 def _revisions(store: Store, trigger_id: str) -> list[dict[str, Any]]:
-    return [
-        dict(r)
-        for r in store.query(
-            "SELECT rule_revision, rule_commit, count(*) AS decisions, min(at) AS first, "
-            "max(at) AS last FROM decisions WHERE trigger=? GROUP BY rule_revision, rule_commit "
-            "ORDER BY max(id) DESC",
-            (trigger_id,),
-        )
-    ]
+    return [r._asdict() for r in store.rule_revisions(trigger_id)]
 
 
 def _current(
@@ -129,8 +122,8 @@ def notices(
         if fmt not in (None, "json", "xml"):
             raise BadFilterError("format is json or xml")
         status = params.get("status") or None
-        if status not in (None, *history.NOTICE_STATUSES):
-            raise BadFilterError(f"status is one of {', '.join(history.NOTICE_STATUSES)}")
+        if status not in (None, *NOTICE_STATUSES):
+            raise BadFilterError(f"status is one of {', '.join(NOTICE_STATUSES)}")
         since = _time(params.get("since"), "since")
         until = _time(params.get("until"), "until")
     except BadFilterError as err:
@@ -147,7 +140,7 @@ def notices(
         "params": params,
         "query": urlencode([(k, v) for k, v in sorted(params.items()) if v]),
         "error": error,
-        "statuses": history.NOTICE_STATUSES,
+        "statuses": NOTICE_STATUSES,
         "paging": pages(result.total, NOTICES_PER_PAGE, page),
     }
 

@@ -134,7 +134,7 @@ def _folder(config: GwAlertConfig, request: ActionRequest, alert: dict[str, Any]
 def _claim(config: GwAlertConfig, request: ActionRequest, alert: dict[str, Any]) -> Path:
     """The alert's folder, claimed by its JSON (or a hidden hash when the JSON is not kept).
 
-    Two alerts of one type created in the same second (MS181101ab's UPDATE and EXT-UPDATE)
+    Two alerts of one type created in the same second (MS181101ab's `UPDATE` and `EXT-UPDATE`)
     render the same folder name: the second gets ``_2``. A replay of the same alert reuses
     its folder, and the common case keeps gocart's layout unchanged.
     """

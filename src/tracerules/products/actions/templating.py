@@ -2,7 +2,8 @@
 
 A body is written in YAML as any mix of mappings, lists and scalars; every string in it is a
 `{name}` template. A string that is exactly one `{name}` becomes the value itself, keeping its
-JSON type (a number stays a number; a missing value becomes null). `${env:NAME}` references
+JSON type (a number stays a number; a missing value, stored as null, stays null; a real "-"
+stays "-"). Inside text a missing value is written "-". `${env:NAME}` references
 are kept through rendering and resolved only at send time by :func:`resolve_tree`, so what is
 logged or stored never holds a secret.
 """
@@ -16,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracerules.dsl.templates import compile_template, resolve_env, template_names
+from tracerules.dsl.values import Missing
 
 _WHOLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-MISSING_TEXT = "-"  # how stored template values spell a missing value
 
 
 def tree_templates(prefix: str, tree: Any) -> dict[str, str]:
@@ -43,7 +44,7 @@ def render_tree(tree: Any, values: Mapping[str, Any]) -> Any:
         whole = _WHOLE.match(tree)
         if whole and whole.group(1) in values:
             value = values[whole.group(1)]
-            return None if value == MISSING_TEXT else value
+            return None if isinstance(value, Missing) else value
         return render_text(tree, values)
     if isinstance(tree, Mapping):
         return {str(k): render_tree(v, values) for k, v in tree.items()}
@@ -64,7 +65,8 @@ def resolve_tree(tree: Any, environ: Mapping[str, str] | None = None) -> Any:
 
 
 def render_text(text: str, values: Mapping[str, Any]) -> str:
-    """One string template filled in (env refs kept); a name without a value gives '-'.
+    """One string template filled in (env refs kept); a name without a value, or with a
+    missing one (null), gives '-'.
 
     Names were checked when the rules loaded; a value can still be absent at run time (an
     action planned under an older revision of the rule), which must not crash the action.

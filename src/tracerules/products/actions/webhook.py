@@ -4,11 +4,13 @@ The URL, query, headers and JSON body are templates over the fields. `${env:NAME
 are resolved only when the request is sent: what is logged and stored is the template text,
 and the dispatcher also redacts the values of every variable the action refers to.
 
-A request is retried with exponential backoff after a 5xx answer, a timeout or a refused
-connection, never after a 4xx one (the request itself is wrong; sending it again will not
-help), and never past the action's time limit. Every attempt carries the same
-``Idempotency-Key`` header (the action's key), so an API that honours it acts once. The answer
-is checked against the accepted status codes and, optionally, a key of its JSON body.
+One call sends one request, within `request_timeout` and under the action's time limit
+(the whole answer, not each read). The dispatcher owns retries (`runtime.dispatch.retry`):
+after a 5xx answer, a timeout or a refused connection the outcome says it may be retried, up
+to `attempts` tries in all; after a 4xx one it is final (the request itself is wrong; sending
+it again will not help). Every attempt carries the same ``Idempotency-Key`` header (the
+action's key), so an API that honours it acts once. The answer is checked against the
+accepted status codes and, optionally, a key of its JSON body.
 
 With ``observatory:`` set, the engine arbitrates the request like any observation (priority,
 re-pointing threshold): a webhook is how a trigger asks a telescope's API to observe.
@@ -26,6 +28,7 @@ from pydantic import Field
 
 from tracerules.dsl.templates import resolve_env, secrets_in
 from tracerules.products.actions.observation import ObservatoryMixin
+from tracerules.products.actions.process import inner_timeout
 from tracerules.products.actions.provenance import Provenance
 from tracerules.products.actions.registry import (
     ActionConfig,
@@ -44,10 +47,12 @@ from tracerules.runtime.secrets import redact
 
 USER_AGENT = "tracerules-webhook"
 _BODY_LOG = 300  # characters of a response body kept in the log
+_CHUNK = 65536
 
 
 class WebhookConfig(ActionConfig, ObservatoryMixin):
-    """Send an HTTP request; JSON body or query from templates; retried on 5xx and timeouts."""
+    """Send an HTTP request; JSON body or query from templates; retried on 5xx and timeouts
+    (by the dispatcher, `attempts` tries in all)."""
 
     type: Literal["webhook"]
     url: str = Field(description="the URL template (http or https)")
@@ -60,7 +65,9 @@ class WebhookConfig(ActionConfig, ObservatoryMixin):
         "summary of the decision (POST, PUT, PATCH)",
     )
     request_timeout: float = Field(10.0, gt=0, description="seconds to wait for one answer")
-    attempts: int = Field(3, ge=1, le=10, description="tries in all, on 5xx and timeouts")
+    attempts: int = Field(
+        3, ge=1, le=10, description="tries in all, on 5xx and timeouts (by the dispatcher)"
+    )
     backoff: float = Field(1.0, ge=0, description="seconds before the first retry; doubles")
     ok_status: list[int] = Field(
         default_factory=list, description="accepted status codes (default: any 2xx)"
@@ -133,26 +140,44 @@ def _prepare(config: WebhookConfig, request: ActionRequest) -> _Prepared:
 def _send(
     method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float
 ) -> _Answer:
+    """One request; the whole answer within `timeout` seconds, or no answer."""
     # The HTTP client is imported on the first request: loading rules that name a webhook
     # (or an MWA or ATCA action, which send through here) does not need it (issue 16).
     import urllib.error
     import urllib.request
 
+    deadline = time.monotonic() + timeout
+    late = _Answer(None, b"", f"no answer within {timeout:g} s")
     req = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
-            return _Answer(response.status, response.read())
+            read = _read_by(response, deadline)
+            return late if read is None else _Answer(response.status, read)
     except urllib.error.HTTPError as err:
-        return _Answer(err.code, err.read() if err.fp is not None else b"")
+        read = _read_by(err, deadline) if err.fp is not None else b""
+        return late if read is None else _Answer(err.code, read)
     except TimeoutError:
-        return _Answer(None, b"", f"no answer within {timeout:g} s")
+        return late
     except urllib.error.URLError as err:
         reason = err.reason
         if isinstance(reason, TimeoutError):
-            return _Answer(None, b"", f"no answer within {timeout:g} s")
+            return late
         return _Answer(None, b"", f"cannot connect: {reason}")
     except OSError as err:
         return _Answer(None, b"", f"connection failed: {err}")
+
+
+def _read_by(response: Any, deadline: float) -> bytes | None:
+    """The body, read in pieces until the deadline: None when it is not all there by then
+    (each read has the socket's timeout; a trickling answer must not stretch the attempt)."""
+    chunks: list[bytes] = []
+    while True:
+        if time.monotonic() > deadline:
+            return None
+        chunk = response.read1(_CHUNK) if hasattr(response, "read1") else response.read(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _lookup(data: Any, dotted: str) -> tuple[bool, Any]:
@@ -187,48 +212,28 @@ def _check(config: WebhookConfig, answer: _Answer) -> str | None:
 
 
 def run(config: WebhookConfig, request: ActionRequest) -> ActionOutcome:
+    """Send the request once; the outcome says whether trying again may help."""
     try:
         prepared = _prepare(config, request)
     except KeyError as err:  # a missing variable stays missing: no retry
         return ActionOutcome(False, [f"not sent: {err.args[0]}"], detail={"retryable": False})
     secrets = secrets_in(config.model_dump_json())
     where = f"{config.method} {prepared.shown_url}"
-    within = config.timeout - 0.5
-    deadline = time.monotonic() + within
-    log: list[str] = []
-    sent = 0
-
-    def attempt() -> _Answer:
-        nonlocal sent
-        sent += 1
-        timeout = max(min(config.request_timeout, deadline - time.monotonic()), 0.1)
-        answer = _send(config.method, prepared.url, prepared.body, prepared.headers, timeout)
-        if answer.status is None:
-            log.append(f"attempt {sent}: {where}: {redact(answer.error or '', secrets)}")
-        else:
-            shown = redact(answer.body.decode("utf-8", "replace"), secrets)[:_BODY_LOG]
-            log.append(f"attempt {sent}: {where}: status {answer.status} {shown}".rstrip())
-        return answer
-
-    from tracerules.runtime.dispatch.retry import quick_retries  # tenacity, imported on first run
-
-    policy = quick_retries(
-        config.attempts,
-        lambda answer: answer.status is None or answer.status >= 500,
-        time.sleep,
-        first=config.backoff,
-        within=within,
-        on_retry=lambda _, delay: log.append(f"retrying in {delay:g} s"),
-    )
-    answer: _Answer = policy(attempt)
-    if answer.status is not None and answer.status < 500:  # a 4xx would fail again: final
-        problem = _check(config, answer)
-        if problem is not None:
-            log.append(f"failed: {problem}")
-        detail = {"status": answer.status, "retryable": False}
-        return ActionOutcome(problem is None, log, detail=detail)
-    log.append(f"failed after {sent} attempt{'s' if sent > 1 else ''}")
-    return ActionOutcome(False, log, detail={"status": answer.status})
+    # Under the action's time limit, so that the answer's absence is reported from here.
+    timeout = min(config.request_timeout, inner_timeout(config.timeout))
+    answer = _send(config.method, prepared.url, prepared.body, prepared.headers, timeout)
+    if answer.status is None:
+        line = f"{where}: {redact(answer.error or '', secrets)}"
+        return ActionOutcome(False, [line], detail={"status": None, "retryable": True})
+    shown = redact(answer.body.decode("utf-8", "replace"), secrets)[:_BODY_LOG]
+    log = [f"{where}: status {answer.status} {shown}".rstrip()]
+    if answer.status >= 500:  # the service's trouble: another try may be answered
+        log.append(f"failed: status {answer.status}")
+        return ActionOutcome(False, log, detail={"status": answer.status, "retryable": True})
+    problem = _check(config, answer)  # a 4xx or a wrong answer would fail again: final
+    if problem is not None:
+        log.append(f"failed: {problem}")
+    return ActionOutcome(problem is None, log, detail={"status": answer.status, "retryable": False})
 
 
 ACTION = ActionType("webhook", WebhookConfig, run, __doc__ or "")

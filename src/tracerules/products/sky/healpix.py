@@ -62,23 +62,34 @@ _JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7], dtype=np.int64)
 
 
 # --- indexing -------------------------------------------------------------------------------
+# astropy-healpix does the indexing wherever it is as fast as our numpy (at most ~1.2x our
+# time; bench/healpix.py prints both on real LVK maps, CPU medians quoted here): the NUNIQ
+# split. The rest stays ours, where astropy-healpix is slower: pixel centres (healpix_to_lonlat
+# takes 1.7-1.9x our time on real multi-order maps and 1.4-1.6x for all of nside 64,
+# skymap.csv's default, though 0.8-0.9x at nside 256; its bare C ufunc 1.2-1.3x),
+# nside_to_order (3.4-3.8x) and pixel_area (4.1-4.4x). tests/healpix_reference.py keeps the
+# old split; tests check the answers are the same on real maps. Importing astropy_healpix brings
+# astropy.coordinates: about 0.5 s once per process, which the gw-alert summary's Sun and Moon
+# pay anyway.
 
 
 def uniq_to_order_ipix(uniq: ArrayLike) -> tuple[IntArray, IntArray]:
     """Split NUNIQ numbers into (order, nested pixel index) arrays."""
-    u = np.asarray(uniq, dtype=np.int64)
-    if u.size and (int(u.min()) < 4 or int(u.max()) >= 16 << (2 * MAX_ORDER)):
+    numbers = np.asarray(uniq, dtype=np.int64)
+    # astropy-healpix marks numbers below 4 with -1 and does not check the top: refuse both.
+    if numbers.size and (int(numbers.min()) < 4 or int(numbers.max()) >= 16 << (2 * MAX_ORDER)):
         raise ValueError(f"NUNIQ numbers must lie in [4, 2**62) (orders 0..{MAX_ORDER})")
-    # log2 on float64 can round up just below a power of two (> 2**53), so fix the estimate
-    # with exact integer comparisons against 4 * 4**order <= uniq < 16 * 4**order.
-    order = (np.floor(np.log2(u.astype(np.float64))).astype(np.int64) - 2) // 2
-    order -= u < (np.int64(4) << (2 * order))
-    order += u >= (np.int64(16) << (2 * order))
-    return order, u - (np.int64(4) << (2 * order))
+    # Imported here: astropy_healpix brings astropy.coordinates, which a process that never
+    # splits a sky map should not pay for (see skymap.py); later calls find it in sys.modules.
+    from astropy_healpix import uniq_to_level_ipix
+
+    order, ipix = uniq_to_level_ipix(numbers)  # an exact integer bit scan: 0.4-0.5x our time
+    return order.astype(np.int64, copy=False), ipix.astype(np.int64, copy=False)
 
 
 def nside_to_order(nside: int) -> int:
     """HEALPix order of a power-of-two ``nside``; ValueError otherwise."""
+    # Plain integers: astropy-healpix's nside_to_level (numpy arrays) takes 3.4-3.8x as long.
     order = int(nside).bit_length() - 1
     if nside < 1 or nside != 1 << order or order > MAX_ORDER:
         raise ValueError(f"nside must be a power of two between 1 and 2**{MAX_ORDER}: {nside}")
@@ -87,7 +98,8 @@ def nside_to_order(nside: int) -> int:
 
 def pixel_area(order: ArrayLike) -> FloatArray:
     """Area in steradians of one pixel at each HEALPix ``order``."""
-    # ldexp scales by exact powers of two, so 4 children have exactly their parent's area.
+    # ldexp scales by exact powers of two, so 4 children have exactly their parent's area;
+    # astropy-healpix's nside_to_pixel_area makes a Quantity and takes 4.1-4.4x as long.
     return np.ldexp(np.pi / 3.0, -2 * np.asarray(order, dtype=np.int64))
 
 
@@ -109,7 +121,9 @@ def _nest_to_radec(order: IntArray, ipix: IntArray) -> tuple[FloatArray, FloatAr
     """Centres (RA, Dec in degrees) of nested pixels; ``order`` may vary per pixel.
 
     This is the reference HEALPix ``pix2loc`` for the pixel centre: nested index -> (x, y,
-    face) -> ring number and position in the ring -> (z, phi).
+    face) -> ring number and position in the ring -> (z, phi). Kept rather than astropy-healpix's
+    ``healpix_to_lonlat``, which takes 1.7-1.9x as long on real multi-order maps (bench/healpix.py);
+    the two agree to 1e-13 deg (tests/test_healpix.py).
     """
     nside = np.int64(1) << order
     face = ipix >> (2 * order)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from tracerules.dsl.builtins import Builtin, register
+from tracerules.dsl.builtins import Builtin
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Type
 from tracerules.products.sky.sites import Site
@@ -292,6 +292,3 @@ OBSERVABILITY_BUILTINS = (
         "skymap",
     ),
 )
-
-for _builtin in OBSERVABILITY_BUILTINS:
-    register(_builtin)

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracerules.dsl.builtins import Builtin, register
+from tracerules.dsl.builtins import Builtin
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Type
 
@@ -327,8 +327,5 @@ SKYMAP_BUILTINS = (
         "skymap",
         needs_context=True,
     ),
+    CREDIBLE_LEVEL,
 )
-
-for _builtin in SKYMAP_BUILTINS:
-    register(_builtin)
-register(CREDIBLE_LEVEL)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from tracerules.rules.compile import RuleSet
-
 FILES = "files"
 
 
@@ -30,13 +28,3 @@ def destination_of(type_name: str, config: Any, writes_files: bool = True) -> st
     if type_name == "plugin":
         return f"plugin:{config.entry or config.script}"
     return FILES if writes_files else type_name
-
-
-def destination(rules: RuleSet, trigger_id: str, position: int, type_name: str) -> str:
-    """The key of a stored action; an action its trigger no longer defines goes with files
-    (it fails at once: no reason to give it workers of its own)."""
-    trigger = rules.trigger(trigger_id)
-    if trigger is None or position >= len(trigger.actions):
-        return FILES
-    action = trigger.actions[position]
-    return destination_of(type_name, action.config, action.kind.writes_files)

@@ -1,14 +1,21 @@
 """One retry policy for everything that may fail for a while: exponential backoff (tenacity).
 
-Three places use it: an action's quick retries inside one run (`retries:`), the webhook's
-attempts within its time limit, and the service loop's wait for a store that refuses writes.
-A failed action is also tried again later, on the same backoff measured in attempts, for as
-long as its event has not expired (`next_try`).
+Actions. The dispatcher alone retries an action: `policy_of(config)` says how many attempts
+one run makes (`1 + retries:`; a webhook's `attempts:` is its tries in all) and how long each
+may take (`timeout:`); the waits between them double from 1 s (a webhook's `backoff:`) up to
+30 s. An action type makes one attempt per call (a webhook sends one request), so retries
+never multiply. The longest a run can take, `Policy.budget`, is derived from the same policy:
+crash recovery waits that long before taking up an action nobody owns.
+
+A failed action is also tried again later, on the same backoff measured in attempts (5 s, 10 s,
+... at most 10 min), for as long as its event has not expired (`next_try`). The service loop's
+wait for a store that refuses writes uses `quick_retries` too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from tenacity import (
@@ -67,6 +74,32 @@ def quick_retries(
         before_sleep=before_sleep,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one run of an action is attempted."""
+
+    tries: int  # attempts in all
+    timeout: float  # seconds one attempt may take
+    first: float = QUICK_FIRST_S  # the wait after the first failure; it doubles
+
+    def waits(self) -> list[float]:
+        """The waits between the attempts, in order."""
+        return [wait_after(n, self.first, QUICK_MOST_S) for n in range(1, self.tries)]
+
+    @property
+    def budget(self) -> float:
+        """The longest a run can take: every attempt timing out, plus the waits."""
+        return self.tries * self.timeout + sum(self.waits())
+
+
+def policy_of(config: Any) -> Policy:
+    """An action's policy, from its options: `retries:` (extra attempts), `timeout:`, and a
+    webhook's `attempts:` (tries in all) and `backoff:` (first wait)."""
+    tries = max(1 + int(config.retries), int(getattr(config, "attempts", 1)))
+    first = float(getattr(config, "backoff", QUICK_FIRST_S))
+    return Policy(tries, float(config.timeout), first)
 
 
 def next_try(attempts: int, now: float, expires: float | None) -> float | None:

@@ -1,9 +1,10 @@
 """Action workers: run planned actions off the consumer loop, so a hung API never stalls it.
 
 Isolation. Each destination (an observatory, a web host, a Kafka cluster, a program, the
-local disk: `destinations.destination`) has its own lane of worker threads, started when an
-action for it first appears. A lane claims only its own destination's actions, so an
-endpoint that answers 500 and then hangs delays nothing but the actions sent to it.
+local disk: `destinations.destination_of` the action as planned) has its own lane of worker
+threads, started when an action for it first appears. A lane claims only its own
+destination's actions, so an endpoint that answers 500 and then hangs delays nothing but the
+actions sent to it.
 
 Resilience. A lane never dies: an error (a store that refuses writes, a full disk) is logged
 and recorded, the action it was running goes back to pending, and the lane carries on after
@@ -16,10 +17,10 @@ its own process too. An action still 'running' whose owner process is gone was c
 crash: once the process it started (if any) has ended as well, it goes back to 'pending' and
 runs again (its idempotency key is unchanged, and file products are written atomically to
 the same path, so a rerun replaces rather than adds). An action claimed without an owner (run
-inline by another command) is treated the same once its whole run budget (timeout x
-attempts, plus backoff and a grace period) has passed. After `MAX_CLAIMS` crashes an action
-is failed instead. An action whose owner or child is alive is never touched, so no action
-runs twice at once.
+inline by another command) is treated the same once its whole run budget (its retry
+policy's `budget`: every attempt timing out, plus the waits; and a grace period) has passed.
+After `MAX_CLAIMS` crashes an action is failed instead. An action whose owner or child is
+alive is never touched, so no action runs twice at once.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from typing import Any, Final
 
 from tracerules.products.actions.process import stop_children
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.dispatch.actions import Dispatcher
-from tracerules.runtime.dispatch.destinations import destination
+from tracerules.runtime.dispatch.dispatcher import Dispatcher
+from tracerules.runtime.dispatch.frozen import FROZEN, Frozen
 from tracerules.runtime.dispatch.retry import wait_after
 from tracerules.runtime.store.store import Store
 
@@ -91,29 +92,23 @@ def _kill_group(token: str) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def run_budget(rules: RuleSet, trigger_id: str, position: int) -> float:
-    """The longest a live worker can take over an action: every attempt plus the backoffs."""
-    trigger = rules.trigger(trigger_id)
-    if trigger is None or position >= len(trigger.actions):
-        return 0.0
-    config = trigger.actions[position].config
-    backoff = sum(min(2.0**i, 30.0) for i in range(config.retries))
-    return config.timeout * (1 + config.retries) + backoff
+def run_budget(store: Store, rules: RuleSet, row: Any) -> float:
+    """The longest a live worker can take over a stored action: its retry policy's budget
+    (every attempt timing out, plus the waits between them)."""
+    frozen = FROZEN.of(store, rules, row)
+    return frozen.policy.budget if isinstance(frozen, Frozen) else 0.0
 
 
 def recover(store: Store, rules: RuleSet, now: float | None = None) -> list[int]:
     """Return actions cut off by a crashed process to 'pending' (or fail them); their ids."""
     now = time.time() if now is None else now
     requeued = []
-    for row in store.query(
-        "SELECT id, trigger, position, attempts, owner, child, log, updated_at FROM actions "
-        "WHERE status='running'"
-    ):
+    for row in store.running_actions():
         owner = row["owner"]
         alive = owner_alive(owner) if owner else None
-        budget = run_budget(rules, row["trigger"], row["position"]) + UNOWNED_GRACE_S
         if alive:
             continue
+        budget = run_budget(store, rules, row) + UNOWNED_GRACE_S
         if row["child"] and owner_alive(row["child"]):
             if now - row["updated_at"] < budget:
                 continue  # its first copy still runs: never start a second beside it
@@ -126,13 +121,7 @@ def recover(store: Store, rules: RuleSet, now: float | None = None) -> list[int]
             status, note = "failed", f"abandoned {crashes} times ({why}): given up"
         else:
             status, note = "pending", f"{REQUEUED} {why}"
-        with store.transaction() as db:
-            changed = db.execute(
-                "UPDATE actions SET status=?, owner=NULL, log=log || ?, updated_at=? "
-                "WHERE id=? AND status='running' AND updated_at=?",
-                (status, note + "\n", now, row["id"], row["updated_at"]),
-            ).rowcount
-        if changed:
+        if store.requeue_action(int(row["id"]), status, note + "\n", now, row["updated_at"]):
             requeued.append(int(row["id"]))
     return requeued
 
@@ -263,11 +252,8 @@ class ActionWorkers:
 
     def _scout_step(self, store: Store) -> bool:
         self._recover(store)
-        rules = self.rules()
-        keys = {
-            destination(rules, r["trigger"], r["position"], r["type"])
-            for r in Dispatcher(store, self.rules, self.out_dir).ready()
-        }
+        dispatcher = Dispatcher(store, self.rules, self.out_dir)
+        keys = {dispatcher.destination(r) for r in dispatcher.ready()}
         with self._cond:
             new = keys - self._lanes
             self._lanes |= new
@@ -298,16 +284,10 @@ class ActionWorkers:
         self._forever(step)
 
     def _claim(self, store: Store, dispatcher: Dispatcher, key: str) -> Any:
-        rules = self.rules()
         for ready in dispatcher.ready():
-            if destination(rules, ready["trigger"], ready["position"], ready["type"]) != key:
+            if dispatcher.destination(ready) != key:
                 continue
-            with store.transaction():  # the claim and its owner commit together
-                row = dispatcher.claim(ready["id"])
-                if row is not None:
-                    store.db.execute(
-                        "UPDATE actions SET owner=? WHERE id=?", (self.token, row["id"])
-                    )
+            row = dispatcher.claim(ready["id"], owner=self.token)  # claim and owner together
             if row is not None:
                 return row
         return None
@@ -348,12 +328,8 @@ class ActionWorkers:
         note = f"interrupted: {type(err).__name__}: {err}; it runs again\n"
         for attempt in range(1, 1000):
             try:
-                with store.transaction() as db:
-                    db.execute(
-                        "UPDATE actions SET status='pending', retry_at=?, log=log || ?, "
-                        "updated_at=? WHERE id=? AND status='running'",
-                        (time.time() + wait_after(attempt), note, time.time(), row["id"]),
-                    )
+                now = time.time()
+                store.release_action(int(row["id"]), now + wait_after(attempt), note, now)
                 return
             except sqlite3.Error:
                 if self._stopping:

@@ -18,9 +18,10 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from tracerules.dsl.builtins import separation
+from tracerules.runtime.store.actions import ObservationRow
 
 
 class Outcome(str, Enum):
@@ -28,6 +29,16 @@ class Outcome(str, Enum):
     OVERRIDE = "override"  # a higher priority took over
     REPOINT = "repoint"  # equal priority, far enough away
     CLASH = "clash"  # refused: recorded, not run
+
+
+class Observations(Protocol):
+    """Where observations are recorded: the store (`runtime.store.actions.ActionRows`)."""
+
+    def current_observation(
+        self, observatory: str, test: bool, now: float
+    ) -> sqlite3.Row | None: ...
+
+    def start_observation(self, obs: ObservationRow) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -44,19 +55,6 @@ class Request:
     @property
     def first(self) -> tuple[float | None, float | None]:
         return self.pointings[0] if self.pointings else (None, None)
-
-
-def current_observation(
-    db: sqlite3.Connection, observatory: str, test: bool, now: float
-) -> sqlite3.Row | None:
-    """The observation in progress at an observatory (test or live), if any."""
-    row: sqlite3.Row | None = db.execute(
-        "SELECT o.*, a.request AS planned FROM observations o "
-        "LEFT JOIN actions a ON a.id = o.action "
-        "WHERE o.observatory=? AND o.test=? AND o.until>?",
-        (observatory, int(test), now),
-    ).fetchone()
-    return row
 
 
 def planned(row: sqlite3.Row) -> dict[str, Any]:
@@ -89,27 +87,25 @@ def repoint_distance(
     return max(min(separation(c[0], c[1], n[0], n[1]) for c in current) for n in new)
 
 
-def arbitrate(
-    db: sqlite3.Connection, req: Request, action_id: int, now: float
-) -> tuple[Outcome, str]:
+def arbitrate(store: Observations, req: Request, action_id: int, now: float) -> tuple[Outcome, str]:
     """Decide, and if the request wins, record it as the observatory's current observation."""
-    current = current_observation(db, req.observatory, req.test, now)
+    current = store.current_observation(req.observatory, req.test, now)
     outcome, reason = _judge(current, req)
     if outcome is not Outcome.CLASH:
-        db.execute(
-            "INSERT OR REPLACE INTO observations (observatory, test, action, trigger, event_id, "
-            "priority, ra, dec, started, until) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
+        ra, dec = req.first
+        store.start_observation(
+            ObservationRow(
                 req.observatory,
-                int(req.test),
+                req.test,
                 action_id,
                 req.trigger,
                 req.event_id,
                 req.priority,
-                *req.first,
+                ra,
+                dec,
                 now,
                 now + req.duration,
-            ),
+            )
         )
     return outcome, reason
 

@@ -121,15 +121,7 @@ def _evaluate_pending(
 
 def _pending(store: Store, since: float | None, until: float | None) -> list[int]:
     """Ids of the notices to evaluate, in notice order (ids only: a few bytes each)."""
-    sql = "SELECT id, received FROM notices WHERE status='new'"
-    params: list[float] = []
-    if since is not None:
-        sql += " AND received >= ?"
-        params.append(since)
-    if until is not None:
-        sql += " AND received <= ?"
-        params.append(until)
-    rows = store.db.execute(sql + " ORDER BY received, id", params)
+    rows = store.new_notices(since, until)
     ordered: list[int] = []
     for _, same_time in groupby(rows, key=itemgetter(1)):
         ids = [r[0] for r in same_time]

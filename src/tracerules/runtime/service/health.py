@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -114,10 +114,7 @@ class Recorder:
         try:
             value = self._values.setdefault(key, read_state(self.store, key))
             value.update(values)
-            self.store.db.execute(
-                "INSERT OR REPLACE INTO service_state (key, value, at) VALUES (?, ?, ?)",
-                (key, json.dumps(value, default=str), time.time()),
-            )
+            self.store.put_service_state(key, value, time.time())
         except sqlite3.Error as err:
             if time.monotonic() - self._last_failure > 30:
                 self._last_failure = time.monotonic()
@@ -159,12 +156,7 @@ class Recorder:
         self.put("kafka", last_error=message, last_error_at=now)
 
     def topic_error(self, topic: str, message: str) -> None:
-        self.store.db.execute(
-            "INSERT INTO topic_stats (topic, last_error, last_error_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(topic) DO UPDATE SET last_error=excluded.last_error, "
-            "last_error_at=excluded.last_error_at",
-            (topic, message, time.time()),
-        )
+        self.store.topic_error(topic, message, time.time())
 
     def heartbeat(self, notice: Notice) -> str | None:
         """Count a heartbeat and date the stream by it; the reason when it is not usable."""
@@ -173,33 +165,18 @@ class Recorder:
             return made.reason
         old = self._values.get("heartbeat") or read_state(self.store, "heartbeat")
         count = int(old.get("count", 0)) + 1
-        with self.store.transaction() as db:
+        with self.store.transaction():
             if made >= _finite(old.get("time")):
                 self.put("heartbeat", time=made, received=notice.received, count=count)
             else:  # an old heartbeat, read again: it says nothing about the stream now
                 self.put("heartbeat", count=count)
-            db.execute(
-                "INSERT INTO topic_stats (topic, count, bytes, last_seen) VALUES (?, 1, ?, ?) "
-                "ON CONFLICT(topic) DO UPDATE SET count=count+1, bytes=bytes+excluded.bytes, "
-                "last_seen=max(coalesce(last_seen, 0), excluded.last_seen)",
-                (notice.topic, len(notice.payload), notice.received),
-            )
+            self.store.count_heartbeat(notice.topic, len(notice.payload), notice.received)
         return None
 
     def offsets(self, group: str, rows: Sequence[Any]) -> None:
         """The group's lag per partition; none (between assignments) keeps the last known."""
-        if not rows:
-            return
-        now = time.time()
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM consumer_offsets WHERE group_id=?", (group,))
-            db.executemany(
-                "INSERT INTO consumer_offsets VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (group, r.topic, r.partition, r.position, r.committed, r.high, r.lag, now)
-                    for r in rows
-                ],
-            )
+        if rows:
+            self.store.replace_offsets(group, rows, time.time())
 
 
 def _finite(value: Any) -> float:
@@ -210,18 +187,12 @@ def _finite(value: Any) -> float:
 
 
 def read_state(store: Store, key: str) -> dict[str, Any]:
-    raw = store.scalar("SELECT value FROM service_state WHERE key=?", (key,))
-    value = json.loads(raw) if raw else {}
-    return value if isinstance(value, dict) else {}
+    return store.service_state(key)
 
 
 def record_products(store: Store, folder: Path) -> None:
     """Where file products go, so that `tracerules serve` finds them without being told."""
-    value = json.dumps({"dir": str(folder.resolve())})
-    store.db.execute(
-        "INSERT OR REPLACE INTO service_state (key, value, at) VALUES ('products', ?, ?)",
-        (value, time.time()),
-    )
+    store.put_service_state("products", {"dir": str(folder.resolve())}, time.time())
 
 
 def recorded_products(store: Store) -> Path | None:
@@ -239,7 +210,15 @@ def remembered_group(store: Store) -> str | None:
 # -- status ----------------------------------------------------------------------------------
 
 
-def _service(store: Store, now: float) -> dict[str, Any]:
+def stream_of(store: Store, now: float) -> StreamHealth:
+    """The stream's health from the last heartbeat the service recorded: what `status` and
+    the dashboard both show, so that they never disagree (none seen is FAILURE in both)."""
+    beat = read_state(store, "heartbeat").get("time")
+    return stream_health(float(beat) if isinstance(beat, int | float) else None, now)
+
+
+def service_info(store: Store, now: float) -> dict[str, Any]:
+    """The service's recorded state, with `running` (it beat lately) and a one-line summary."""
     info = read_state(store, "service")
     beat = info.get("beat")
     running = info.get("state") == "running" and beat is not None and now - beat < SERVICE_STALE_S
@@ -271,12 +250,7 @@ def _kafka(store: Store, running: bool) -> dict[str, Any]:
 
 
 def _lag(store: Store, group: str | None) -> dict[str, Any]:
-    rows = store.query(
-        "SELECT topic, partition, position, committed, high, lag, at FROM consumer_offsets "
-        "WHERE group_id=? ORDER BY topic, partition",
-        (group,),
-    )
-    parts = [dict(r) for r in rows]
+    parts = [r._asdict() for r in store.consumer_offsets(group)]
     known = [p["lag"] for p in parts if p["lag"] is not None]
     return {
         "group": group,
@@ -287,22 +261,9 @@ def _lag(store: Store, group: str | None) -> dict[str, Any]:
 
 
 def latest_decisions(store: Store, limit: int) -> list[dict[str, Any]]:
-    rows = store.query(
-        "SELECT d.id, d.at, d.trigger, d.event_id, d.mode, d.conclusion, d.error, d.notice_id, "
-        "n.topic FROM decisions d LEFT JOIN notices n ON n.id = d.notice_id "
-        "ORDER BY d.id DESC LIMIT ?",
-        (limit,),
-    )
-    out = [dict(r) for r in rows]
+    out = [r._asdict() for r in store.latest_decisions(limit)]
     for item in out:
-        item["actions"] = [
-            dict(a)
-            for a in store.query(
-                "SELECT type, label, status, idempotency_key FROM actions WHERE decision=? "
-                "ORDER BY position",
-                (item["id"],),
-            )
-        ]
+        item["actions"] = [a._asdict() for a in store.decision_actions(item["id"])]
     return out
 
 
@@ -318,12 +279,7 @@ def error_is_current(last_error_at: float | None, last_good: float | None) -> bo
 
 def last_good_notice(store: Store, topic: str, after: float) -> float | None:
     """When the topic's latest well-read notice after `after` arrived, if any."""
-    marks = ",".join("?" * len(GOOD_STATUSES))
-    value = store.scalar(
-        f"SELECT max(received) FROM notices WHERE topic=? AND received>=? AND status IN ({marks})",
-        (topic, after, *GOOD_STATUSES),
-    )
-    return None if value is None else float(value)
+    return store.last_notice_with_status(topic, after, GOOD_STATUSES)
 
 
 def topic_health(store: Store, row: dict[str, Any]) -> dict[str, Any]:
@@ -340,16 +296,10 @@ def topic_health(store: Store, row: dict[str, Any]) -> dict[str, Any]:
 def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dict[str, Any]:
     """Everything `tracerules status` shows, as plain data."""
     now = time.time() if now is None else now
-    service = _service(store, now)
+    service = service_info(store, now)
     heartbeat = read_state(store, "heartbeat")
-    health = stream_health(heartbeat.get("time"), now)
-    topics = [
-        topic_health(store, dict(r))
-        for r in store.query(
-            "SELECT topic, count, bytes, last_seen, last_error, last_error_at FROM topic_stats "
-            "ORDER BY topic"
-        )
-    ]
+    health = stream_of(store, now)
+    topics = [topic_health(store, asdict(r)) for r in store.topic_stats()]
     totals = counts(store)
     folders = [Path(store.path).resolve().parent]
     if service.get("out"):

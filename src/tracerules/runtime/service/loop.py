@@ -269,9 +269,7 @@ class Service:
             self._idle_since = None
             return
         self._idle_since = self._idle_since or now
-        pending = self.store.scalar(  # not those failed and waiting for a later try
-            "SELECT count(*) FROM actions WHERE status='pending' AND retry_at IS NULL"
-        )
+        pending = self.store.waiting_actions()  # not those failed and waiting for a retry
         if now - self._idle_since >= ECHO_IDLE_S and not pending and not self.workers.busy():
             self.request_stop("caught up")
 

@@ -7,11 +7,11 @@ byte scans: a notice is parsed only if a trigger subscribes to its topic.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import lzma
 import re
-import sqlite3
 import tarfile
 import zlib
 from collections import Counter
@@ -265,26 +265,13 @@ def _from_ndjson(path: Path, topic: str | None) -> Iterator[Notice]:
 
 def _from_store(path: Path, topic: str | None) -> Iterator[Notice]:
     """The notices a service stored (not its duplicates), with their Kafka envelopes."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
+    from tracerules.runtime.store.store import Store  # the store reads its own rows
+
+    store = Store(path, read_only=True)
     try:
-        ids = [
-            r[0]
-            for r in db.execute(
-                "SELECT id FROM notices WHERE status != 'duplicate' ORDER BY received, id"
-            )
-        ]
-        for notice_id in ids:
-            row = db.execute("SELECT * FROM notices WHERE id=?", (notice_id,)).fetchone()
-            yield Notice(
-                topic or row["topic"],
-                bytes(row["payload"]),
-                row["partition"],
-                row["offset"],
-                row["created"],
-                row["received"],
-                "store",
-                row["name"],
-            )
+        for notice_id in store.original_notice_ids():
+            notice = store.read_notice(notice_id, source="store")
+            if notice is not None:
+                yield notice if topic is None else dataclasses.replace(notice, topic=topic)
     finally:
-        db.close()
+        store.close()

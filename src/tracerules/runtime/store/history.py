@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from tracerules.dsl.values import Vote
 from tracerules.runtime.engine.decisions import ActionRecord, Conclusion, Decision, Factor, Source
 from tracerules.runtime.sources.order import in_notice_order
+from tracerules.runtime.store.read import DecisionRow, EventQuery
 from tracerules.runtime.store.store import Store
 
 
@@ -46,24 +47,24 @@ class EventView:
         return any(d.passed for d in self.decisions)
 
 
-def _decision(row: Any) -> Decision:
+def _decision(row: DecisionRow) -> Decision:
     return Decision(
-        row["trigger"],
-        row["event_id"],
-        Source(row["source"]),
-        row["at"],
-        row["mode"],
-        Vote(row["votes"]),
-        Conclusion(row["conclusion"]),
+        row.trigger,
+        row.event_id,
+        Source(row.source),
+        row.at,
+        row.mode,
+        Vote(row.votes),
+        Conclusion(row.conclusion),
         (),
-        row["seq"],
-        row["notice_id"],
-        row["error"],
-        row["id"],
-        row["rule_file"],
-        row["rule_revision"],
-        row["rule_commit"],
-        row["actor"],
+        row.seq,
+        row.notice_id,
+        row.error,
+        row.id,
+        row.rule_file,
+        row.rule_revision,
+        row.rule_commit,
+        row.actor,
     )
 
 
@@ -72,38 +73,31 @@ def attach(store: Store, decisions: list[Decision]) -> None:
     by_id = {d.id: d for d in decisions}
     if not by_id:
         return
-    marks = ",".join("?" * len(by_id))
+    ids = [i for i in by_id if i is not None]
     factors: dict[int, list[Factor]] = {}
-    for r in store.query(
-        f"SELECT * FROM factors WHERE decision IN ({marks}) ORDER BY decision, position",
-        tuple(by_id),
-    ):
-        factors.setdefault(r["decision"], []).append(
-            Factor(r["name"], Vote(r["vote"]), bool(r["inherited"]), r["reason"], r["detail"])
+    for f in store.factor_rows(ids):
+        factors.setdefault(f.decision, []).append(
+            Factor(f.name, Vote(f.vote), bool(f.inherited), f.reason, f.detail)
         )
     for decision_id, items in factors.items():
         by_id[decision_id].factors = tuple(items)
-    for r in store.query(
-        f"SELECT * FROM actions WHERE decision IN ({marks}) ORDER BY id", tuple(by_id)
-    ):
-        by_id[r["decision"]].actions.append(
+    for r in store.action_rows(ids):
+        by_id[r.decision].actions.append(
             ActionRecord(
-                r["id"],
-                r["position"],
-                r["type"],
-                r["label"],
-                r["status"],
-                r["idempotency_key"],
-                r["log"],
-                json.loads(r["files"]),
+                r.id,
+                r.position,
+                r.type,
+                r.label,
+                r.status,
+                r.idempotency_key,
+                r.log,
+                json.loads(r.files),
             )
         )
 
 
 def count_events(store: Store, trigger: str | None = None) -> int:
-    if trigger is None:
-        return int(store.scalar("SELECT count(*) FROM events") or 0)
-    return int(store.scalar("SELECT count(*) FROM events WHERE trigger=?", (trigger,)) or 0)
+    return store.count_events(trigger)
 
 
 def iter_events(store: Store, trigger: str | None = None, page: int = 200) -> Iterator[EventView]:
@@ -115,33 +109,10 @@ def iter_events(store: Store, trigger: str | None = None, page: int = 200) -> It
         offset += len(batch)
 
 
-NOTICE_STATUSES: Final = ("new", "evaluated", "unsubscribed", "dead", "duplicate")
-
-
 def statuses(store: Store, notices: Sequence[tuple[int, float]]) -> dict[int, str]:
-    """The status of each (notice id, received) from the status index, never the row.
-
-    `status` is stored after the payload, so reading it from the row walks the payload's
-    overflow pages: 2 ms for each 1 MB LVK alert. The index `notices_by_status` (status,
-    received) holds it beside the row id, and (status, received, id) finds it in a few seeks.
-    """
-    if not notices:
-        return {}
-    ids = sorted({n[0] for n in notices})
-    times = sorted({n[1] for n in notices})
-    found = {
-        int(r[0]): str(r[1])
-        for r in store.query(
-            "SELECT id, status FROM notices INDEXED BY notices_by_status "
-            f"WHERE status IN ({','.join('?' * len(NOTICE_STATUSES))}) "
-            f"AND received IN ({','.join('?' * len(times))}) "
-            f"AND id IN ({','.join('?' * len(ids))})",
-            (*NOTICE_STATUSES, *times, *ids),
-        )
-    }
-    for notice_id in set(ids) - set(found):  # a status this list does not know yet
-        found[notice_id] = str(store.scalar("SELECT status FROM notices WHERE id=?", (notice_id,)))
-    return found
+    """The status of each (notice id, received), read from the status index (see
+    `Store.notice_statuses`)."""
+    return store.notice_statuses(notices)
 
 
 def events(
@@ -154,88 +125,36 @@ def events(
     offset: int = 0,
 ) -> list[EventView]:
     """Events with everything about them, oldest first."""
-    where, params = ["1=1"], []
-    for clause, value in (
-        ("trigger=?", trigger),
-        ("event_id=?", event_id),
-        ("coalesce(event_time, first_seen)>=?", since),
-        ("coalesce(event_time, first_seen)<=?", until),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    sql = (
-        f"SELECT * FROM events WHERE {' AND '.join(where)} "
-        "ORDER BY coalesce(event_time, first_seen), id"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    query = EventQuery(trigger, event_id, since, until, limit, offset)
     views = {
-        r["id"]: EventView(r["id"], r["trigger"], r["event_id"], r["event_time"])
-        for r in store.query(sql, tuple(params))
+        r.id: EventView(r.id, r.trigger, r.event_id, r.event_time) for r in store.event_rows(query)
     }
     if not views:
         return []
-    marks = ",".join("?" * len(views))
-    rows = store.query(
-        "SELECT en.event, n.id, n.topic, n.received, n.created, n.name, n.partition, "
-        f'n."offset" FROM event_notices en JOIN notices n ON n.id = en.notice_id '
-        f"WHERE en.event IN ({marks}) ORDER BY en.event, en.seq",
-        tuple(views),
-    )
-    status = statuses(store, [(r["id"], r["received"]) for r in rows])
+    rows = store.notices_of_events(list(views))
+    status = store.notice_statuses([(r.id, r.received) for r in rows])
     for r in rows:
-        views[r["event"]].notices.append(
+        views[r.event].notices.append(
             NoticeRef(
-                r["id"],
-                r["topic"],
-                r["received"],
-                r["created"],
-                r["name"],
-                r["partition"],
-                r["offset"],
-                status[r["id"]],
+                r.id, r.topic, r.received, r.created, r.name, r.partition, r.offset, status[r.id]
             )
         )
-    decisions = [
-        _decision(r)
-        for r in store.query(
-            f"SELECT * FROM decisions WHERE event IN ({marks}) ORDER BY id", tuple(views)
-        )
-    ]
+    rows_of_decisions = store.decision_rows(events=list(views))
+    decisions = [_decision(r) for r in rows_of_decisions]
     attach(store, decisions)
-    event_of = {
-        r["id"]: r["event"]
-        for r in store.query(
-            f"SELECT id, event FROM decisions WHERE event IN ({marks})", tuple(views)
-        )
-    }
-    for decision in decisions:
-        views[event_of[decision.id]].decisions.append(decision)
+    for row, decision in zip(rows_of_decisions, decisions, strict=True):
+        assert row.event is not None  # selected by event
+        views[row.event].decisions.append(decision)
     return list(views.values())
 
 
 def counts(store: Store) -> dict[str, Any]:
     """Totals for summaries: notices by status, decisions by conclusion, actions by status."""
-
-    def grouped(sql: str) -> dict[str, int]:
-        return {r[0]: r[1] for r in store.query(sql)}
-
-    return {
-        "notices": grouped("SELECT status, count(*) FROM notices GROUP BY status"),
-        "decisions": grouped("SELECT conclusion, count(*) FROM decisions GROUP BY conclusion"),
-        "actions": grouped("SELECT status, count(*) FROM actions GROUP BY status"),
-        "events": store.scalar("SELECT count(*) FROM events") or 0,
-        "dead_letters": store.scalar("SELECT count(*) FROM dead_letters") or 0,
-    }
+    return store.totals()._asdict()
 
 
 def iter_decisions(store: Store, trigger: str | None = None) -> Iterator[Decision]:
-    rows = store.query(
-        "SELECT * FROM decisions" + (" WHERE trigger=?" if trigger else "") + " ORDER BY id",
-        (trigger,) if trigger else (),
-    )
-    decisions = [_decision(r) for r in rows]
+    decisions = [_decision(r) for r in store.decision_rows(trigger=trigger)]
     attach(store, decisions)
     yield from decisions
 
@@ -245,20 +164,13 @@ def sequence(store: Store, notice_id: int) -> int:
     offset, in notice order (`runtime.order`): what `{offset}` is for a replayed notice. It
     depends only on which notices were stored, not on their order or packaging (folder, tar,
     NDJSON)."""
-    peers = (
-        "FROM notices n JOIN notices o ON o.topic = n.topic "
-        'WHERE n.id = ? AND o."offset" < 0 AND o.duplicate_of IS NULL AND o.id != n.id AND '
-    )
-    earlier = int(store.scalar(f"SELECT count(*) {peers} o.received < n.received", (notice_id,)))
-    ties = store.query(
-        f"SELECT o.id, o.received, o.sha256, o.payload {peers} o.received = n.received",
-        (notice_id,),
-    )
+    earlier, ties = store.earlier_replayed(notice_id)
     if not ties:
         return earlier
     own = store.notice(notice_id)
     assert own is not None  # it has peers, so it exists
     ordered = in_notice_order(
-        (r["id"], r["received"], bytes(r["payload"]), r["sha256"]) for r in [own, *ties]
+        [(own["id"], own["received"], bytes(own["payload"]), own["sha256"])]
+        + [(r.id, r.received, bytes(r.payload), r.sha256) for r in ties]
     )
     return earlier + ordered.index(notice_id)

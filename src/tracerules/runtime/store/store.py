@@ -2,13 +2,18 @@
 
 It holds notices (deduplicated by topic+partition+offset and by payload hash), dead letters,
 events, decisions with their factors, actions and the observations they started. The schema
-is versioned; `MIGRATIONS[i]` takes a store from version i to i+1.
+is versioned (`schema.py`; `MIGRATIONS[i]` takes a store from version i to i+1).
+
+This package owns all of tracerules' SQL: `Store` is the connection, its transactions and
+the notice writes; its mixins add the read model (`read.py`, `browse.py`) and the service's
+state (`service_state.py`). Nobody else executes SQL: they call the store's named methods.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -16,163 +21,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
+from urllib.parse import quote
 
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
+from tracerules.runtime.store.actions import ActionRows
+from tracerules.runtime.store.browse import BrowseRows
 from tracerules.runtime.store.evaluation import EvaluationRows
+from tracerules.runtime.store.read import action_filter
+from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from tracerules.runtime.store.service_state import ServiceRows
 
 LOG = logging.getLogger("tracerules.store")
-
-SCHEMA_V1: Final = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE notices (
-    id          INTEGER PRIMARY KEY,
-    topic       TEXT NOT NULL,
-    partition   INTEGER NOT NULL,
-    "offset"    INTEGER NOT NULL,          -- -1 for notices not read from Kafka
-    created     REAL,                      -- broker timestamp, POSIX seconds
-    received    REAL NOT NULL,             -- local arrival time, POSIX seconds
-    source      TEXT NOT NULL,             -- kafka, file, archive, test
-    name        TEXT,                      -- file name, for notices read from disk
-    size        INTEGER NOT NULL,
-    sha256      TEXT NOT NULL,
-    payload     BLOB NOT NULL,
-    status      TEXT NOT NULL,             -- new, evaluated, unsubscribed, dead, duplicate
-    duplicate_of INTEGER REFERENCES notices(id)
-);
-CREATE UNIQUE INDEX notices_by_offset ON notices (topic, partition, "offset") WHERE "offset" >= 0;
--- One original per payload and topic; re-sends under another offset point at it.
-CREATE UNIQUE INDEX notices_by_hash ON notices (topic, sha256) WHERE duplicate_of IS NULL;
-CREATE INDEX notices_by_time ON notices (received);
-CREATE INDEX notices_by_status ON notices (status, received);
-CREATE INDEX notices_by_topic ON notices (topic, received);
-CREATE TABLE dead_letters (
-    notice_id   INTEGER PRIMARY KEY REFERENCES notices(id),
-    reason      TEXT NOT NULL,
-    at          REAL NOT NULL
-);
-CREATE TABLE topic_stats (
-    topic       TEXT PRIMARY KEY,
-    count       INTEGER NOT NULL DEFAULT 0,
-    bytes       INTEGER NOT NULL DEFAULT 0,
-    last_seen   REAL,
-    last_error  TEXT,
-    last_error_at REAL
-);
-CREATE TABLE events (
-    id          INTEGER PRIMARY KEY,
-    trigger     TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    event_time  REAL,                      -- earliest parseable event time of its notices
-    first_seen  REAL NOT NULL,
-    last_seen   REAL NOT NULL,
-    notices     INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (trigger, event_id)
-);
-CREATE TABLE event_notices (
-    event       INTEGER NOT NULL REFERENCES events(id),
-    notice_id   INTEGER NOT NULL REFERENCES notices(id),
-    seq         INTEGER NOT NULL,          -- 1 for the event's first notice, in arrival order
-    PRIMARY KEY (event, notice_id)
-);
-CREATE TABLE decisions (
-    id          INTEGER PRIMARY KEY,
-    event       INTEGER REFERENCES events(id),   -- NULL when the notice had no event id
-    trigger     TEXT NOT NULL,
-    event_id    TEXT,
-    notice_id   INTEGER REFERENCES notices(id),
-    seq         INTEGER NOT NULL,          -- which notice of the event this decision is for
-    source      TEXT NOT NULL,             -- notice, manual, dry-run
-    actor       TEXT,                      -- who ran a manual retrigger
-    at          REAL NOT NULL,             -- the evaluation clock
-    mode        TEXT NOT NULL,             -- live, pretend
-    votes       TEXT NOT NULL,             -- conclusion before MAYBE is demoted or promoted
-    conclusion  TEXT NOT NULL,             -- PASS, FAIL, ERROR, NOT_APPLICABLE
-    error       TEXT,
-    rule_file   TEXT NOT NULL,
-    rule_revision TEXT NOT NULL,           -- content hash of the trigger's rule file
-    rule_commit TEXT                       -- git commit of the rules folder, if any
-);
-CREATE INDEX decisions_by_event ON decisions (event, id);
-CREATE INDEX decisions_by_trigger ON decisions (trigger, id);
-CREATE TABLE factors (
-    decision    INTEGER NOT NULL REFERENCES decisions(id),
-    position    INTEGER NOT NULL,          -- 0 is expiry, then the conditions in order
-    name        TEXT NOT NULL,
-    vote        TEXT NOT NULL,             -- PASS, MAYBE, FAIL, UNKNOWN
-    inherited   INTEGER NOT NULL,          -- 1 when kept from an earlier notice
-    reason      TEXT,                      -- why it is UNKNOWN, or what it was inherited over
-    detail      TEXT,                      -- the values the condition read
-    PRIMARY KEY (decision, position)
-);
-CREATE TABLE actions (
-    id          INTEGER PRIMARY KEY,
-    decision    INTEGER NOT NULL REFERENCES decisions(id),
-    trigger     TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    position    INTEGER NOT NULL,          -- index in the trigger's actions list
-    type        TEXT NOT NULL,
-    label       TEXT NOT NULL,
-    status      TEXT NOT NULL,  -- pending, running, done, failed, pretend, dry-run, clash
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    log         TEXT NOT NULL DEFAULT '',  -- secrets redacted
-    files       TEXT NOT NULL DEFAULT '[]',
-    request     TEXT NOT NULL DEFAULT '{}', -- template values for the run; never secrets
-    notice_id   INTEGER REFERENCES notices(id),
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE INDEX actions_by_status ON actions (status, id);
-CREATE TABLE observations (
-    observatory TEXT NOT NULL,
-    test        INTEGER NOT NULL,          -- test and live observations never clash
-    action      INTEGER NOT NULL REFERENCES actions(id),
-    trigger     TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    priority    INTEGER NOT NULL,
-    ra          REAL,
-    dec         REAL,
-    started     REAL NOT NULL,
-    until       REAL NOT NULL,
-    PRIMARY KEY (observatory, test)
-);
-"""
-
-# Version 2: what `tracerules run` records for `tracerules status` (a separate process), and
-# which process runs an action, so a crashed one's actions are taken up again at once.
-SCHEMA_V2: Final = """
-CREATE TABLE service_state (
-    key         TEXT PRIMARY KEY,          -- service, kafka, heartbeat, rules
-    value       TEXT NOT NULL,             -- a JSON object
-    at          REAL NOT NULL
-);
-CREATE TABLE consumer_offsets (
-    group_id    TEXT NOT NULL,
-    topic       TEXT NOT NULL,
-    partition   INTEGER NOT NULL,
-    position    INTEGER,                   -- the next offset the service will read
-    committed   INTEGER,                   -- the group's committed offset
-    high        INTEGER,                   -- the broker's high watermark
-    lag         INTEGER,                   -- high minus committed (or position), never negative
-    at          REAL NOT NULL,
-    PRIMARY KEY (group_id, topic, partition)
-);
--- host/pid/start-time of the process running an action (a comment here: SQLite keeps the
--- column text in the table's schema, so a trailing comment would swallow its closing bracket)
-ALTER TABLE actions ADD COLUMN owner TEXT
-"""
-
-SCHEMA_V3 = """
--- when a failed action is tried again (NULL: as soon as a worker is free)
-ALTER TABLE actions ADD COLUMN retry_at REAL;
--- host/pid/start-time of the process an action started (a command, a plugin script)
-ALTER TABLE actions ADD COLUMN child TEXT
-"""
-
-# Each entry upgrades the schema by one version; the list only ever grows.
-MIGRATIONS: Final[tuple[str, ...]] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
 def stored_payload(payload: bytes) -> bytes:
@@ -202,27 +62,72 @@ class StoredNotice:
     duplicate_of: int | None = None
 
 
-class Store(EvaluationRows):
-    """A connection to the store. One per thread; SQLite serialises writers across them."""
+class ReadOnlyStoreError(sqlite3.OperationalError):
+    """A write asked of a store opened with `read_only=True` (status, events, the dashboard)."""
 
-    def __init__(self, path: str | Path, *, bulk: bool = False) -> None:
+
+def _read_only_uri(path: Path) -> str:
+    """`mode=ro`: SQLite itself refuses writes. In a folder this process cannot write, a WAL
+    store whose `-shm` is gone cannot be opened even read-only, unless SQLite is told nothing
+    can change it (`immutable`): true there, since no writer could create its `-wal` either."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    shm = path.with_name(path.name + "-shm")
+    if not os.access(path.parent, os.W_OK) and not shm.exists():
+        uri += "&immutable=1"
+    return uri
+
+
+class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
+    """A connection to the store. One per thread; SQLite serialises writers across them.
+
+    `read_only=True` opens the file with `mode=ro` and never migrates or writes: what
+    `status`, `events`, reports and the dashboard use, so that they work beside a running
+    service and on a file they may not write. A write then raises `ReadOnlyStoreError`.
+    """
+
+    def __init__(self, path: str | Path, *, bulk: bool = False, read_only: bool = False) -> None:
         self.path = str(path)
         self.bulk = bulk
+        self.read_only = read_only
         self._stats: dict[str, tuple[int, int, float]] = {}
+        self._lock = threading.RLock()
+        self._depth = 0
+        if read_only:
+            self.db = self._open_read_only(Path(self.path))
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
         self.db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        self._depth = 0
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the
         # last commits); bulk replays (dry runs, benchmarks) do not need even that.
         self.db.execute(f"PRAGMA synchronous={'OFF' if bulk else 'NORMAL'}")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.migrate()
+
+    @staticmethod
+    def _open_read_only(path: Path) -> sqlite3.Connection:
+        if not path.is_file():
+            raise FileNotFoundError(f"no store at {path}")
+        db = sqlite3.connect(
+            _read_only_uri(path),
+            uri=True,
+            timeout=10.0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA query_only=ON")  # and refused here too, should mode=ro be lost
+        return db
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"the store {self.path} is open read-only: this command only reads it"
+            )
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -238,6 +143,7 @@ class Store(EvaluationRows):
     def migrate(self) -> None:
         if self.version() == SCHEMA_VERSION:
             return  # nothing to write: a reader works even on a full disk
+        self._writable()
         with self.transaction():
             current = self.version()
             if current > SCHEMA_VERSION:
@@ -258,6 +164,7 @@ class Store(EvaluationRows):
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; nested calls join the outer transaction."""
+        self._writable()
         with self._lock:
             if self._depth == 0:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -404,6 +311,7 @@ class Store(EvaluationRows):
         self._stats.clear()
 
     def set_notice_status(self, notice_id: int, status: str) -> None:
+        self._writable()
         self.db.execute("UPDATE notices SET status=? WHERE id=?", (status, notice_id))
 
     def dead_letter(self, notice_id: int, topic: str, reason: str) -> None:
@@ -427,6 +335,23 @@ class Store(EvaluationRows):
         ).fetchone()
         return row
 
+    def read_notice(self, notice_id: int, *, source: str | None = None) -> Notice | None:
+        """A stored notice as it arrived (its envelope and payload); `source` replaces where
+        it came from (`store`, for a replay of a store)."""
+        row = self.notice(notice_id)
+        if row is None:
+            return None
+        return Notice(
+            row["topic"],
+            bytes(row["payload"]),
+            row["partition"],
+            row["offset"],
+            row["created"],
+            row["received"],
+            source or row["source"],
+            row["name"],
+        )
+
     def last_offset(self, topic: str, partition: int) -> tuple[int, str] | None:
         """The highest Kafka offset stored for a partition, and that record's sha256."""
         row = self.db.execute(
@@ -436,23 +361,12 @@ class Store(EvaluationRows):
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
-    def list_actions(
-        self, *, status: str | None = None, trigger: str | None = None, limit: int = 200
-    ) -> list[sqlite3.Row]:
-        """Actions newest first, for the operator: where each stands and when it runs next."""
-        where, params = _action_filter([], trigger, None, status)
-        return self.query(
-            "SELECT id, status, attempts, retry_at, trigger, event_id, type, label, updated_at "
-            f"FROM actions WHERE {where} ORDER BY id DESC LIMIT ?",
-            (*params, limit),
-        )
-
     def retry_failed_actions(
         self, ids: list[int], trigger: str | None, event_id: str | None, note: str, now: float
     ) -> list[int]:
         """Failed actions (these ids, or all of a trigger/event) back to pending, `note` added
         to their log; their ids. The running service's workers pick them up."""
-        where, params = _action_filter(ids, trigger, event_id, "failed")
+        where, params = action_filter(ids, trigger, event_id, "failed")
         with self.transaction() as db:
             found = [int(r[0]) for r in db.execute(f"SELECT id FROM actions WHERE {where}", params)]
             for action_id in found:
@@ -463,25 +377,13 @@ class Store(EvaluationRows):
                 )
         return found
 
+    # -- inspection ------------------------------------------------------------------------
+    # Raw SQL for tests, benchmarks and a look at a store by hand, like the sqlite3 shell.
+    # tracerules itself never calls these: its reads are the named methods of the read model.
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(self.db.execute(sql, params))
 
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         row = self.db.execute(sql, params).fetchone()
         return row[0] if row else None
-
-
-def _action_filter(
-    ids: list[int], trigger: str | None, event_id: str | None, status: str | None
-) -> tuple[str, tuple[Any, ...]]:
-    """A WHERE clause over actions (placeholders only) and its parameters."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if ids:
-        clauses.append(f"id IN ({','.join('?' * len(ids))})")
-        params += ids
-    for column, value in (("trigger", trigger), ("event_id", event_id), ("status", status)):
-        if value:
-            clauses.append(f"{column}=?")
-            params.append(value)
-    return " AND ".join(clauses) or "1", tuple(params)

@@ -1,0 +1,161 @@
+"""One retry policy, owned by the dispatcher: exact attempt counts at a local HTTP server
+that answers 503 or hangs, the run budget derived from the policy, and a timed-out attempt
+whose late answer never records a second outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import late_plugin
+from tests.conftest import DATA, sequence
+from tests.loopback import Loopback, serve
+from tracerules.products.actions.webhook import WebhookConfig
+from tracerules.rules.compile import load_ruleset
+from tracerules.runtime.dispatch.retry import Policy, policy_of
+from tracerules.runtime.dispatch.workers import run_budget
+from tracerules.runtime.engine.decisions import ActionRecord
+from tracerules.runtime.engine.engine import Engine
+from tracerules.runtime.store.store import Store
+
+
+@pytest.fixture
+def server() -> Iterator[Loopback]:
+    with serve() as loop:
+        yield loop
+
+
+def _run(tmp_path: Path, store: Store, action: str) -> tuple[Engine, ActionRecord]:
+    """One decision of a real notice whose single action is `action` (YAML), run inline."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"""schema_version: 1
+triggers:
+  - id: gbm-retry
+    topics: [gcn.notices.fermi.gbm]
+    event_id: trigger_id
+    event_time: trigger_time
+    expiry: 1 d
+    fields:
+      trigger_id: {{jsonpath: "$.id[0]", as: string}}
+      trigger_time: {{jsonpath: "$.trigger_time", as: time}}
+      ra: {{jsonpath: "$.ra", as: angle}}
+    conditions:
+      located: exists(ra)
+    actions:
+{action}"""
+    )
+    engine = Engine(
+        load_ruleset([DATA / "rules" / "topics.yaml", rules]), store, out_dir=tmp_path / "out"
+    )
+    (record,) = engine.process(sequence("fermi_gbm_json")[1]).decisions[0].actions
+    return engine, record
+
+
+@pytest.mark.parametrize(
+    ("options", "requests"),
+    [
+        ("attempts: 1", 1),  # no retry
+        ("attempts: 1\n        retries: 2", 3),  # `retries:` extra attempts
+        ("retries: 0", 3),  # a webhook's default: 3 tries in all
+        ("attempts: 2\n        retries: 3", 4),  # the larger of the two, never their product
+    ],
+)
+def test_retry_counts_are_exact_at_a_server_answering_503(
+    server: Loopback, store: Store, tmp_path: Path, options: str, requests: int
+) -> None:
+    server.script["/busy"] = [(503, b"busy", 0.0)]
+    action = f"""      - type: webhook
+        url: "{server.url}/busy"
+        backoff: 0
+        {options}
+"""
+    _, record = _run(tmp_path, store, action)
+    assert record.status == "failed"
+    assert len(server.seen) == requests
+    log = store.scalar("SELECT log FROM actions WHERE id=?", (record.id,))
+    assert log.count("status 503 busy") == requests
+    assert log.count("retrying in 0 s") == requests - 1
+    assert store.scalar("SELECT attempts FROM actions WHERE id=?", (record.id,)) == 1
+
+
+def test_a_hang_answering_late_costs_one_attempt_and_records_one_outcome(
+    server: Loopback, store: Store, tmp_path: Path
+) -> None:
+    server.script["/hang"] = [(200, b'{"late": true}', 3.0), (503, b"busy", 0.0)]
+    action = f"""      - type: webhook
+        url: "{server.url}/hang"
+        request_timeout: 0.3
+        attempts: 2
+        backoff: 0
+"""
+    _, record = _run(tmp_path, store, action)
+    assert server.answered == ["/hang"]  # the 503; nobody waited for the late answer
+    assert record.status == "failed" and len(server.seen) == 2
+    before = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+    assert before["log"].count("no answer within 0.3 s") == 1
+    deadline = time.monotonic() + 10
+    while len(server.answered) < 2:  # the late answer is written now
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.1)
+    after = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+    assert after == before and "late" not in after["log"]
+    assert len(server.seen) == 2
+
+
+def test_a_timed_out_attempt_is_abandoned_and_its_late_result_ignored(
+    store: Store, tmp_path: Path
+) -> None:
+    late_plugin.reset()
+    action = """      - type: plugin
+        entry: tests.late_plugin:answer
+        timeout: 0.5
+        retries: 1
+"""
+    try:
+        _, record = _run(tmp_path, store, action)
+        assert record.status == "done" and late_plugin.calls == [1, 2]
+        assert late_plugin.finished == [2]  # the first call still hangs
+        before = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+    finally:
+        late_plugin.release.set()
+    deadline = time.monotonic() + 5
+    while late_plugin.finished != [2, 1]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.1)
+    after = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+    assert after == before
+    log = after["log"]
+    assert log.count("timed out after 0.5 s; a late result is ignored") == 1
+    assert "call 2 answered" in log and "call 1 answered" not in log
+
+
+def _webhook(**options: Any) -> WebhookConfig:
+    return WebhookConfig.model_validate({"type": "webhook", "url": "http://x/", **options})
+
+
+def test_the_run_budget_is_derived_from_the_policy(store: Store, tmp_path: Path) -> None:
+    policy = policy_of(_webhook(timeout=10, attempts=3, backoff=1))
+    assert policy == Policy(tries=3, timeout=10.0, first=1.0)
+    assert policy.waits() == [1.0, 2.0] and policy.budget == 33.0
+    assert policy_of(_webhook(retries=5, attempts=2, backoff=20, timeout=1)).waits() == [
+        20.0,
+        30.0,  # at most 30 s apart
+        30.0,
+        30.0,
+        30.0,
+    ]
+    engine, record = _run(
+        tmp_path,
+        store,
+        '      - type: webhook\n        url: "http://127.0.0.1:9/x"\n'
+        "        timeout: 4\n        retries: 2\n        attempts: 1\n        backoff: 0.5\n",
+    )
+    row = store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0]
+    assert run_budget(store, engine.rules, row) == 3 * 4 + 0.5 + 1.0
