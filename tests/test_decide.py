@@ -226,3 +226,31 @@ def test_a_notice_without_an_event_id_is_not_applicable(engine_rules: RuleSet) -
     (verdict,) = decide(engine_rules, EventStates(), reading(engine_rules, broken), broken.received)
     assert verdict.decision.conclusion is Conclusion.NOT_APPLICABLE
     assert verdict.event is None and verdict.decision.event_id is None
+
+
+def test_the_engine_imports_no_product_code_the_rule_set_brings_the_sky_map(
+    engine_rules: RuleSet, tmp_path: Path
+) -> None:
+    """Per-notice providers come with the compiled rules (JSON triggers: the LVK sky map),
+    never from an import in the engine."""
+    import ast
+
+    from tracerules.products.sky.skymap_functions import skymap_extras
+    from tracerules.runtime import engine as package
+
+    for module in ("engine", "decide", "evaluate", "events", "decisions"):
+        tree = ast.parse((Path(package.__file__).parent / f"{module}.py").read_text())
+        imported = [
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        ]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m.startswith("tracerules.products")], module
+    assert engine_rules.providers == (skymap_extras,)  # gbm-json reads JSON
+    xml_only = tmp_path / "rules"
+    xml_only.mkdir()
+    (xml_only / "topics.yaml").write_text((NOTICES.parent / "rules/topics.yaml").read_text())
+    swift = (NOTICES.parent / "rules/engine.yaml").read_text().split("  - id: swift-grb")[1]
+    (xml_only / "rules.yaml").write_text(
+        "schema_version: 1\ntriggers:\n  - id: swift-grb" + swift.split("\n  - id:")[0] + "\n"
+    )
+    assert load_ruleset([xml_only]).providers == ()
