@@ -1,8 +1,10 @@
 """The engine: notices in, decisions out, the same for Kafka, files and tests.
 
-`process` stores the notice durably first, then offers it to the triggers subscribed to its
-topic in priority order, each in isolation, and records every decision with its factors and
-planned actions in one transaction. It is deterministic given the notices and the clock.
+`process` stores the notice durably first, then reads it with the triggers subscribed to its
+topic (priority order), loads the state of the events it names, calls the pure `decide`
+(runtime/engine/decide.py), and persists the decisions, their factors and planned actions in
+one transaction. It is deterministic given the notices and the clock; the store's SQL for all
+of this is in runtime/store/evaluation.py.
 """
 
 from __future__ import annotations
