@@ -109,10 +109,6 @@ def test_consumer_settings_keep_the_users_and_never_auto_commit() -> None:
     assert consumer_config(KafkaSettings(bootstrap_servers="h:1"), "g")["auto.offset.reset"] == (
         "latest"
     )
-    # Low latency by default (no Nagle delay behind a commit), unless the user says otherwise.
-    assert consumer_config(KafkaSettings(bootstrap_servers="h:1"), "g")["socket.nagle.disable"]
-    user = KafkaSettings(bootstrap_servers="h:1", config={"socket.nagle.disable": "false"})
-    assert consumer_config(user, "g")["socket.nagle.disable"] == "false"
 
 
 STATS = {

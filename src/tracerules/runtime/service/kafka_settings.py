@@ -132,9 +132,6 @@ def consumer_config(settings: KafkaSettings, group_id: str) -> dict[str, Any]:
     config.setdefault("auto.offset.reset", "latest")
     config.setdefault("statistics.interval.ms", 2000)  # broker states and lag for `status`
     config.setdefault("queued.max.messages.kbytes", 16384)  # prefetch buffer: bounded memory
-    # Small requests go out at once: with Nagle's algorithm a fetch sent right after a commit
-    # (one broker connection carries both) waits for that commit's ACK, a few ms per notice.
-    config.setdefault("socket.nagle.disable", True)
     config["enable.auto.commit"] = False  # commit only after durable storage
     config["enable.auto.offset.store"] = False
     config["enable.partition.eof"] = True  # caught up: commit the position (see KafkaSource)
