@@ -139,23 +139,27 @@ def _mutate(text: bytes, rng: random.Random) -> bytes:
     return b"\n".join(lines)
 
 
-def mutants(count: int, seed: int = 11) -> Iterator[tuple[str, bytes]]:
-    """`count` mutated rule files (the seed's name, the bytes), the same for the same seed."""
+def mutants(count: int, seed: int = 11, only: str | None = None) -> Iterator[tuple[str, bytes]]:
+    """`count` mutated rule files (the seed's name, the bytes), the same for the same seed;
+    with `only`, the first `count` of that seed's (the same files as in the whole sequence)."""
     rng = random.Random(seed)
     seeds = {name: rule.read_bytes() for name, (rule, _) in SEEDS.items()}
-    for _ in range(count):
+    made = 0
+    while made < count:
         name = rng.choice(sorted(seeds))
         text = seeds[name]
         for _ in range(rng.choice([1, 1, 2, 3])):
             text = _mutate(text, rng)
-        yield name, text
+        if only is None or name == only:
+            made += 1
+            yield name, text
 
 
-def write_mutants(folder: Path, count: int, seed: int = 11) -> list[Path]:
+def write_mutants(folder: Path, count: int, seed: int = 11, only: str | None = None) -> list[Path]:
     """The mutants as files named `m00042.<seed name>.yaml`, for `validate_file`."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for index, (name, text) in enumerate(mutants(count, seed)):
+    for index, (name, text) in enumerate(mutants(count, seed, only)):
         path = folder / f"m{index:05d}.{name}.yaml"
         path.write_bytes(text)
         paths.append(path)

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests import kafka_broker as kb
-from tests.mutants import SEEDS, Outcome, run_forked, write_mutants
+from tests.mutants import SEEDS, Outcome, mutants, run_forked, write_mutants
 from tests.service_harness import SERVICE_RULES, ServiceProcess, service_topics, wait_until
 from tracerules.cli.main import app
 from tracerules.errors import RuleError
@@ -121,6 +121,37 @@ def test_a_reload_of_a_hostile_file_is_refused_and_the_watcher_goes_on(
         assert isinstance(wait_until(watcher.take, 10, "the reload"), RuleSet)
     finally:
         watcher.stop()
+
+
+# Reload mutants bench/torture_input.py found wrong, by index among the service mutants of
+# seed 11 (none in the 10,000-reload run), and the first 40: each loads or is refused at a line.
+RELOAD_SAMPLE = 40
+RELOAD_FINDINGS: list[int] = []
+
+
+def test_a_sample_of_reload_mutants_loads_or_is_refused_at_a_line(rules_folder: Path) -> None:
+    wanted = set(range(RELOAD_SAMPLE)) | set(RELOAD_FINDINGS)
+    rule_file = rules_folder / "service.yaml"
+    watcher = RuleWatcher([rules_folder], interval=None)
+    watcher.start()
+    answers: dict[str, int] = {"loaded": 0, "refused": 0}
+    try:
+        for index, (_, text) in enumerate(mutants(max(wanted) + 1, seed=11, only="service")):
+            if index not in wanted:
+                continue
+            rule_file.write_bytes(text)
+            watcher.request()
+            answer = wait_until(watcher.take, 10, f"the answer to reload mutant {index}")
+            if isinstance(answer, RuleSet):
+                answers["loaded"] += 1
+                continue
+            answers["refused"] += 1
+            codes = [(d.code, d.span.line, d.span.col) for d in answer.diagnostics]
+            assert codes and all(line >= 1 and col >= 1 for _, line, col in codes), (index, codes)
+            assert "E000" not in {code for code, _, _ in codes}, (index, answer)
+    finally:
+        watcher.stop()
+    assert answers["loaded"] and answers["refused"], answers  # both paths were taken
 
 
 def test_deleting_every_trigger_file_keeps_the_old_rules(rules_folder: Path) -> None:

@@ -1,29 +1,32 @@
 """Rule reloads: watch the rule files, load a changed set in the background, hand it over.
 
 The consumer loop never waits for a reload: a thread polls the files' modification times
-(about once a second) or wakes on request (SIGHUP), loads and validates the whole set, and
-queues either the new rule set or the error. The loop swaps the set in between two notices.
+(about once a second) or wakes on request (SIGHUP), loads and validates the whole set (first in
+the checker process, see checker.py), and queues either the new rule set or the error. The loop
+swaps the set in between two notices.
+
+A change found by polling is loaded once no rule file was written for SETTLE_S (an editor may
+write a file in several steps); a request is loaded at once, since whoever sent it says the
+files are ready.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from tracerules.errors import Diagnostic, RuleError, Span
-from tracerules.rules.compile import RuleSet, compile_loaded, load_ruleset
+from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.rules.guard import empty_set
-from tracerules.rules.loader import discover, load_paths
+from tracerules.rules.loader import discover
+from tracerules.runtime.service.checker import RuleChecker
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 SETTLE_S = 0.2  # an editor may write a file in several steps: wait until it stops changing
-CHECK_TIMEOUT_S = 20.0  # the guard answers any file in well under 2 s
 
 
 def fingerprint(paths: Sequence[Path]) -> Fingerprint:
@@ -58,6 +61,7 @@ class RuleWatcher:
         self._stopping = threading.Event()
         self._results: queue.SimpleQueue[RuleSet | RuleError] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self.checker = RuleChecker()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="tracerules-rules", daemon=True)
@@ -78,8 +82,11 @@ class RuleWatcher:
         self._asked.set()
         if self._thread is not None:
             self._thread.join(5.0)
+        self.checker.close()
 
     def _loop(self) -> None:
+        if self.interval is not None:  # watching: a checker ready for the first change
+            self.checker.start()
         while not self._stopping.is_set():
             asked = self._asked.wait(self.interval)
             self._asked.clear()
@@ -88,17 +95,27 @@ class RuleWatcher:
             now = fingerprint(self.paths)
             if not asked and now == self._seen:
                 continue
+            if not asked:
+                self._settle()
             self._results.put(self._load())
 
-    def _load(self) -> RuleSet | RuleError:
-        while True:  # wait until the files stop changing
+    def _settle(self) -> None:
+        """Wait until no rule file was written for SETTLE_S. Polled once a second, a change is
+        usually older than that already, and then there is no wait at all."""
+        while not self._stopping.is_set():
             before = fingerprint(self.paths)
-            time.sleep(SETTLE_S)
-            self._seen = fingerprint(self.paths)
-            if self._seen == before:
-                break
+            quiet = time.time() - max((mtime for _, mtime, _ in before), default=0) / 1e9
+            if quiet >= SETTLE_S:
+                return
+            self._stopping.wait(SETTLE_S - max(quiet, 0.0))
+            if quiet < 0 and fingerprint(self.paths) == before:  # a clock ahead of ours
+                return
+
+    def _load(self) -> RuleSet | RuleError:
+        self._asked.clear()  # a request made before the files are read is answered by this load
+        self._seen = fingerprint(self.paths)
         try:
-            refused = checked_apart(self.paths)
+            refused = self.checker.check(self.paths)
             if refused is not None:
                 return refused
             rules = load_ruleset(self.paths)
@@ -110,33 +127,3 @@ class RuleWatcher:
             self.log.exception("rules reload crashed")
             where = Span(", ".join(str(p) for p in self.paths), 1, 1)
             return RuleError([Diagnostic("E000", f"reload failed: {err!r}", where)])
-
-
-def checked_apart(paths: Sequence[Path]) -> RuleError | None:
-    """Load the rules once in a forked child first: a parser that crashes the process or never
-    returns then costs a refused reload, not the service (the guard in the loader should stop
-    both; this is the net under it). None when the child came back, whatever it found."""
-    where = Span(", ".join(str(p) for p in paths), 1, 1)
-    pid = os.fork()
-    if pid == 0:  # the child: load, and leave without running any of the parent's cleanup
-        code = 0
-        try:
-            compile_loaded(load_paths(paths))
-        except BaseException:
-            code = 1
-        os._exit(code)
-    deadline = time.monotonic() + CHECK_TIMEOUT_S
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            took = f"loading the rules took over {CHECK_TIMEOUT_S:.0f} s"
-            return RuleError([Diagnostic("E000", took, where)])
-        time.sleep(0.01)
-    if os.WIFSIGNALED(status):
-        crash = f"loading the rules crashed (signal {os.WTERMSIG(status)})"
-        return RuleError([Diagnostic("E000", crash, where)])
-    return None
