@@ -46,6 +46,7 @@ from tracerules.rules.loader import (
 )
 from tracerules.rules.masks import apply_masks, attach_masks, parse_masks
 from tracerules.rules.models import NAME_PATTERN, ConditionSpec, TopicSpec
+from tracerules.rules.providers import NoticeProvider, notice_providers
 
 # Names every expression may read without declaring them; the engine sets them.
 PREDECLARED: dict[str, Type] = {
@@ -184,6 +185,8 @@ class RuleSet:
     sources: SourceCache = field(default_factory=SourceCache)
     git_commit: str | None = None
     sites: Mapping[str, Site] = field(default_factory=dict)  # by name, from sites: in rule files
+    # Per-notice lazy values its rules read (the LVK sky map), chosen at compile time.
+    providers: tuple[NoticeProvider, ...] = ()
 
     def trigger(self, trigger_id: str) -> CompiledTrigger | None:
         return next((t for t in self.triggers if t.id == trigger_id), None)
@@ -856,6 +859,7 @@ def compile_loaded(
         result.sources,
         commit,
         sites or {},
+        notice_providers(t.format for t in ordered),
     ), diagnostics
 
 

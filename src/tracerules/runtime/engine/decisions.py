@@ -39,6 +39,22 @@ class Factor:
     detail: str | None = None  # the values the condition read, for people to check
 
 
+@dataclass(frozen=True, slots=True)
+class EventState:
+    """One trigger's event as it stood before a notice: what a decision folds the notice into.
+
+    A value, not a row: `decide` reads it and returns the next one; the store keeps it."""
+
+    trigger: str
+    event_id: str
+    pk: int | None = None  # None for an event no notice has joined yet (not stored)
+    event_time: float | None = None  # the earliest parseable event time of its notices
+    factors: tuple[Factor, ...] | None = None  # the latest decided factors, None before any
+    seq: int = 0  # how many notices the event has
+    factors_from: str | None = None  # the notice the latest factors were decided on
+    passed: bool = False  # some decision on this event concluded PASS
+
+
 def inherit(
     previous: Sequence[Factor] | None, fresh: Sequence[Factor], origin: str | None = None
 ) -> tuple[Factor, ...]:

@@ -1,26 +1,36 @@
 """The engine: notices in, decisions out, the same for Kafka, files and tests.
 
-`process` stores the notice durably first, then offers it to the triggers subscribed to its
-topic in priority order, each in isolation, and records every decision with its factors and
-planned actions in one transaction. It is deterministic given the notices and the clock.
+`process` stores the notice durably first, then reads it with the triggers subscribed to its
+topic (priority order), loads the state of the events it names, calls the pure `decide`
+(runtime/engine/decide.py), and persists the decisions, their factors and planned actions in
+one transaction. It is deterministic given the notices and the clock; the store's SQL for all
+of this is in runtime/store/evaluation.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracerules.dsl.values import Missing, Vote
-from tracerules.products.sky.skymap_functions import skymap_extras
 from tracerules.rules.compile import CompiledTrigger, RuleSet
 from tracerules.runtime.dispatch.actions import Dispatcher, plan
+from tracerules.runtime.engine.decide import (
+    EventStates,
+    Verdict,
+    decide,
+    history_readers,
+    notice_extras,
+    read_notice,
+    undecided,
+    wanted,
+)
 from tracerules.runtime.engine.decisions import (
     ActionRecord,
-    Conclusion,
     Decision,
     Factor,
     Source,
@@ -28,12 +38,15 @@ from tracerules.runtime.engine.decisions import (
     notice_label,
     tally,
 )
-from tracerules.runtime.engine.evaluate import Reading, earliest, fold, read
-from tracerules.runtime.engine.events import EventBook, EventState
+from tracerules.runtime.engine.evaluate import ExtraFactories, Reading, earliest, fold, read
+from tracerules.runtime.engine.events import EventBook
 from tracerules.runtime.sources.notices import Notice, NoticeError, parse_payload
 from tracerules.runtime.store import history
 from tracerules.runtime.store.store import Store, StoredNotice
 from tracerules.timetext import utc_text
+
+# Per-notice lazy values for functions and actions (the LVK sky map): callable(notice, doc).
+Provider = Callable[[Notice, Any], Mapping[str, Callable[[], Any]] | None]
 
 
 @dataclass
@@ -58,10 +71,9 @@ class Engine:
         dry_run: bool = False,
         run_actions: bool = True,
         clock: Callable[[], float] = time.time,
-        extras: Any = None,
+        extras: Provider | None = None,
         products: bool = False,
     ) -> None:
-        self.rules = rules
         self.store = store
         self.events = EventBook(store)
         self.dry_run = dry_run
@@ -69,8 +81,10 @@ class Engine:
         self.products = products and dry_run
         self.run_actions = (run_actions and not dry_run) or self.products
         self.clock = clock
-        # Per-notice lazy values, a callable(notice, doc); by default the LVK alert sky map.
-        self.extras = extras if extras is not None else skymap_extras
+        # The rule set brings the providers its rules need; `extras` replaces them (tests).
+        self.extras = extras
+        self.source = Source.DRY_RUN if dry_run else Source.NOTICE
+        self.reload(rules)
         self.dispatcher = Dispatcher(
             store, lambda: self.rules, Path(out_dir), clock, dry_run=self.dry_run
         )
@@ -78,6 +92,10 @@ class Engine:
     def reload(self, rules: RuleSet) -> None:
         """Swap in a new, already validated rule set whole."""
         self.rules = rules
+        self.providers: tuple[Provider, ...] = (
+            (self.extras,) if self.extras is not None else tuple(rules.providers)
+        )
+        self.history_readers = history_readers(rules)
         self.events.forget()
 
     # -- notices -----------------------------------------------------------------------------
@@ -104,7 +122,8 @@ class Engine:
         return notice_of(row)
 
     def evaluate(self, notice: Notice, notice_id: int) -> Processed:
-        """Offer a stored notice to its topic's triggers, in priority order."""
+        """Offer a stored notice to its topic's triggers, in priority order: read it, load the
+        states of the events it names, decide, and persist the decisions in one transaction."""
         stored = StoredNotice(notice_id, False, "new")
         triggers = self.rules.by_topic.get(notice.topic, ())
         if not triggers:
@@ -115,13 +134,14 @@ class Engine:
         except NoticeError as err:
             self.store.dead_letter(stored.id, notice.topic, str(err))
             return Processed(stored.id, "dead", reason=str(err))
-        source = Source.DRY_RUN if self.dry_run else Source.NOTICE
-        extras = self._extras(notice, doc)
+        clock = notice.received
+        seen = read_notice(triggers, notice, stored.id, doc, clock, self._extras(notice, doc))
         try:
             with self.store.transaction():
-                decisions = [
-                    self._decide(t, notice, stored.id, doc, source, extras) for t in triggers
-                ]
+                keys = wanted(seen, self.rules, self.history_readers)
+                states = EventStates(self.events.states(keys))
+                verdicts = decide(self.rules, states, seen, clock, self.source)
+                decisions = [self._persist(v, notice_id) for v in verdicts]
                 self.store.set_notice_status(stored.id, "evaluated")
         except BaseException:
             self.events.forget()  # the cache may hold state the rollback undid
@@ -137,134 +157,48 @@ class Engine:
             pending[result.action_id].status = result.status
             pending[result.action_id].log += result.log
 
-    def _extras(self, notice: Notice, doc: Any) -> dict[str, Any]:
-        """Per-notice lazy values for functions: sky maps, and the event's history."""
-        extras = dict(self.extras(notice, doc) or {}) if self.extras else {}
-        extras["history"] = lambda: self.has_passed
-        return extras
+    def _extras(self, notice: Notice, doc: Any) -> ExtraFactories:
+        """Per-notice lazy values from the rule set's providers (the LVK sky map)."""
+        return notice_extras(self.providers, notice, doc)
 
-    def has_passed(self, trigger_id: str, event_id: str) -> bool:
-        """Whether a trigger has already passed this event (earlier notices, or this one at a
-        higher priority): gocart's "a previous alert of this event already passed"."""
-        row = self.store.db.execute(
-            "SELECT 1 FROM decisions d JOIN events e ON d.event = e.id WHERE e.trigger=? AND "
-            "e.event_id=? AND d.conclusion='PASS' LIMIT 1",
-            (trigger_id, event_id),
-        ).fetchone()
-        return row is not None
+    # -- persisting --------------------------------------------------------------------------
 
-    def _decide(
-        self,
-        trigger: CompiledTrigger,
-        notice: Notice,
-        notice_id: int,
-        doc: Any,
-        source: Source,
-        extras: Any,
-    ) -> Decision:
-        now = notice.received
+    def _persist(self, verdict: Verdict, notice_id: int | None) -> Decision:
+        """Store a verdict: the event it advanced, the decision, and its planned actions."""
+        event, decision = verdict.event, verdict.decision
+        event_pk = None
+        if event is not None:
+            event_pk = self.store.save_event(event, notice_id, decision.at)
+            self.events.remember(
+                event if event.pk is not None else dataclasses.replace(event, pk=event_pk)
+            )
+        return self._record(verdict, event_pk)
+
+    def _record(self, verdict: Verdict, event_pk: int | None) -> Decision:
+        """Insert the decision, and plan the actions of a PASS (a planning failure is an
+        error decision of its own, as any failure of one trigger)."""
+        trigger, decision = verdict.trigger, verdict.decision
+        self.store.save_decision(decision, event_pk)
+        if not (decision.passed and trigger.actions):
+            return decision
         try:
-            reading = read(trigger, notice, doc, now, extras)
-            if isinstance(reading.event_id, Missing):
-                unknown = Conclusion.NOT_APPLICABLE
-                why = reading.event_id.reason
-                return self._undecided(trigger, notice_id, source, now, unknown, why)
-            state = self.events.get(trigger.id, reading.event_id, now)
-            event_time = earliest(state.event_time, reading.event_time)
-            factors, votes = fold(trigger, reading, event_time, state.factors, state.factors_from)
-            origin = notice_label(state.seq + 1, notice.topic, notice.time)
-            self.events.advance(state, notice_id, event_time, factors, now, origin)
-            decision = Decision(
-                trigger.id,
-                state.event_id,
-                source,
-                now,
-                trigger.mode,
-                votes,
-                conclude(votes, source),
-                factors,
-                state.seq,
-                notice_id,
-            )
-            return self._record(
-                trigger, state, notice_id, decision, reading.ctx.values, reading.ctx.extra
-            )
-        except Exception as err:  # one trigger's failure never stops the others
-            tail = traceback.format_exception_only(type(err), err)[-1].strip()
-            return self._undecided(trigger, notice_id, source, now, Conclusion.ERROR, tail)
-
-    def _undecided(
-        self,
-        trigger: CompiledTrigger,
-        notice_id: int,
-        source: Source,
-        now: float,
-        conclusion: Conclusion,
-        why: str | None,
-    ) -> Decision:
-        """A decision without an event: no event id in the notice, or the trigger failed."""
-        decision = Decision(
-            trigger.id, None, source, now, trigger.mode, Vote.UNKNOWN, conclusion, error=why
-        )
-        return self._record(trigger, None, notice_id, decision, {})
-
-    def _record(
-        self,
-        trigger: CompiledTrigger,
-        state: EventState | None,
-        notice_id: int | None,
-        decision: Decision,
-        values: dict[str, Any],
-        extra: Callable[[str], Any] | None = None,
-    ) -> Decision:
-        decision.rule_file = trigger.path
-        decision.rule_revision = trigger.revision
-        decision.rule_commit = self.rules.git_commit
-        decision.notice_id = notice_id
-        db = self.store.db
-        row = db.execute(
-            "INSERT INTO decisions (event, trigger, event_id, notice_id, seq, source, actor, at, "
-            "mode, votes, conclusion, error, rule_file, rule_revision, rule_commit) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-            (
-                state.pk if state else None,
-                trigger.id,
-                decision.event_id,
-                notice_id,
-                decision.seq,
-                decision.source.value,
-                decision.actor,
-                decision.at,
-                decision.mode,
-                decision.votes.value,
-                decision.conclusion.value,
-                decision.error,
-                decision.rule_file,
-                decision.rule_revision,
-                decision.rule_commit,
-            ),
-        ).fetchone()
-        decision.id = int(row[0])
-        db.executemany(
-            "INSERT INTO factors (decision, position, name, vote, inherited, reason, detail) "
-            "VALUES (?,?,?,?,?,?,?)",
-            [
-                (decision.id, i, f.name, f.vote.value, int(f.inherited), f.reason, f.detail)
-                for i, f in enumerate(decision.factors)
-            ],
-        )
-        if decision.passed and trigger.actions:
-            facts = self._facts(trigger, decision, notice_id, values)
+            facts = self._facts(trigger, decision, decision.notice_id, verdict.values)
             decision.actions = plan(
                 self.store,
                 trigger,
                 decision,
-                {**values, **facts},
+                {**verdict.values, **facts},
                 self.dry_run,
                 self.products,
-                extra,
+                verdict.extra,
                 getattr(self.rules, "sites", None),
             )
+        except Exception as err:
+            failed = undecided(
+                self.rules, trigger, decision.notice_id, decision.source, decision.at, _tail(err)
+            )
+            self.store.save_decision(failed.decision, None)
+            return failed.decision
         return decision
 
     def _facts(
@@ -275,9 +209,7 @@ class Engine:
         values: dict[str, Any],
     ) -> dict[str, Any]:
         """Template names besides the fields: where the notice came from and what was decided."""
-        row = self.store.db.execute(
-            'SELECT partition, "offset", source FROM notices WHERE id=?', (notice_id,)
-        ).fetchone()
+        row = self.store.notice_place(notice_id) if notice_id is not None else None
         event_time = values.get("event_time")
         return {
             "notice_id": notice_id,
@@ -308,23 +240,21 @@ class Engine:
         trigger = self.rules.trigger(trigger_id)
         if trigger is None:
             return None
+        # `passed()` reads what was decided, as it stands now: nothing changes during a replay.
+        states = EventStates(self.events.states((t.id, event_id) for t in self.rules.triggers))
         factors: tuple[Factor, ...] | None = None
         event_time: float | None = None
         last: Reading | None = None
         origin: str | None = None
-        for row in self.store.query(
-            "SELECT n.*, en.seq FROM notices n JOIN event_notices en ON en.notice_id = n.id "
-            "JOIN events e ON e.id = en.event WHERE e.trigger=? AND e.event_id=? "
-            "ORDER BY en.seq",
-            (trigger_id, event_id),
-        ):
+        for row in self.store.event_notice_rows(trigger_id, event_id):
             notice = notice_of(row)
             try:
                 doc = parse_payload(notice.payload, trigger.format)
             except NoticeError:
                 continue
             clock = notice.received if now is None else now
-            last = read(trigger, notice, doc, clock, self._extras(notice, doc))
+            extras = {**self._extras(notice, doc), "history": lambda: states.passed}
+            last = read(trigger, notice, doc, clock, extras)
             event_time = earliest(event_time, last.event_time)
             factors, _ = fold(trigger, last, event_time, factors, origin)
             origin = notice_label(row["seq"], notice.topic, notice.time)
@@ -344,7 +274,8 @@ class Engine:
         factors, reading = replay
         votes = tally(factors)
         with self.store.transaction():
-            state = self.events.get(trigger_id, event_id, now)
+            state = self.events.states([(trigger_id, event_id)])[(trigger_id, event_id)]
+            assert state.pk is not None  # stored: the replay found its notices
             decision = Decision(
                 trigger_id,
                 event_id,
@@ -355,16 +286,16 @@ class Engine:
                 conclude(votes, Source.MANUAL),
                 factors,
                 state.seq,
+                self.store.last_event_notice(state.pk),
+                rule_file=trigger.path,
+                rule_revision=trigger.revision,
+                rule_commit=self.rules.git_commit,
                 actor=actor,
             )
-            last_notice = self.store.scalar(
-                "SELECT notice_id FROM event_notices WHERE event=? ORDER BY seq DESC LIMIT 1",
-                (state.pk,),
-            )
-            decision = self._record(
-                trigger, state, last_notice, decision, reading.ctx.values, reading.ctx.extra
-            )
-            self.store.db.execute("UPDATE decisions SET actor=? WHERE id=?", (actor, decision.id))
+            verdict = Verdict(decision, None, trigger, reading.ctx.values, reading.ctx.extra)
+            decision = self._record(verdict, state.pk)
+            if decision.passed:
+                self.events.remember(dataclasses.replace(state, passed=True))
         if self.run_actions:
             self._run(decision.actions)
         return decision
@@ -382,3 +313,7 @@ def notice_of(row: Any) -> Notice:
         row["name"],
         row["sha256"],
     )
+
+
+def _tail(err: BaseException) -> str:
+    return traceback.format_exception_only(type(err), err)[-1].strip()

@@ -38,6 +38,7 @@ from tracerules.runtime.store.dialect import (
     display_location,
     is_database_url,
 )
+from tracerules.runtime.store.evaluation import EvaluationRows
 from tracerules.runtime.store.read import action_filter
 from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tracerules.runtime.store.service_state import LATER_SEEN, ServiceRows
@@ -88,7 +89,7 @@ def _read_only_uri(path: Path) -> str:
     return uri
 
 
-class Store(ActionRows, BrowseRows, ServiceRows):
+class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
     """A connection to the store. One per thread; the database serialises writers across them.
 
     `path` is a SQLite file, or a `postgresql://` URL for a team's shared store.

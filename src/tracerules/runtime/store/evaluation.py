@@ -1,0 +1,155 @@
+"""The store's rows for evaluation: events, the notices that joined them, decisions, factors.
+
+A mixin of `Store`: the engine loads event states and persists what `decide` returned through
+these methods, and writes no SQL itself. The caller holds the transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from tracerules.dsl.values import Vote
+from tracerules.runtime.engine.decisions import Decision, EventState, Factor, notice_label
+from tracerules.runtime.store.dialect import Connection
+
+_INSERT_DECISION = (
+    "INSERT INTO decisions (event, trigger, event_id, notice_id, seq, source, actor, at, "
+    "mode, votes, conclusion, error, rule_file, rule_revision, rule_commit) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+)
+_INSERT_FACTOR = (
+    "INSERT INTO factors (decision, position, name, vote, inherited, reason, detail) "
+    "VALUES (?,?,?,?,?,?,?)"
+)
+# The latest decided (PASS or FAIL) decision of an event, and the notice it was decided on.
+_LAST_DECIDED = (
+    "SELECT d.id, d.seq, n.topic, coalesce(n.created, n.received) AS received "
+    "FROM decisions d LEFT JOIN notices n ON n.id = d.notice_id "
+    "WHERE d.event=? AND d.conclusion IN ('PASS', 'FAIL') ORDER BY d.id DESC LIMIT 1"
+)
+_FACTORS = (
+    "SELECT name, vote, inherited, reason, detail FROM factors WHERE decision=? ORDER BY position"
+)
+
+
+class EvaluationRows:
+    """Event state in, decisions out: the SQL of evaluation."""
+
+    db: Connection
+
+    # -- reading an event's state ---------------------------------------------------------
+
+    def event_state(self, trigger: str, event_id: str) -> EventState | None:
+        """The event as stored (None if no notice has joined it yet)."""
+        row = self.db.execute(
+            "SELECT id, event_time, notices, EXISTS (SELECT 1 FROM decisions d WHERE "
+            "d.event = events.id AND d.conclusion = 'PASS') AS passed "
+            "FROM events WHERE trigger=? AND event_id=?",
+            (trigger, event_id),
+        ).fetchone()
+        if row is None:
+            return None
+        factors, origin = self._last_factors(row[0])
+        return EventState(trigger, event_id, row[0], row[1], factors, row[2], origin, bool(row[3]))
+
+    def _last_factors(self, pk: int) -> tuple[tuple[Factor, ...] | None, str | None]:
+        """The latest decided factors, and the notice they were decided on."""
+        last = self.db.execute(_LAST_DECIDED, (pk,)).fetchone()
+        if last is None:
+            return None, None
+        decision, seq, topic, received = last
+        origin = notice_label(seq, topic, received) if topic is not None else None
+        factors = tuple(
+            Factor(name, Vote(vote), bool(inherited), reason, detail)
+            for name, vote, inherited, reason, detail in self.db.execute(_FACTORS, (decision,))
+        )
+        return factors, origin
+
+    def event_notice_rows(self, trigger: str, event_id: str) -> list[sqlite3.Row]:
+        """The notices of an event in the order they joined it, each with its `seq`."""
+        return list(
+            self.db.execute(
+                "SELECT n.*, en.seq FROM notices n JOIN event_notices en ON en.notice_id = n.id "
+                "JOIN events e ON e.id = en.event WHERE e.trigger=? AND e.event_id=? "
+                "ORDER BY en.seq",
+                (trigger, event_id),
+            )
+        )
+
+    def last_event_notice(self, event_pk: int) -> int | None:
+        row = self.db.execute(
+            "SELECT notice_id FROM event_notices WHERE event=? ORDER BY seq DESC LIMIT 1",
+            (event_pk,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def notice_place(self, notice_id: int) -> sqlite3.Row | None:
+        """Where a stored notice came from: its partition, offset and source."""
+        row: sqlite3.Row | None = self.db.execute(
+            'SELECT partition, "offset", source FROM notices WHERE id=?', (notice_id,)
+        ).fetchone()
+        return row
+
+    # -- persisting a decision --------------------------------------------------------------
+
+    def save_event(self, event: EventState, notice_id: int | None, now: float) -> int:
+        """Store an event after a notice joined it (`notice_id`, its `seq`th); its id."""
+        if event.pk is None:
+            row = self.db.execute(
+                "INSERT INTO events (trigger, event_id, event_time, first_seen, last_seen, "
+                "notices) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (event.trigger, event.event_id, event.event_time, now, now, event.seq),
+            ).fetchone()
+            pk = int(row[0])
+        else:
+            pk = event.pk
+            self.db.execute(
+                # not SQLite's two-argument max(): PostgreSQL spells it greatest()
+                "UPDATE events SET event_time=?, last_seen=CASE WHEN last_seen >= ? "
+                "THEN last_seen ELSE ? END, notices=? WHERE id=?",
+                (event.event_time, now, now, event.seq, pk),
+            )
+        if notice_id is not None:
+            self.db.execute(
+                "INSERT INTO event_notices (event, notice_id, seq) VALUES (?,?,?) "
+                "ON CONFLICT DO NOTHING",
+                (pk, notice_id, event.seq),
+            )
+        return pk
+
+    def save_decision(self, decision: Decision, event_pk: int | None) -> int:
+        """Insert a decision and its factors; its id (also set on `decision`)."""
+        row = self.db.execute(
+            _INSERT_DECISION,
+            (
+                event_pk,
+                decision.trigger,
+                decision.event_id,
+                decision.notice_id,
+                decision.seq,
+                decision.source.value,
+                decision.actor,
+                decision.at,
+                decision.mode,
+                decision.votes.value,
+                decision.conclusion.value,
+                decision.error,
+                decision.rule_file,
+                decision.rule_revision,
+                decision.rule_commit,
+            ),
+        ).fetchone()
+        decision.id = int(row[0])
+        if decision.factors:
+            self.db.executemany(_INSERT_FACTOR, _factor_rows(decision.id, decision.factors))
+        return decision.id
+
+
+def _factor_rows(
+    decision: int, factors: Iterable[Factor]
+) -> Iterable[tuple[int, int, str, str, int, str | None, str | None]]:
+    return (
+        (decision, i, f.name, f.vote.value, int(f.inherited), f.reason, f.detail)
+        for i, f in enumerate(factors)
+    )
