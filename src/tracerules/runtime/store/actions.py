@@ -99,9 +99,10 @@ class ActionRows:
             "INSERT INTO action_configs (hash, config) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (row.config_hash, row.config),
         )
-        inserted = self.db.execute(
+        cursor = self.db.execute(
             f"INSERT INTO actions ({_PLANNED_COLUMNS}) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+            + self.dialect.returning_id,
             (
                 row.decision,
                 row.trigger,
@@ -120,8 +121,8 @@ class ActionRows:
                 row.rule_commit,
                 row.expiry,
             ),
-        ).fetchone()
-        return None if inserted is None else int(inserted[0])
+        )
+        return self.dialect.new_id(cursor)
 
     def set_action_arbitrated(self, action_id: int, status: str, log: str, request: str) -> None:
         """An observation's arbitration: its status, the ruling, and the plan it runs."""

@@ -11,12 +11,12 @@ from collections.abc import Iterable
 
 from tracerules.dsl.values import Vote
 from tracerules.runtime.engine.decisions import Decision, EventState, Factor, notice_label
-from tracerules.runtime.store.dialect import Connection
+from tracerules.runtime.store.dialect import Connection, Dialect
 
 _INSERT_DECISION = (
     "INSERT INTO decisions (event, trigger, event_id, notice_id, seq, source, actor, at, "
     "mode, votes, conclusion, error, rule_file, rule_revision, rule_commit) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_FACTOR = (
     "INSERT INTO factors (decision, position, name, vote, inherited, reason, detail) "
@@ -37,6 +37,7 @@ class EvaluationRows:
     """Event state in, decisions out: the SQL of evaluation."""
 
     db: Connection
+    dialect: Dialect
 
     # -- reading an event's state ---------------------------------------------------------
 
@@ -96,12 +97,12 @@ class EvaluationRows:
     def save_event(self, event: EventState, notice_id: int | None, now: float) -> int:
         """Store an event after a notice joined it (`notice_id`, its `seq`th); its id."""
         if event.pk is None:
-            row = self.db.execute(
+            cursor = self.db.execute(
                 "INSERT INTO events (trigger, event_id, event_time, first_seen, last_seen, "
-                "notices) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                "notices) VALUES (?, ?, ?, ?, ?, ?)" + self.dialect.returning_id,
                 (event.trigger, event.event_id, event.event_time, now, now, event.seq),
-            ).fetchone()
-            pk = int(row[0])
+            )
+            pk = int(self.dialect.new_id(cursor) or 0)
         else:
             pk = event.pk
             self.db.execute(
@@ -120,8 +121,8 @@ class EvaluationRows:
 
     def save_decision(self, decision: Decision, event_pk: int | None) -> int:
         """Insert a decision and its factors; its id (also set on `decision`)."""
-        row = self.db.execute(
-            _INSERT_DECISION,
+        cursor = self.db.execute(
+            _INSERT_DECISION + self.dialect.returning_id,
             (
                 event_pk,
                 decision.trigger,
@@ -139,8 +140,8 @@ class EvaluationRows:
                 decision.rule_revision,
                 decision.rule_commit,
             ),
-        ).fetchone()
-        decision.id = int(row[0])
+        )
+        decision.id = int(self.dialect.new_id(cursor) or 0)
         if decision.factors:
             self.db.executemany(_INSERT_FACTOR, _factor_rows(decision.id, decision.factors))
         return decision.id

@@ -299,15 +299,15 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
     _INSERT = (
         'INSERT INTO notices (topic, partition, "offset", created, received, source, name, '
         "size, sha256, payload, status, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-        "ON CONFLICT DO NOTHING RETURNING id"
+        "ON CONFLICT DO NOTHING"
     )
 
     def _insert(
         self, db: Connection, notice: Notice, status: str, duplicate_of: int | None
     ) -> int | None:
         """The new row's id; None if a unique index already holds this notice."""
-        row = db.execute(
-            self._INSERT,
+        cursor = db.execute(
+            self._INSERT + self.dialect.returning_id,
             (
                 notice.topic,
                 notice.partition,
@@ -322,8 +322,8 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
                 status,
                 duplicate_of,
             ),
-        ).fetchone()
-        return None if row is None else int(row[0])
+        )
+        return self.dialect.new_id(cursor)
 
     def _find(self, db: Connection, notice: Notice) -> StoredNotice | int | None:
         """The stored copy at the same offset; None if other bytes hold that offset; else the
