@@ -234,7 +234,7 @@ def failover(
 def engine_ratio(args: argparse.Namespace, server: PostgresServer) -> None:
     rules = load_ruleset([ROOT / "examples" / "rules"])
     notices = read_archive(args.archive)[: args.engine_limit]
-    bare = floor(rules, notices)
+    bare = floor(rules, notices).wall
     with tempfile.TemporaryDirectory() as tmp:
         url = server.fresh_database()
         sqlite = engine_seconds(rules, notices, Path(tmp) / "e.sqlite", Path(tmp) / "out")
