@@ -87,6 +87,7 @@ class CompiledField:
     reads: frozenset[str] = frozenset()  # names its expression and its missing_if read
     mask: Callable[[Context], Any] | None = None  # missing_if: true means a placeholder
     mask_text: str = ""
+    functions: frozenset[str] = frozenset()  # the built-in functions its expression calls
 
     @property
     def span(self) -> Span:
@@ -111,6 +112,7 @@ class CompiledCondition:
     # how each name is shown: the angle or duration unit the condition is written in, or
     # "duration" / "time" (runtime/display.py); names absent here are shown as they are
     units: Mapping[str, str] = field(default_factory=dict)
+    functions: frozenset[str] = frozenset()  # the built-in functions it calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,13 @@ class RuleSet:
     @property
     def subscribed_topics(self) -> frozenset[str]:
         return frozenset(self.by_topic)
+
+    @property
+    def called_functions(self) -> frozenset[str]:
+        """The built-in functions its conditions and computed fields call."""
+        conditions = (name for t in self.triggers for c in t.conditions for name in c.functions)
+        fields = (name for t in self.triggers for f in t.fields for name in f.functions)
+        return frozenset(conditions) | frozenset(fields)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -439,7 +448,17 @@ class TriggerCompiler:
             fn = _then_convert(fn, CONVERSIONS[declared][0])
         type_ = compiled.type if declared == "auto" else CONVERSIONS[declared][1]
         self.names[name] = type_
-        return CompiledField(name, type_, None, None, fn, ast.unparse(node), span, compiled.names)
+        return CompiledField(
+            name,
+            type_,
+            None,
+            None,
+            fn,
+            ast.unparse(node),
+            span,
+            compiled.names,
+            functions=compiled.functions,
+        )
 
     def _order_computed(
         self, computed: dict[str, tuple[ast.Expr, Where]], masks: Mapping[str, ast.Expr]
@@ -553,6 +572,7 @@ class TriggerCompiler:
                     node,
                     compiled.shown,
                     self.display_units(text, compiled.names),
+                    compiled.functions,
                 )
             )
         return tuple(out)

@@ -12,12 +12,12 @@ of a function, so validating rules never pays for them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 
 from tracerules.dsl.builtins import CORE_BUILTINS, Builtin, assemble
 
-__all__ = ["builtin_functions"]
+__all__ = ["builtin_functions", "warm_up"]
 
 
 @cache  # one table per process: a tuple of frozen specs, read-only
@@ -27,3 +27,26 @@ def builtin_functions() -> Mapping[str, Builtin]:
     from tracerules.products.sky.skymap_functions import SKYMAP_BUILTINS
 
     return assemble(CORE_BUILTINS.values(), SKYMAP_BUILTINS, OBSERVABILITY_BUILTINS)
+
+
+@cache
+def _warmers() -> Mapping[str, Callable[[], None]]:
+    """Each non-core function's warm-up: the lazy imports its first call would pay for."""
+    from tracerules.products.sky import observability_functions, skymap_functions
+
+    groups = (
+        (observability_functions.OBSERVABILITY_BUILTINS, observability_functions.warm_up),
+        (skymap_functions.SKYMAP_BUILTINS, skymap_functions.warm_up),
+    )
+    return {spec.name: warm for specs, warm in groups for spec in specs}
+
+
+def warm_up(called: Iterable[str]) -> int:
+    """Do now the first-use work of the functions rules call (imports of numpy, erfa, the
+    FITS reader), so that the first live notice does not wait for it. Returns how many
+    warm-ups ran; functions with nothing to warm are skipped."""
+    warmers = _warmers()
+    todo = {warmers[name] for name in called if name in warmers}
+    for warm in todo:
+        warm()
+    return len(todo)

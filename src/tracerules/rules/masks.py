@@ -92,6 +92,6 @@ def attach_masks(
             )
             continue
         text = " ".join(str(tc.spec.fields[f.name].missing_if).split())
-        masked = replace(f, mask=test.fn, mask_text=text)
+        masked = replace(f, mask=test.fn, mask_text=text, functions=f.functions | test.functions)
         out.append(replace(masked, reads=f.reads | (test.names - {f.name})))
     return tuple(out) if len(out) == len(fields) else None

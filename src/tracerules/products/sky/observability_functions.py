@@ -22,7 +22,7 @@ from tracerules.products.sky.sites import Site
 if TYPE_CHECKING:
     from tracerules.products.sky.visibility import Pixels
 
-__all__ = ["OBSERVABILITY_BUILTINS", "pixels_of"]
+__all__ = ["OBSERVABILITY_BUILTINS", "pixels_of", "warm_up"]
 
 
 @cache  # imported on first use; then one dictionary look-up per call
@@ -37,6 +37,14 @@ def _windows() -> Any:
     from tracerules.products.sky import visibility
 
     return visibility
+
+
+def warm_up() -> None:
+    """Import the maths (numpy, erfa, the Earth frame) before the first notice needs it: its
+    first use costs about 0.1 s, which a live alert should not wait for."""
+    _sky()
+    _windows()
+    _altaz_scalar()
 
 
 def _dec(dec: float) -> float:

@@ -137,6 +137,12 @@ class SkyMapFigures:
         return result
 
 
+def warm_up() -> None:
+    """Import the sky-map maths (numpy, the FITS reader, HEALPix) before the first alert
+    needs it, so the first LVK alert is not the one that pays for the imports."""
+    from tracerules.products.sky import healpix, skymap  # noqa: F401
+
+
 def _decode(text: str | bytes) -> SkyMapFigures:
     from tracerules.products.sky.skymap import SkyMapError, decode_skymap
 

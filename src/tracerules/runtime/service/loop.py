@@ -33,6 +33,7 @@ from tenacity import (
 
 from tracerules.errors import RuleError
 from tracerules.rules.compile import RuleSet
+from tracerules.rules.functions import warm_up
 from tracerules.runtime.dispatch.retry import backoff
 from tracerules.runtime.dispatch.workers import ActionWorkers, disk_full
 from tracerules.runtime.engine.engine import Engine, Processed
@@ -94,6 +95,7 @@ class Service:
         self.log = log or logging.getLogger("tracerules.service")
         self.store = Store(options.store)
         self.engine = Engine(rules, self.store, out_dir=options.out_dir, run_actions=False)
+        self._warm_up(rules)
         self.recorder = None if options.echo else Recorder(self.store)
         self.workers = ActionWorkers(
             str(options.store),
@@ -253,9 +255,26 @@ class Service:
             if self.recorder is not None:
                 self.recorder.put("rules", last_error=problems, last_error_at=time.time())
 
+    def _warm_up(self, rules: RuleSet) -> None:
+        """The first-use work of the functions the rules call (numpy, erfa, the FITS reader:
+        about 0.1 s each), done now on a side thread, so the first live alert does not pay it
+        and neither does the loop, which goes on consuming meanwhile."""
+
+        def warm() -> None:
+            try:
+                done = warm_up(rules.called_functions)
+            except Exception:  # a warm-up is an optimisation: its failure is only logged
+                self.log.exception("warm-up failed")
+                return
+            if done:
+                self.log.info("warmed up", extra={"fields": {"modules": done}})
+
+        threading.Thread(target=warm, name="warm-up", daemon=True).start()
+
     def _swap(self, source: ServiceSource, rules: RuleSet) -> None:
         before = self.topics()
         self.engine.reload(rules)
+        self._warm_up(rules)
         self._secrets = self._find_secrets()
         after = self.topics()
         fields = {
