@@ -115,5 +115,7 @@ def _source_lines(source: str) -> Iterator[str]:
 
 
 def _is_export(path: Path) -> bool:
+    """Any file but a SQLite database is read as an export, so that an empty or foreign file
+    is refused as one, at its line, rather than opened as an empty database."""
     with path.open("rb") as handle:
-        return handle.read(1) == b"{"
+        return handle.read(16) != b"SQLite format 3\x00"

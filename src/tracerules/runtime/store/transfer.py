@@ -14,11 +14,13 @@ exporting store; an import fills columns a newer schema added with their default
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
+from tracerules.runtime.store.dialect import store_errors
 from tracerules.runtime.store.store import Store
 
 FORMAT: Final = "tracerules-store-export"
@@ -108,10 +110,17 @@ def export(store: Store, out: IO[str]) -> Counts:
 # -- import ------------------------------------------------------------------------------------
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"base64"}:
-        return base64.b64decode(value["base64"])
-    return value
+def _decode(value: Any, column: str, number: int) -> Any:
+    """A column's value as exported: a scalar, or bytes as {"base64": ...}; anything else is
+    not a row of ours (a list, an object, bad base64) and is refused at its line."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
+        try:
+            return base64.b64decode(value["base64"], validate=True)
+        except binascii.Error as err:
+            raise TransferError(f"line {number}: column {column} is not base64 ({err})") from err
+    raise TransferError(f"line {number}: column {column} holds a {type(value).__name__}")
 
 
 def _records(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -127,6 +136,8 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         if header.get("version") != FORMAT_VERSION:
             raise TransferError(f"line {number}: export format {header.get('version')} unknown")
         break
+    else:
+        raise TransferError("not a tracerules store export (no header: the file is empty)")
     for number, line in numbered:
         if not line.strip():
             continue
@@ -134,13 +145,13 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         table, row = record.get("table"), record.get("row")
         if table not in known or not isinstance(row, dict):
             raise TransferError(f"line {number}: not a row of a known table")
-        yield str(table), {k: _decode(v) for k, v in row.items()}
+        yield str(table), {k: _decode(v, k, number) for k, v in row.items()}
 
 
 def _json(line: str, number: int) -> dict[str, Any]:
     try:
         value = json.loads(line)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # RecursionError: nesting past the stack
         raise TransferError(f"line {number}: not JSON ({err})") from err
     if not isinstance(value, dict):
         raise TransferError(f"line {number}: not a JSON object")
@@ -160,6 +171,13 @@ def import_rows(store: Store, lines: Iterable[str]) -> Counts:
             f"the store {store.location} already holds notices or decisions: "
             "import into a new, empty store"
         )
+    try:
+        return _import(store, lines)
+    except store_errors() as err:  # a duplicate id, a missing reference, a wrong type
+        raise TransferError(f"the store refused the export, nothing was imported: {err}") from err
+
+
+def _import(store: Store, lines: Iterable[str]) -> Counts:
     counts = Counts()
     columns: dict[str, set[str]] = {}
     with store.transaction() as db:
