@@ -118,3 +118,30 @@ def test_the_untouched_export_imports(export_lines: list[str], tmp_path: Path) -
         assert store.count_events() > 0
     finally:
         store.close()
+
+
+# -- a store file that is not a database -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["events", "list"],
+        ["actions", "list"],
+        ["serve"],
+        ["store", "migrate"],
+        ["store", "export"],
+    ],
+)
+@pytest.mark.parametrize("content", [b"not a database\n", b"SQLite format 3\x00" + b"\xff" * 200])
+def test_a_file_that_is_not_a_store_is_refused_by_name(
+    command: list[str], content: bytes, tmp_path: Path
+) -> None:
+    fake = tmp_path / "tracerules.sqlite"
+    fake.write_bytes(content)
+    done = runner.invoke(app, [*command, "--store", str(fake)])
+    assert done.exit_code == 2, done.output
+    assert f"cannot open the store {fake}" in done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)
+    assert fake.read_bytes() == content  # read, never repaired or overwritten

@@ -50,7 +50,18 @@ def open_store(option: StoreLocation | None, *, read_only: bool = False) -> Stor
             "or fill one with "
             "`tracerules run` or `tracerules dry-run --store FILE`"
         )
-    return Store(path, read_only=read_only)
+    return connect_store(path, read_only=read_only)
+
+
+def connect_store(path: StoreLocation, *, read_only: bool = False) -> Store:
+    """Open (or create) the store at `path`; a file that is not a database or a server that
+    does not answer is a UsageError saying so, not a traceback."""
+    from tracerules.runtime.store.dialect import store_errors
+
+    try:
+        return Store(path, read_only=read_only)
+    except store_errors() as err:
+        raise UsageError(f"cannot open the store {display_location(path)}: {err}") from err
 
 
 def rule_folders(given: Sequence[Path] | None, store: Store) -> list[Path]:

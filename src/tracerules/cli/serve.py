@@ -6,7 +6,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracerules.cli.operator import EXIT_OK, fail, rule_folders, store_path
+from tracerules.cli.operator import (
+    EXIT_OK,
+    UsageError,
+    connect_store,
+    fail,
+    rule_folders,
+    store_path,
+)
 from tracerules.runtime.store.dialect import StoreLocation, display_location, store_exists
 
 DEFAULT_PRODUCTS = Path("tracerules-out")
@@ -33,7 +40,6 @@ def run_serve(
     import uvicorn
 
     from tracerules.runtime.service.health import recorded_products
-    from tracerules.runtime.store.store import Store
     from tracerules.web.app import create_app
     from tracerules.web.auth import TOKEN_ENV, is_loopback
 
@@ -46,7 +52,10 @@ def run_serve(
         return fail(f"no store at {where}: pass --store or set $TRACERULES_STORE")
     if products is not None and not products.is_dir():
         return fail(f"--products {products} is not a folder")
-    reader = Store(path, read_only=True)
+    try:
+        reader = connect_store(path, read_only=True)
+    except UsageError as err:
+        return fail(str(err))
     try:
         folders = rule_folders(rule_paths, reader)
         served = products_folder(products, recorded_products(reader))

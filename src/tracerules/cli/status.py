@@ -23,9 +23,9 @@ def status(
     Exit status: 0 healthy (service running, Kafka connected, stream OK, disk not full), 1 degraded,
     2 no store at that path.
     """
+    from tracerules.cli.operator import UsageError, connect_store
     from tracerules.runtime.service.health import snapshot
     from tracerules.runtime.store.dialect import display_location, store_exists
-    from tracerules.runtime.store.store import Store
 
     if output not in ("text", "json"):
         raise typer.BadParameter("text or json", param_hint="--format")
@@ -35,7 +35,11 @@ def status(
             err=True,
         )
         raise typer.Exit(EXIT_NO_STORE)
-    db = Store(store, read_only=True)  # beside a running service, or on a read-only file
+    try:  # read-only: beside a running service, or on a read-only file
+        db = connect_store(store, read_only=True)
+    except UsageError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_NO_STORE) from None
     try:
         data = snapshot(db, decisions=decisions)
     finally:

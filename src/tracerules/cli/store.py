@@ -68,9 +68,15 @@ def migrate_command(
 ) -> None:
     """Upgrade the store's schema in place; with --from, fill a new, empty store (PostgreSQL,
     say) with another store's whole history, ids included. Stop the services first."""
-    from tracerules.cli.operator import EXIT_USAGE, UsageError, fail, open_store, store_path
+    from tracerules.cli.operator import (
+        EXIT_USAGE,
+        UsageError,
+        connect_store,
+        fail,
+        open_store,
+        store_path,
+    )
     from tracerules.runtime.store.dialect import display_location, store_exists
-    from tracerules.runtime.store.store import Store
     from tracerules.runtime.store.transfer import TransferError, import_rows
 
     if source is None:
@@ -80,13 +86,19 @@ def migrate_command(
             raise typer.Exit(fail(str(err))) from err
         old = before.version()
         before.close()
-        after = Store(store_path(store))  # a writable open migrates
+        try:
+            after = connect_store(store_path(store))  # a writable open migrates
+        except UsageError as err:
+            raise typer.Exit(fail(str(err))) from err
         print(f"{after.location}: schema {old} -> {after.version()}")
         after.close()
         return
     if not store_exists(source):
         raise typer.Exit(fail(f"no store or export at {display_location(source)}"))
-    target = Store(store_path(store))
+    try:
+        target = connect_store(store_path(store))
+    except UsageError as err:
+        raise typer.Exit(fail(str(err))) from err
     try:
         counts = import_rows(target, _source_lines(source))
     except TransferError as err:

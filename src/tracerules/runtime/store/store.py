@@ -166,6 +166,11 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
         )
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA query_only=ON")  # and refused here too, should mode=ro be lost
+        try:  # SQLite reads the header lazily: a file that is no database fails here, at once
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        except sqlite3.Error:
+            db.close()
+            raise
         return db
 
     def _writable(self) -> None:
