@@ -31,7 +31,7 @@ from tracerules.runtime.engine.decisions import ActionRecord
 from tracerules.runtime.engine.replay import Replay, replay
 from tracerules.runtime.sources.files import Skipped, SourceError, iter_notices
 from tracerules.runtime.sources.notices import Notice
-from tracerules.runtime.store.history import EventView, count_events, counts, iter_events
+from tracerules.runtime.store.history import EventView, counts, iter_events
 from tracerules.timetext import utc_text
 
 
@@ -283,7 +283,7 @@ def print_text(
     trigger: str | None = None,
 ) -> None:
     summary = counts(result.store)
-    every = show_all or count_events(result.store, trigger) <= TEXT_LIMIT
+    every = show_all or result.store.count_events(trigger) <= TEXT_LIMIT
     hidden = 0
     for view in views():
         if every or view.passed:

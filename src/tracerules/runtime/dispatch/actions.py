@@ -103,7 +103,7 @@ def _arbitrated(
     if planned.refused is not None:
         return "refused", f"refused before the request: {planned.refused}", planned
     running = store.current_observation(request.observatory, request.test, now)
-    outcome, reason = arbitrate(store, request, action_id, now)
+    outcome, reason = arbitrate(store, request, running, action_id, now)
     status = "clash" if outcome is Outcome.CLASH else "pending"
     if running is not None and outcome is not Outcome.CLASH:
         # The request may depend on what it replaces (an MWA buffer is dumped only once).

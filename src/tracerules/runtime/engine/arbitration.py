@@ -34,10 +34,6 @@ class Outcome(str, Enum):
 class Observations(Protocol):
     """Where observations are recorded: the store (`runtime.store.actions.ActionRows`)."""
 
-    def current_observation(
-        self, observatory: str, test: bool, now: float
-    ) -> sqlite3.Row | None: ...
-
     def start_observation(self, obs: ObservationRow) -> None: ...
 
 
@@ -87,9 +83,11 @@ def repoint_distance(
     return max(min(separation(c[0], c[1], n[0], n[1]) for c in current) for n in new)
 
 
-def arbitrate(store: Observations, req: Request, action_id: int, now: float) -> tuple[Outcome, str]:
-    """Decide, and if the request wins, record it as the observatory's current observation."""
-    current = store.current_observation(req.observatory, req.test, now)
+def arbitrate(
+    store: Observations, req: Request, current: sqlite3.Row | None, action_id: int, now: float
+) -> tuple[Outcome, str]:
+    """Decide against `current` (the observatory's current observation, which the caller has
+    read), and if the request wins, record it as the observatory's current observation."""
     outcome, reason = _judge(current, req)
     if outcome is not Outcome.CLASH:
         ra, dec = req.first

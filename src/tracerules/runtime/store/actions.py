@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from tracerules.runtime.store.dialect import Connection, Dialect
+from tracerules.runtime.store.read import marks
 
 # The migration after version 3 (MIGRATIONS in store.py): actions frozen at plan time.
 SCHEMA_ACTIONS_FROZEN: Final = """
@@ -268,9 +269,8 @@ class ActionRows:
         """Why these superseded actions were not run: the log line that says so."""
         if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
         rows = self.db.execute(
-            f"SELECT id, log FROM actions WHERE id IN ({marks}) AND status='superseded'",
+            f"SELECT id, log FROM actions WHERE id IN ({marks(ids)}) AND status='superseded'",
             tuple(ids),
         )
         found = {}

@@ -116,11 +116,3 @@ def store_errors() -> tuple[type[Exception], ...]:
     if psycopg is None:
         return (sqlite3.Error,)
     return (sqlite3.Error, psycopg.Error)
-
-
-def integrity_errors() -> tuple[type[Exception], ...]:
-    """A unique or foreign key constraint refused a write, on either database."""
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is None:
-        return (sqlite3.IntegrityError,)
-    return (sqlite3.IntegrityError, psycopg.IntegrityError)

@@ -6,7 +6,7 @@ Dry-run reports, rule tests, diffs, the operator commands and the dashboard all 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,10 +96,6 @@ def attach(store: Store, decisions: list[Decision]) -> None:
         )
 
 
-def count_events(store: Store, trigger: str | None = None) -> int:
-    return store.count_events(trigger)
-
-
 def iter_events(store: Store, trigger: str | None = None, page: int = 200) -> Iterator[EventView]:
     """Every event, oldest first, read a page at a time: memory follows the page, not the
     archive."""
@@ -107,12 +103,6 @@ def iter_events(store: Store, trigger: str | None = None, page: int = 200) -> It
     while batch := events(store, trigger=trigger, limit=page, offset=offset):
         yield from batch
         offset += len(batch)
-
-
-def statuses(store: Store, notices: Sequence[tuple[int, float]]) -> dict[int, str]:
-    """The status of each (notice id, received), read from the status index (see
-    `Store.notice_statuses`)."""
-    return store.notice_statuses(notices)
 
 
 def events(

@@ -184,14 +184,6 @@ def close_pool(url: str) -> None:
                 pool.close()
 
 
-def close_pools() -> None:
-    """Close every pool (tests that drop their database, a process about to exit)."""
-    with _POOLS_LOCK:
-        for pool in _POOLS.values():
-            pool.close()
-        _POOLS.clear()
-
-
 # -- schema ----------------------------------------------------------------------------------
 
 _DDL_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (

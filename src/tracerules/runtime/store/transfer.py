@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 from tracerules.runtime.store.dialect import store_errors
+from tracerules.runtime.store.read import marks
 from tracerules.runtime.store.store import Store
 
 FORMAT: Final = "tracerules-store-export"
@@ -212,9 +213,8 @@ def _flush(db: Any, batch: list[tuple[str, tuple[str, ...], tuple[Any, ...]]]) -
         while end < len(batch) and batch[end][:2] == (table, names):
             end += 1
         quoted = ", ".join(f'"{n}"' for n in names)
-        marks = ", ".join("?" * len(names))
         db.executemany(
-            f"INSERT INTO {table} ({quoted}) VALUES ({marks})",
+            f"INSERT INTO {table} ({quoted}) VALUES ({marks(names)})",
             [values for _, _, values in batch[start:end]],
         )
         start = end
