@@ -17,6 +17,7 @@ from typing import Any
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Vote
 from tracerules.rules.compile import CompiledTrigger, RuleSet
+from tracerules.rules.providers import NoticeProvider
 from tracerules.runtime.engine.decisions import (
     Conclusion,
     Decision,
@@ -84,7 +85,7 @@ class Verdict:
 
 
 def notice_extras(
-    providers: Iterable[Callable[[Notice, Any], Mapping[str, Callable[[], Any]] | None]],
+    providers: Iterable[NoticeProvider],
     notice: Notice,
     doc: Any,
 ) -> ExtraFactories:
@@ -110,7 +111,7 @@ def read_notice(
         try:
             readings.append(TriggerReading(trigger, read(trigger, notice, doc, clock, extras)))
         except Exception as err:  # one trigger's failure never stops the others
-            readings.append(TriggerReading(trigger, None, _tail(err)))
+            readings.append(TriggerReading(trigger, None, error_line(err)))
     return ReadNotice(notice, notice_id, tuple(readings), extras)
 
 
@@ -184,7 +185,7 @@ def _judge(
         decision = _decision(rules, trigger, after, read.notice_id, source, clock, votes)
         return Verdict(decision, after, trigger, ctx.values, ctx.extra)
     except Exception as err:  # one trigger's failure never stops the others
-        return undecided(rules, trigger, read.notice_id, source, clock, _tail(err))
+        return undecided(rules, trigger, read.notice_id, source, clock, error_line(err))
 
 
 def _decision(
@@ -251,5 +252,6 @@ def history_readers(rules: RuleSet) -> frozenset[str]:
     )
 
 
-def _tail(err: BaseException) -> str:
+def error_line(err: BaseException) -> str:
+    """The last line of the exception's text: what a decision says went wrong."""
     return traceback.format_exception_only(type(err), err)[-1].strip()
