@@ -242,13 +242,13 @@ def undecided(
 
 
 def history_readers(rules: RuleSet) -> frozenset[str]:
-    """Triggers whose conditions or fields may call `passed()` (read at load, by text: a
-    trigger wrongly listed only costs a look-up)."""
+    """Triggers whose conditions or computed fields call `passed()`, as the compiler
+    recorded the functions each calls."""
     return frozenset(
         t.id
         for t in rules.triggers
-        if any("passed" in c.text for c in t.conditions)
-        or any("passed" in f.source for f in t.fields)
+        if any("passed" in c.functions for c in t.conditions)
+        or any("passed" in f.functions for f in t.fields)
     )
 
 
