@@ -182,13 +182,13 @@ def _judge(
             notice_label(seq, read.notice.topic, read.notice.time),
             before.passed or conclude(votes, source) is Conclusion.PASS,
         )
-        decision = _decision(rules, trigger, after, read.notice_id, source, clock, votes)
+        decision = decision_on(rules, trigger, after, read.notice_id, source, clock, votes)
         return Verdict(decision, after, trigger, ctx.values, ctx.extra)
     except Exception as err:  # one trigger's failure never stops the others
         return undecided(rules, trigger, read.notice_id, source, clock, error_line(err))
 
 
-def _decision(
+def decision_on(
     rules: RuleSet,
     trigger: CompiledTrigger,
     event: EventState,
@@ -197,6 +197,7 @@ def _decision(
     clock: float,
     votes: Vote,
 ) -> Decision:
+    """The decision on an event as it stands (its factors and notice count) given the votes."""
     return Decision(
         trigger.id,
         event.event_id,

@@ -23,6 +23,7 @@ from tracerules.runtime.engine.decide import (
     EventStates,
     Verdict,
     decide,
+    decision_on,
     error_line,
     history_readers,
     notice_extras,
@@ -35,7 +36,6 @@ from tracerules.runtime.engine.decisions import (
     Decision,
     Factor,
     Source,
-    conclude,
     notice_label,
     tally,
 )
@@ -278,22 +278,12 @@ class Engine:
         with self.store.transaction():
             state = self.events.states([(trigger_id, event_id)])[(trigger_id, event_id)]
             assert state.pk is not None  # stored: the replay found its notices
-            decision = Decision(
-                trigger_id,
-                event_id,
-                Source.MANUAL,
-                now,
-                trigger.mode,
-                votes,
-                conclude(votes, Source.MANUAL),
-                factors,
-                state.seq,
-                self.store.last_event_notice(state.pk),
-                rule_file=trigger.path,
-                rule_revision=trigger.revision,
-                rule_commit=self.rules.git_commit,
-                actor=actor,
+            replayed = dataclasses.replace(state, factors=factors)
+            notice_id = self.store.last_event_notice(state.pk)
+            decision = decision_on(
+                self.rules, trigger, replayed, notice_id, Source.MANUAL, now, votes
             )
+            decision.actor = actor
             verdict = Verdict(decision, None, trigger, reading.ctx.values, reading.ctx.extra)
             decision = self._record(verdict, state.pk)
             if decision.passed:
