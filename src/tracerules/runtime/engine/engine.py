@@ -179,7 +179,7 @@ class Engine:
         if not (decision.passed and trigger.actions):
             return decision
         try:
-            facts = self._facts(trigger, decision, decision.notice_id, verdict.values)
+            facts = self._facts(trigger, decision, verdict.values)
             decision.actions = plan(
                 self.store,
                 trigger,
@@ -204,13 +204,10 @@ class Engine:
         return decision
 
     def _facts(
-        self,
-        trigger: CompiledTrigger,
-        decision: Decision,
-        notice_id: int | None,
-        values: dict[str, Any],
+        self, trigger: CompiledTrigger, decision: Decision, values: dict[str, Any]
     ) -> dict[str, Any]:
         """Template names besides the fields: where the notice came from and what was decided."""
+        notice_id = decision.notice_id
         row = self.store.notice_place(notice_id) if notice_id is not None else None
         event_time = values.get("event_time")
         return {
