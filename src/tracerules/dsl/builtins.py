@@ -169,11 +169,6 @@ def _first(value: Any) -> Any:
     return value
 
 
-def _converted(fn: convert.Converter) -> Callable[[Any], Any]:
-    """A conversion used as a function: its Missing result carries the reason."""
-    return fn
-
-
 def _round(x: float, digits: int = 0) -> float:
     return round(x, int(digits))
 

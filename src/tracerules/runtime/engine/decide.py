@@ -17,6 +17,7 @@ from typing import Any
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Vote
 from tracerules.rules.compile import CompiledTrigger, RuleSet
+from tracerules.rules.providers import NoticeProvider
 from tracerules.runtime.engine.decisions import (
     Conclusion,
     Decision,
@@ -84,7 +85,7 @@ class Verdict:
 
 
 def notice_extras(
-    providers: Iterable[Callable[[Notice, Any], Mapping[str, Callable[[], Any]] | None]],
+    providers: Iterable[NoticeProvider],
     notice: Notice,
     doc: Any,
 ) -> ExtraFactories:
@@ -110,7 +111,7 @@ def read_notice(
         try:
             readings.append(TriggerReading(trigger, read(trigger, notice, doc, clock, extras)))
         except Exception as err:  # one trigger's failure never stops the others
-            readings.append(TriggerReading(trigger, None, _tail(err)))
+            readings.append(TriggerReading(trigger, None, error_line(err)))
     return ReadNotice(notice, notice_id, tuple(readings), extras)
 
 
@@ -181,13 +182,13 @@ def _judge(
             notice_label(seq, read.notice.topic, read.notice.time),
             before.passed or conclude(votes, source) is Conclusion.PASS,
         )
-        decision = _decision(rules, trigger, after, read.notice_id, source, clock, votes)
+        decision = decision_on(rules, trigger, after, read.notice_id, source, clock, votes)
         return Verdict(decision, after, trigger, ctx.values, ctx.extra)
     except Exception as err:  # one trigger's failure never stops the others
-        return undecided(rules, trigger, read.notice_id, source, clock, _tail(err))
+        return undecided(rules, trigger, read.notice_id, source, clock, error_line(err))
 
 
-def _decision(
+def decision_on(
     rules: RuleSet,
     trigger: CompiledTrigger,
     event: EventState,
@@ -196,6 +197,7 @@ def _decision(
     clock: float,
     votes: Vote,
 ) -> Decision:
+    """The decision on an event as it stands (its factors and notice count) given the votes."""
     return Decision(
         trigger.id,
         event.event_id,
@@ -241,15 +243,16 @@ def undecided(
 
 
 def history_readers(rules: RuleSet) -> frozenset[str]:
-    """Triggers whose conditions or fields may call `passed()` (read at load, by text: a
-    trigger wrongly listed only costs a look-up)."""
+    """Triggers whose conditions or computed fields call `passed()`, as the compiler
+    recorded the functions each calls."""
     return frozenset(
         t.id
         for t in rules.triggers
-        if any("passed" in c.text for c in t.conditions)
-        or any("passed" in f.source for f in t.fields)
+        if any("passed" in c.functions for c in t.conditions)
+        or any("passed" in f.functions for f in t.fields)
     )
 
 
-def _tail(err: BaseException) -> str:
+def error_line(err: BaseException) -> str:
+    """The last line of the exception's text: what a decision says went wrong."""
     return traceback.format_exception_only(type(err), err)[-1].strip()

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tracerules.rules.compile import CompiledTrigger, RuleSet
+from tracerules.rules.providers import NoticeProvider
 from tracerules.runtime.dispatch.actions import Dispatcher, plan
 from tracerules.runtime.engine.decide import (
     EventStates,
     Verdict,
     decide,
+    decision_on,
+    error_line,
     history_readers,
     notice_extras,
     read_notice,
@@ -34,7 +36,6 @@ from tracerules.runtime.engine.decisions import (
     Decision,
     Factor,
     Source,
-    conclude,
     notice_label,
     tally,
 )
@@ -42,11 +43,8 @@ from tracerules.runtime.engine.evaluate import ExtraFactories, Reading, earliest
 from tracerules.runtime.engine.events import EventBook
 from tracerules.runtime.sources.notices import Notice, NoticeError, parse_payload
 from tracerules.runtime.store import history
-from tracerules.runtime.store.store import Store, StoredNotice
+from tracerules.runtime.store.store import Store
 from tracerules.timetext import utc_text
-
-# Per-notice lazy values for functions and actions (the LVK sky map): callable(notice, doc).
-Provider = Callable[[Notice, Any], Mapping[str, Callable[[], Any]] | None]
 
 
 @dataclass
@@ -71,7 +69,7 @@ class Engine:
         dry_run: bool = False,
         run_actions: bool = True,
         clock: Callable[[], float] = time.time,
-        extras: Provider | None = None,
+        extras: NoticeProvider | None = None,
         products: bool = False,
     ) -> None:
         self.store = store
@@ -92,7 +90,7 @@ class Engine:
     def reload(self, rules: RuleSet) -> None:
         """Swap in a new, already validated rule set whole."""
         self.rules = rules
-        self.providers: tuple[Provider, ...] = (
+        self.providers: tuple[NoticeProvider, ...] = (
             (self.extras,) if self.extras is not None else tuple(rules.providers)
         )
         self.history_readers = history_readers(rules)
@@ -124,31 +122,30 @@ class Engine:
     def evaluate(self, notice: Notice, notice_id: int) -> Processed:
         """Offer a stored notice to its topic's triggers, in priority order: read it, load the
         states of the events it names, decide, and persist the decisions in one transaction."""
-        stored = StoredNotice(notice_id, False, "new")
         triggers = self.rules.by_topic.get(notice.topic, ())
         if not triggers:
-            self.store.set_notice_status(stored.id, "unsubscribed")
-            return Processed(stored.id, "unsubscribed")
+            self.store.set_notice_status(notice_id, "unsubscribed")
+            return Processed(notice_id, "unsubscribed")
         try:
             doc = parse_payload(notice.payload, triggers[0].format)
         except NoticeError as err:
-            self.store.dead_letter(stored.id, notice.topic, str(err))
-            return Processed(stored.id, "dead", reason=str(err))
+            self.store.dead_letter(notice_id, notice.topic, str(err))
+            return Processed(notice_id, "dead", reason=str(err))
         clock = notice.received
-        seen = read_notice(triggers, notice, stored.id, doc, clock, self._extras(notice, doc))
+        seen = read_notice(triggers, notice, notice_id, doc, clock, self._extras(notice, doc))
         try:
             with self.store.transaction():
                 keys = wanted(seen, self.rules, self.history_readers)
                 states = EventStates(self.events.states(keys))
                 verdicts = decide(self.rules, states, seen, clock, self.source)
                 decisions = [self._persist(v, notice_id) for v in verdicts]
-                self.store.set_notice_status(stored.id, "evaluated")
+                self.store.set_notice_status(notice_id, "evaluated")
         except BaseException:
             self.events.forget()  # the cache may hold state the rollback undid
             raise
         if self.run_actions:
             self._run([a for d in decisions for a in d.actions])
-        return Processed(stored.id, "evaluated", decisions)
+        return Processed(notice_id, "evaluated", decisions)
 
     def _run(self, records: list[ActionRecord]) -> None:
         """Run the pending actions now (tests, dry runs); the service uses its workers."""
@@ -182,7 +179,7 @@ class Engine:
         if not (decision.passed and trigger.actions):
             return decision
         try:
-            facts = self._facts(trigger, decision, decision.notice_id, verdict.values)
+            facts = self._facts(trigger, decision, verdict.values)
             decision.actions = plan(
                 self.store,
                 trigger,
@@ -191,24 +188,26 @@ class Engine:
                 self.dry_run,
                 self.products,
                 verdict.extra,
-                getattr(self.rules, "sites", None),
+                self.rules.sites,
             )
         except Exception as err:
             failed = undecided(
-                self.rules, trigger, decision.notice_id, decision.source, decision.at, _tail(err)
+                self.rules,
+                trigger,
+                decision.notice_id,
+                decision.source,
+                decision.at,
+                error_line(err),
             )
             self.store.save_decision(failed.decision, None)
             return failed.decision
         return decision
 
     def _facts(
-        self,
-        trigger: CompiledTrigger,
-        decision: Decision,
-        notice_id: int | None,
-        values: dict[str, Any],
+        self, trigger: CompiledTrigger, decision: Decision, values: dict[str, Any]
     ) -> dict[str, Any]:
         """Template names besides the fields: where the notice came from and what was decided."""
+        notice_id = decision.notice_id
         row = self.store.notice_place(notice_id) if notice_id is not None else None
         event_time = values.get("event_time")
         return {
@@ -276,22 +275,12 @@ class Engine:
         with self.store.transaction():
             state = self.events.states([(trigger_id, event_id)])[(trigger_id, event_id)]
             assert state.pk is not None  # stored: the replay found its notices
-            decision = Decision(
-                trigger_id,
-                event_id,
-                Source.MANUAL,
-                now,
-                trigger.mode,
-                votes,
-                conclude(votes, Source.MANUAL),
-                factors,
-                state.seq,
-                self.store.last_event_notice(state.pk),
-                rule_file=trigger.path,
-                rule_revision=trigger.revision,
-                rule_commit=self.rules.git_commit,
-                actor=actor,
+            replayed = dataclasses.replace(state, factors=factors)
+            notice_id = self.store.last_event_notice(state.pk)
+            decision = decision_on(
+                self.rules, trigger, replayed, notice_id, Source.MANUAL, now, votes
             )
+            decision.actor = actor
             verdict = Verdict(decision, None, trigger, reading.ctx.values, reading.ctx.extra)
             decision = self._record(verdict, state.pk)
             if decision.passed:
@@ -313,7 +302,3 @@ def notice_of(row: Any) -> Notice:
         row["name"],
         row["sha256"],
     )
-
-
-def _tail(err: BaseException) -> str:
-    return traceback.format_exception_only(type(err), err)[-1].strip()

@@ -113,7 +113,9 @@ class Recorder:
         """Merge `values` into the JSON object stored under `key`. Best effort: a store that
         refuses the write (a full disk) keeps the values for the next put."""
         try:
-            value = self._values.setdefault(key, read_state(self.store, key))
+            value = self._values.get(key)
+            if value is None:  # read from the store once; later puts merge into this copy
+                value = self._values[key] = self.store.service_state(key)
             value.update(values)
             self.store.put_service_state(key, value, time.time())
         except store_errors() as err:
@@ -143,7 +145,7 @@ class Recorder:
         self.put("service", state="stopped", stopped=time.time(), reason=reason)
 
     def kafka(self, connected: bool, brokers: Mapping[str, str]) -> None:
-        old = self._values.get("kafka") or read_state(self.store, "kafka")
+        old = self._values.get("kafka") or self.store.service_state("kafka")
         since = old.get("since") if old.get("connected") == connected else time.time()
         self.put("kafka", connected=connected, since=since, brokers=dict(brokers))
 
@@ -164,7 +166,7 @@ class Recorder:
         made = heartbeat_time(notice)
         if isinstance(made, Missing):
             return made.reason
-        old = self._values.get("heartbeat") or read_state(self.store, "heartbeat")
+        old = self._values.get("heartbeat") or self.store.service_state("heartbeat")
         count = int(old.get("count", 0)) + 1
         with self.store.transaction():
             if made >= _finite(old.get("time")):
@@ -187,10 +189,6 @@ def _finite(value: Any) -> float:
     return 0.0
 
 
-def read_state(store: Store, key: str) -> dict[str, Any]:
-    return store.service_state(key)
-
-
 def record_products(store: Store, folder: Path) -> None:
     """Where file products go, so that `tracerules serve` finds them without being told."""
     store.put_service_state("products", {"dir": str(folder.resolve())}, time.time())
@@ -198,13 +196,13 @@ def record_products(store: Store, folder: Path) -> None:
 
 def recorded_products(store: Store) -> Path | None:
     """The products folder the last service or dry run with this store wrote into."""
-    folder = read_state(store, "products").get("dir")
+    folder = store.service_state("products").get("dir")
     return Path(folder) if isinstance(folder, str) and folder else None
 
 
 def remembered_group(store: Store) -> str | None:
     """The consumer group this store was last run with: the group id persists with it."""
-    group = read_state(store, "group").get("id")
+    group = store.service_state("group").get("id")
     return str(group) if group else None
 
 
@@ -214,13 +212,13 @@ def remembered_group(store: Store) -> str | None:
 def stream_of(store: Store, now: float) -> StreamHealth:
     """The stream's health from the last heartbeat the service recorded: what `status` and
     the dashboard both show, so that they never disagree (none seen is FAILURE in both)."""
-    beat = read_state(store, "heartbeat").get("time")
+    beat = store.service_state("heartbeat").get("time")
     return stream_health(float(beat) if isinstance(beat, int | float) else None, now)
 
 
 def service_info(store: Store, now: float) -> dict[str, Any]:
     """The service's recorded state, with `running` (it beat lately) and a one-line summary."""
-    info = read_state(store, "service")
+    info = store.service_state("service")
     beat = info.get("beat")
     running = info.get("state") == "running" and beat is not None and now - beat < SERVICE_STALE_S
     if not info:
@@ -253,7 +251,7 @@ def services(store: Store, lag: dict[str, Any], beat: Any) -> list[dict[str, Any
 
 
 def _kafka(store: Store, running: bool) -> dict[str, Any]:
-    info = read_state(store, "kafka")
+    info = store.service_state("kafka")
     if not info:
         return {"connected": None, "summary": "no connection recorded yet"}
     if not running:  # what the service saw last says nothing about now
@@ -316,7 +314,7 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
     """Everything `tracerules status` shows, as plain data."""
     now = time.time() if now is None else now
     service = service_info(store, now)
-    heartbeat = read_state(store, "heartbeat")
+    heartbeat = store.service_state("heartbeat")
     health = stream_of(store, now)
     topics = [topic_health(store, asdict(r)) for r in store.topic_stats()]
     totals = counts(store)
@@ -339,8 +337,8 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
             "heartbeats": heartbeat.get("count", 0),
         },
         "kafka": _kafka(store, service["running"]),
-        "disk": disk_report(folders, read_state(store, "disk"), now),
-        "rules": read_state(store, "rules"),
+        "disk": disk_report(folders, store.service_state("disk"), now),
+        "rules": store.service_state("rules"),
         "lag": lag,
         "topics": topics,
         "dead_letters": totals["dead_letters"],
