@@ -97,7 +97,16 @@ class RuleWatcher:
                 continue
             if not asked:
                 self._settle()
-            self._results.put(self._load())
+            result = self._load()
+            if fingerprint(self.paths) != self._seen:
+                # The files changed while they were read (a writer descheduled mid-write, on a
+                # busy machine, for longer than SETTLE_S): this answer is for files that no
+                # longer exist. Load them again as they are now: the next poll sees the change;
+                # without polling, ask again.
+                if self.interval is None:
+                    self._asked.set()
+                continue
+            self._results.put(result)
 
     def _settle(self) -> None:
         """Wait until no rule file was written for SETTLE_S. Polled once a second, a change is
