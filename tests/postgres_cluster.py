@@ -75,6 +75,7 @@ class PostgresServer:
 
     url: str
     data_dir: Path | None = None
+    options: str = ""  # pg_ctl -o: the port and the rest, to start it again the same way
     _databases: list[str] = field(default_factory=list)
 
     def fresh_database(self) -> str:
@@ -87,56 +88,65 @@ class PostgresServer:
         self._databases.append(name)
         return self.url.rsplit("/", 1)[0] + "/" + name
 
+    def halt(self) -> None:
+        """Stop the server as a crash would (sessions cut at once), keeping its data."""
+        self._pg_ctl("-m", "immediate", "stop", check=False)
+
+    def resume(self) -> None:
+        """Start the halted server again, on the same port, with the same data."""
+        assert self.data_dir is not None, "only a server we started can be started again"
+        self._pg_ctl("-o", self.options, "-l", str(self.data_dir.parent / "log"), "-w", "start")
+        _wait_ready(self.url)
+
     def stop(self) -> None:
         if self.data_dir is None:
             return
-        subprocess.run(
-            _as_server_user(
-                [str(find_bin("pg_ctl")), "-D", str(self.data_dir), "-m", "immediate", "stop"]
-            ),
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
-        self.data_dir = None
+        try:
+            self.halt()
+        finally:
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+            self.data_dir = None
+
+    def _pg_ctl(self, *argv: str, check: bool = True) -> None:
+        if self.data_dir is not None:
+            _run([str(find_bin("pg_ctl")), "-D", str(self.data_dir), *argv], check=check)
 
 
-def start_postgres() -> PostgresServer:
-    """Create a throwaway cluster on a free loopback port and start it."""
+def start_postgres(password: str | None = None) -> PostgresServer:
+    """Create a throwaway cluster on a free loopback port and start it. With `password`,
+    TCP logins need it (scram-sha-256; the superuser `postgres` has it), as a team's
+    server would; without, loopback is trusted."""
     root = Path(tempfile.mkdtemp(prefix="tracerules-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
         shutil.chown(root, SYSTEM_USER)
     os.chmod(root, 0o700)
-    _run([str(find_bin("initdb")), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"])
+    auth = ["-A", "trust"]
+    if password is not None:
+        secret = root / "pw"
+        secret.write_text(password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(secret, SYSTEM_USER)
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={secret}"]
+    _run([str(find_bin("initdb")), "-D", str(data), *auth, "-U", "postgres", "-E", "UTF8"])
     port = _free_port()
     # fsync off: a throwaway cluster for tests, where speed matters and durability does not.
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} "
         f"-c unix_socket_directories={root} -c fsync=off"
     )
-    _run(
-        [
-            str(find_bin("pg_ctl")),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(root / "log"),
-            "-w",
-            "start",
-        ]
+    user = "postgres" if password is None else f"postgres:{password}"
+    server = PostgresServer(
+        url=f"postgresql://{user}@127.0.0.1:{port}/postgres", data_dir=data, options=options
     )
-    server = PostgresServer(url=f"postgresql://postgres@127.0.0.1:{port}/postgres", data_dir=data)
     atexit.register(server.stop)
-    _wait_ready(server.url)
+    server.resume()
     return server
 
 
-def _run(argv: Sequence[str]) -> None:
+def _run(argv: Sequence[str], *, check: bool = True) -> None:
     done = subprocess.run(_as_server_user(argv), capture_output=True, text=True, check=False)
-    if done.returncode != 0:
+    if check and done.returncode != 0:
         raise RuntimeError(
             f"{Path(argv[0]).name} failed ({done.returncode}): {done.stderr.strip()}"
         )

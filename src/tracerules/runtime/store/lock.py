@@ -53,9 +53,9 @@ class DatabaseLock:
     """PostgreSQL's session advisory lock on a dedicated connection, held while it is open."""
 
     def __init__(self, url: str) -> None:
-        import psycopg
+        from tracerules.runtime.store.reach import open_connection
 
-        self._conn = psycopg.connect(url, autocommit=True, application_name=session_name())
+        self._conn = open_connection(url, autocommit=True, application_name=session_name())
         self._released = False
 
     def try_acquire(self) -> bool:

@@ -22,11 +22,18 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
+import psycopg_pool
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg_pool import ConnectionPool
 
 from tracerules.runtime.store.dialect import Cursor, display_location
+from tracerules.runtime.store.reach import (
+    StoreUnreachable,
+    connection_settings,
+    open_connection,
+    server_address,
+)
 
 if TYPE_CHECKING:
     from psycopg.rows import RowMaker
@@ -149,11 +156,14 @@ def _pool(url: str, read_only: bool) -> ConnectionPool:
     with _POOLS_LOCK:
         pool = _POOLS.get((url, read_only))
         if pool is None:
+            # One direct connection first: the pool would retry a server that refuses us
+            # for POOL_WAIT_S and then report only its own timeout.
+            open_connection(url).close()
             pool = ConnectionPool(
                 url,
                 min_size=1,
                 max_size=POOL_MAX,
-                kwargs={"autocommit": True},
+                kwargs={"autocommit": True, **connection_settings(url)},
                 configure=_configure(read_only),
                 timeout=POOL_WAIT_S,
                 name=f"tracerules {display_location(url)}{' ro' if read_only else ''}",
@@ -165,14 +175,12 @@ def _pool(url: str, read_only: bool) -> ConnectionPool:
 
 
 def connect(url: str, *, read_only: bool) -> PgConnection:
-    """A connection to the store at `url` (a clear error if the server cannot be reached)."""
+    """A connection to the store at `url`; `StoreUnreachable` saying why if there is none."""
+    pool = _pool(url, read_only)
     try:
-        pool = _pool(url, read_only)
         return PgConnection(pool, pool.getconn())
-    except Exception as err:  # the pool's timeout hides the server's own message
-        raise psycopg.OperationalError(
-            f"cannot reach the PostgreSQL store {display_location(url)}: {err}"
-        ) from err
+    except psycopg_pool.PoolTimeout as err:  # the server went away since the pool opened
+        raise StoreUnreachable(f"PostgreSQL at {server_address(url)}: {err}") from err
 
 
 def close_pool(url: str) -> None:
