@@ -395,26 +395,59 @@ def test_an_action_claimed_by_a_service_on_another_machine_is_reclaimed_after_it
 def test_an_active_service_that_loses_its_lock_connection_is_told_to_stop(
     database: str,
 ) -> None:
-    """A server restart or a network cut ends the lock's session: a standby may be active
-    already, so the service must stop rather than go on beside it."""
+    """A server restart or a network cut ends the lock's session: if a standby took the lock
+    meanwhile it may be active already, so the service must stop rather than go on beside
+    it."""
+    lock = DatabaseLock(database)
+    assert lock.try_acquire()
+    lost: list[str] = []
+    watcher = lock.watch(lost.append, every_s=1.0)
+    time.sleep(0.5)
+    assert lost == []  # a healthy lock is left alone
+    _cut_the_session_of(database, session_name())
+    standby = DatabaseLock(database)
+    assert standby.try_acquire()  # the standby's turn, before the service is back
+    watcher.join(timeout=10)
+    assert len(lost) == 1 and "lost the store's service lock to another service" in lost[0]
+    standby.close()
+    lock.close()
+
+
+def test_a_service_that_loses_its_lock_connection_takes_the_lock_back_if_free(
+    database: str,
+) -> None:
+    """When no other service took it (the server restarted under the only one), the lock is
+    taken back and the service goes on: no restart, no alert lost meanwhile."""
     lock = DatabaseLock(database)
     assert lock.try_acquire()
     lost: list[str] = []
     watcher = lock.watch(lost.append, every_s=0.1)
-    time.sleep(0.5)
-    assert lost == []  # a healthy lock is left alone
+    _cut_the_session_of(database, session_name())
+
+    def held_again() -> bool:
+        other = DatabaseLock(database)
+        try:
+            return not other.try_acquire()
+        finally:
+            other.close()
+
+    deadline = time.monotonic() + 10
+    while not held_again():
+        assert time.monotonic() < deadline, "the lock was not taken back"
+        time.sleep(0.1)
+    assert lost == [] and watcher.is_alive()
+    lock.close()
+    watcher.join(timeout=5)
+    assert not watcher.is_alive()
+
+
+def _cut_the_session_of(database: str, application: str) -> None:
     with psycopg.connect(database, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = %s AND datname = current_database()",
-            (session_name(),),
+            (application,),
         )
-    watcher.join(timeout=5)
-    assert len(lost) == 1 and "lost the store's service lock" in lost[0]
-    released = DatabaseLock(database)
-    assert released.try_acquire()  # the standby's turn
-    released.close()
-    lock.close()
 
 
 def test_echo_is_refused_while_a_service_is_active_on_a_postgresql_store(database: str) -> None:

@@ -15,9 +15,10 @@ BEGIN and COMMIT itself, exactly as it does on SQLite.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +30,7 @@ from psycopg_pool import ConnectionPool
 
 from tracerules.runtime.store.dialect import Cursor, display_location
 from tracerules.runtime.store.reach import (
+    CONNECT_TIMEOUT_S,
     StoreUnreachable,
     connection_settings,
     open_connection,
@@ -109,22 +111,64 @@ def _split_returning(text: str) -> tuple[str, str, str]:
 
 
 class PgConnection:
-    """A pooled psycopg connection that runs the store's SQL (see the module's docstring)."""
+    """A pooled psycopg connection that runs the store's SQL (see the module's docstring).
 
-    def __init__(self, pool: ConnectionPool, conn: psycopg.Connection[Any]) -> None:
+    A store outlives its server's restarts: once the connection is found broken, the next
+    statement outside a transaction takes a fresh one from the pool (`StoreUnreachable`
+    while the server is still away, which the service's retries wait out). Inside a
+    transaction it never switches, since the statements before would be lost unseen: the
+    error goes up, and the ROLLBACK that follows is the one statement a broken transaction
+    still accepts (the server dropped the transaction with the connection).
+    """
+
+    def __init__(self, pool: ConnectionPool, conn: psycopg.Connection[Any], url: str) -> None:
         self._pool = pool
         self._conn = conn
+        self._url = url
         self._closed = False
+        self._in_transaction = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        if self._conn.broken and self._replaced(sql):
+            return _NO_ROWS
         # Always pass parameters, even none: psycopg then undoes the doubled `%`.
         cursor: Cursor = self._conn.execute(translate(sql), tuple(parameters))
+        self._track(sql)
         return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> Cursor:
+        if self._conn.broken:
+            self._replaced(sql)
         cursor = self._conn.cursor()
         cursor.executemany(translate(sql), list(parameters))
         return cursor
+
+    def _track(self, sql: str) -> None:
+        word = sql.lstrip()[:8].upper()
+        if word.startswith("BEGIN"):
+            self._in_transaction = True
+        elif word.startswith(("COMMIT", "ROLLBACK")):
+            self._in_transaction = False
+
+    def _replaced(self, sql: str) -> bool:
+        """Swap the broken connection for a new one; True if `sql` (a ROLLBACK of the
+        transaction the break ended) is then done already."""
+        rollback = sql.lstrip().upper().startswith("ROLLBACK")
+        if self._in_transaction and not rollback:
+            raise StoreUnreachable(
+                f"PostgreSQL at {server_address(self._url)}: the connection was lost "
+                "during a transaction"
+            )
+        self._in_transaction = False
+        try:
+            fresh = self._pool.getconn(timeout=CONNECT_TIMEOUT_S)
+        except psycopg_pool.PoolTimeout as err:
+            raise StoreUnreachable(
+                f"PostgreSQL at {server_address(self._url)}: no connection ({err})"
+            ) from err
+        self._pool.putconn(self._conn)  # the pool discards a broken connection
+        self._conn = fresh
+        return rollback
 
     def close(self) -> None:
         """Back to the pool (rolled back if mid-transaction); closing twice is harmless, as
@@ -132,10 +176,34 @@ class PgConnection:
         if self._closed:
             return
         self._closed = True
-        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        idle = self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if not idle and not self._conn.broken:
             self._conn.rollback()
         self._pool.putconn(self._conn)
 
+
+class _NoRows:
+    """The cursor of a statement that had nothing to do (a ROLLBACK after a lost connection)."""
+
+    rowcount = -1
+    description = None
+
+    def fetchone(self) -> Any:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+_NO_ROWS = _NoRows()
+
+
+# The pool says every failed connection attempt and every dropped connection on stderr, in
+# its own words; the store says it once, in the service's JSON log, with host and port.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 _POOLS: dict[tuple[str, bool], ConnectionPool] = {}
 _POOLS_LOCK = threading.Lock()
@@ -178,7 +246,7 @@ def connect(url: str, *, read_only: bool) -> PgConnection:
     """A connection to the store at `url`; `StoreUnreachable` saying why if there is none."""
     pool = _pool(url, read_only)
     try:
-        return PgConnection(pool, pool.getconn())
+        return PgConnection(pool, pool.getconn(), url)
     except psycopg_pool.PoolTimeout as err:  # the server went away since the pool opened
         raise StoreUnreachable(f"PostgreSQL at {server_address(url)}: {err}") from err
 
