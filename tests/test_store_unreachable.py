@@ -16,11 +16,14 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.conftest import DATA
 from tests.postgres_cluster import PostgresServer, start_postgres
-from tracerules.runtime.store.reach import CONNECT_TIMEOUT_S
+from tracerules.runtime.store.postgres import close_pool
+from tracerules.runtime.store.reach import CONNECT_TIMEOUT_S, StoreUnreachable
+from tracerules.runtime.store.store import Store
 
 PASSWORD = "right-horse-battery"
 SECRET = "s3cret-in-url"  # the password of every URL below: it must never be printed
@@ -224,3 +227,73 @@ def test_a_server_that_never_answers_is_given_up_on_after_the_connect_timeout(
     assert code == 2, output
     _refused_in_one_line(output, f"127.0.0.1:{silent_port}", "timeout expired")
     assert CONNECT_TIMEOUT_S - 1 < took < BOUND_S, took  # libpq alone waits forever
+
+
+# -- a store outlives its server's restarts ---------------------------------------------------
+
+
+@pytest.fixture
+def store_url(guarded: PostgresServer) -> Iterator[str]:
+    url = guarded.fresh_database()
+    yield url
+    close_pool(url)
+
+
+def _cut(store: Store, url: str) -> None:
+    """End the store's session as a server restart would."""
+    pid = store.db.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_store_whose_session_ends_fails_once_then_works_again(store_url: str) -> None:
+    store = Store(store_url)
+    store.put_service_state("probe", {"n": 1}, time.time())
+    _cut(store, store_url)
+    with pytest.raises(psycopg.OperationalError):  # the statement in flight fails...
+        store.put_service_state("probe", {"n": 2}, time.time())
+    store.put_service_state("probe", {"n": 3}, time.time())  # ...the next has a new session
+    assert store.service_state("probe") == {"n": 3}
+    store.close()
+
+
+def test_a_session_lost_inside_a_transaction_loses_the_transaction_not_the_store(
+    store_url: str,
+) -> None:
+    store = Store(store_url)
+    with pytest.raises(psycopg.OperationalError), store.transaction():
+        store.put_service_state("half", {"written": True}, time.time())
+        _cut(store, store_url)
+        store.put_service_state("other", {"written": True}, time.time())
+    # never carried on in a new session mid-transaction: nothing of it was committed
+    assert store.service_state("half") == {} and store.service_state("other") == {}
+    store.put_service_state("after", {"ok": True}, time.time())
+    assert store.service_state("after") == {"ok": True}
+    store.close()
+
+
+def test_a_session_lost_at_commit_leaves_the_store_usable(store_url: str) -> None:
+    store = Store(store_url)
+    with pytest.raises(psycopg.OperationalError), store.transaction():
+        store.put_service_state("at-commit", {"written": True}, time.time())
+        _cut(store, store_url)  # the COMMIT at the end of the block meets the cut
+    store.put_service_state("after", {"ok": True}, time.time())
+    assert store.service_state("after") == {"ok": True}
+    store.close()
+
+
+def test_a_store_waits_out_a_server_restart(guarded: PostgresServer, store_url: str) -> None:
+    store = Store(store_url)
+    guarded.halt()
+    try:
+        with pytest.raises(psycopg.OperationalError):  # the session ends under it
+            store.put_service_state("down", {}, time.time())
+        began = time.monotonic()
+        with pytest.raises(StoreUnreachable, match=r"PostgreSQL at 127\.0\.0\.1:\d+"):
+            store.put_service_state("down", {}, time.time())  # no new one: said, in time
+        assert time.monotonic() - began < CONNECT_TIMEOUT_S + 3
+    finally:
+        guarded.resume()
+    store.put_service_state("up", {"ok": True}, time.time())
+    assert store.service_state("up") == {"ok": True}
+    store.close()

@@ -131,9 +131,13 @@ class PgConnection:
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         if self._conn.broken and self._replaced(sql):
             return _NO_ROWS
+        word = sql.lstrip()[:8].upper()
+        if word.startswith(("COMMIT", "ROLLBACK")):  # over, even if the statement fails
+            self._in_transaction = False
         # Always pass parameters, even none: psycopg then undoes the doubled `%`.
         cursor: Cursor = self._conn.execute(translate(sql), tuple(parameters))
-        self._track(sql)
+        if word.startswith("BEGIN"):
+            self._in_transaction = True
         return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> Cursor:
@@ -142,13 +146,6 @@ class PgConnection:
         cursor = self._conn.cursor()
         cursor.executemany(translate(sql), list(parameters))
         return cursor
-
-    def _track(self, sql: str) -> None:
-        word = sql.lstrip()[:8].upper()
-        if word.startswith("BEGIN"):
-            self._in_transaction = True
-        elif word.startswith(("COMMIT", "ROLLBACK")):
-            self._in_transaction = False
 
     def _replaced(self, sql: str) -> bool:
         """Swap the broken connection for a new one; True if `sql` (a ROLLBACK of the
