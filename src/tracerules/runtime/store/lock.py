@@ -116,6 +116,9 @@ class DatabaseLock:
             except StoreUnreachable:
                 time.sleep(every_s)
                 continue
+            if self._released:  # closed meanwhile: the service is stopping
+                self._conn.close()
+                return None
             if self.try_acquire():
                 LOG.info("store's service lock taken back; going on")
                 return None
