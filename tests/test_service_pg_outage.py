@@ -18,6 +18,7 @@ from tests.service_harness import (
     LVK_JSON,
     LVK_VOEVENT,
     SWIFT,
+    Produced,
     Publisher,
     ServiceProcess,
     check_exactly_once,
@@ -53,7 +54,9 @@ def test_a_service_whose_postgresql_restarts_loses_nothing_and_resumes(
         during = publisher.send_files(stream[len(stream) // 2 :])
         time.sleep(8)  # the service meets the outage: its store and its lock are gone
         service.check_alive()  # waiting for the server, not exited
-        assert not any(e.get("event") == "notice" for e in _since(service, "store error"))
+        meanwhile = service.logs()
+        assert any(e.get("event") == "store error; retrying" for e in meanwhile)
+        assert not _logged_notices(meanwhile) & _keys(during)  # none stored nor committed
         own_server.resume()
         service.wait_processed(during, timeout=90)
         check_exactly_once(service, before + during)
@@ -68,8 +71,9 @@ def test_a_service_whose_postgresql_restarts_loses_nothing_and_resumes(
         service.close()
 
 
-def _since(service: ServiceProcess, event: str) -> list[dict[str, Any]]:
-    """The log lines after the first `event`."""
-    lines = service.logs()
-    first = next((i for i, e in enumerate(lines) if e.get("event") == event), len(lines))
-    return lines[first + 1 :]
+def _keys(produced: list[Produced]) -> set[tuple[str, int, int]]:
+    return {(p.topic, p.partition, p.offset) for p in produced}
+
+
+def _logged_notices(lines: list[dict[str, Any]]) -> set[tuple[str, int, int]]:
+    return {(e["topic"], e["partition"], e["offset"]) for e in lines if e.get("event") == "notice"}
