@@ -8,6 +8,7 @@ A real local HTTP server records what each action sent; the store is a real SQLi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from tracerules.products.actions.registry import (
     ActionOutcome,
     ActionRequest,
     ActionType,
+    Snapshot,
 )
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.dispatch.workers import ActionWorkers
@@ -255,13 +257,40 @@ def test_secrets_stay_out_of_the_snapshot_the_row_and_the_logs(
 def test_every_example_action_rebuilds_from_its_snapshot_as_compiled() -> None:
     """The snapshot keeps the options as written (defaults left out), so that validators
     which refuse a default and an explicit value together accept it again."""
-    from tracerules.runtime.dispatch.frozen import Frozen, rebuild, snapshot
+    from tracerules.runtime.dispatch.frozen import Frozen, rebuild
 
     root = Path(__file__).resolve().parents[1]
     rules = load_ruleset([root / "examples" / "rules"])
     actions = [a for t in rules.triggers for a in t.actions]
     assert {a.kind.name for a in actions} >= {"mwa", "atca", "notice", "gw-alert"}
     for action in actions:
-        frozen = rebuild(snapshot(action).text)
+        frozen = rebuild(action.snapshot.text)
         assert isinstance(frozen, Frozen), frozen
         assert frozen.kind is action.kind and frozen.config == action.config
+
+
+def test_the_snapshot_is_made_when_rules_compile_and_planning_stores_it_as_made(
+    server: Loopback, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each compiled action carries its own snapshot: planning copies it, never looks one up
+    (a cache keyed by id() could hand out another action's snapshot once an id is reused)."""
+    rules = _write_rules(
+        tmp_path / "rules.yaml", _hook(server, "a", version=1) + _hook(server, "b")
+    )
+    trigger = rules.trigger("gbm-frozen")
+    assert trigger is not None
+    first, second = (action.snapshot for action in trigger.actions)
+    assert json.loads(first.text)["body"] == {"which": "a", "version": 1}
+    assert json.loads(second.text)["body"] == {"which": "b"}
+    assert first.digest == hashlib.sha256(first.text.encode()).hexdigest() != second.digest
+
+    def refuse(cls: type[Snapshot], config: ActionConfig) -> Snapshot:
+        raise AssertionError("a snapshot made after the rules were compiled")
+
+    monkeypatch.setattr(Snapshot, "of", classmethod(refuse))
+    engine = Engine(rules, store, run_actions=False, out_dir=tmp_path / "out")
+    (decision,) = engine.process(_notice()).decisions
+    assert [a.status for a in decision.actions] == ["pending", "pending"]
+    stored = {row["position"]: row["config_hash"] for row in store.ready_actions(time.time() + 1)}
+    assert stored == {0: first.digest, 1: second.digest}
+    assert store.action_config(first.digest) == first.text
