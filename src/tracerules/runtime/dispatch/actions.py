@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tracerules.dsl.values import Missing
+from tracerules.errors import exception_tail
 from tracerules.products.actions.observation import (
     ObservationPlan,
     ObservatoryMixin,
@@ -80,7 +80,7 @@ def _observation(
     try:
         planned = config.plan_observation(ctx)
     except Exception as err:  # a broken sky map refuses this request, never the decision
-        tail = traceback.format_exception_only(type(err), err)[-1].strip()
+        tail = exception_tail(err)
         planned = ObservationPlan((), config.duration, refused=f"planning failed: {tail}")
     request = Request(
         config.observatory,

@@ -14,12 +14,12 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from tracerules.errors import exception_tail
 from tracerules.products.actions.registry import ActionConfig, ActionOutcome, ActionRequest
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.destinations import FILES
@@ -58,7 +58,7 @@ def attempt_once(frozen: Frozen, request: ActionRequest, timeout: float) -> Acti
         try:
             outcome = frozen.kind.run(frozen.config, request)
         except Exception as err:  # one failing action never stops the others
-            tail = traceback.format_exception_only(type(err), err)[-1].strip()
+            tail = exception_tail(err)
             outcome = ActionOutcome(False, [f"failed: {tail}"])
         with lock:
             if not abandoned:
