@@ -19,6 +19,7 @@ from tracerules.errors import RuleError
 from tracerules.products.actions.gw_alert import GwAlertConfig, run
 from tracerules.products.actions.registry import ActionRequest
 from tracerules.products.sky import healpix as hp
+from tracerules.products.sky.galactic import equatorial_to_galactic
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.engine.decisions import Conclusion, Decision
 from tracerules.runtime.engine.engine import Engine
@@ -112,7 +113,7 @@ def test_cbc_alert_end_to_end(gw_engine: Engine, tmp_path: Path) -> None:
     ra, dec = hp.pixel_centres(32)
     np.testing.assert_allclose(table[:, 4], ra, atol=1e-6)
     np.testing.assert_allclose(table[:, 5], dec, atol=1e-6)
-    gal_l, gal_b = hp.equatorial_to_galactic(ra, dec)
+    gal_l, gal_b = equatorial_to_galactic(ra, dec)
     assert hp.angular_separation(table[:, 6], table[:, 7], gal_l, gal_b).max() < 1e-5
     # Distances merged by probability weight: the flat map's mixture mean is the map's mean.
     prob, mean = table[:, 1], table[:, 8]
