@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from tracerules import __version__
 from tracerules.dsl.templates import resolve_env
 from tracerules.errors import exception_tail
-from tracerules.products.actions.io import atomic_write, safe_relative
+from tracerules.products.actions.io import atomic_write, out_of_space, safe_relative
 from tracerules.products.actions.process import child_env, inner_timeout, run_process
 from tracerules.products.actions.registry import (
     ActionConfig,
@@ -167,7 +167,9 @@ def _run_script(
             on_start=request.extras.get("on_child"),
         )
     except OSError as err:
-        return ActionOutcome(False, [f"cannot run plugin {script}: {err}"])
+        return ActionOutcome(
+            False, [f"cannot run plugin {script}: {err}"], disk_full=out_of_space(err)
+        )
     log = [f"plugin {script.name}", *result.log_lines()]
     if result.timed_out:
         log.append(f"killed after {result.seconds:.1f} s (time limit)")

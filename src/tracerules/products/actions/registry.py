@@ -90,6 +90,7 @@ class ActionOutcome:
     log: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    disk_full: bool = False  # it met a full disk: the service shows its disk FULL in `status`
 
 
 Runner = Callable[[Any, ActionRequest], ActionOutcome]

@@ -304,7 +304,7 @@ class ActionWorkers:
         finally:
             with self._cond:
                 self._busy -= 1
-        if result.status != "done" and ("[Errno 28]" in result.log or "disk is full" in result.log):
+        if result.status != "done" and result.disk_full:
             self.on_error(OSError(errno.ENOSPC, "No space left on device (an action)"))
         self.log.info(
             "action",
