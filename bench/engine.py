@@ -20,6 +20,7 @@ import gc
 import json
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +28,15 @@ from pathlib import Path
 from lxml import etree
 from shared_data import ARCHIVE, require, require_archive
 
-from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.engine.engine import Engine
-from tracerules.runtime.sources.files import iter_notices
-from tracerules.runtime.sources.notices import Notice
-from tracerules.runtime.store.store import Store
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.sql: the floor's plain SQLite table
+
+from tests.sql import plain_table_writer  # noqa: E402
+from tracerules.rules.compile import RuleSet, load_ruleset  # noqa: E402
+from tracerules.runtime.engine.engine import Engine  # noqa: E402
+from tracerules.runtime.sources.files import iter_notices  # noqa: E402
+from tracerules.runtime.sources.notices import Notice  # noqa: E402
+from tracerules.runtime.store.store import Store  # noqa: E402
 
 
 def read_archive(path: Path) -> list[Notice]:
@@ -92,20 +95,9 @@ def rss_mb() -> float:
 def store_floor(notices: list[Notice], folder: Path) -> Timer:
     """Writing every notice into SQLite once, in one transaction: the least a durable store
     costs. The engine must do this too (behaviour.md: store the notice durably first)."""
-    import sqlite3
-
-    db = sqlite3.connect(folder / "floor.sqlite", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute("CREATE TABLE n (topic TEXT, ofs INTEGER, received REAL, payload BLOB)")
+    write = plain_table_writer(folder / "floor.sqlite")
     with Timer() as timer:
-        db.execute("BEGIN")
-        db.executemany(
-            "INSERT INTO n VALUES (?, ?, ?, ?)",
-            ((x.topic, x.offset, x.received, x.payload) for x in notices),
-        )
-        db.execute("COMMIT")
-    db.close()
+        write((x.topic, x.offset, x.received, x.payload) for x in notices)
     return timer
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from tests.conftest import DATA, NOTICES
+from tests.sql import sql_value
 from tracerules import __version__
 from tracerules.errors import RuleError
 from tracerules.products.actions.gw_alert import GwAlertConfig, run
@@ -121,7 +122,9 @@ def test_cbc_alert_end_to_end(gw_engine: Engine, tmp_path: Path) -> None:
     assert np.sum(prob[good] * mean[good]) == pytest.approx(extra["distance_mean"], rel=1e-3)
 
     recorded = json.loads(
-        gw_engine.store.scalar("SELECT files FROM actions WHERE id=?", (decision.actions[0].id,))
+        sql_value(
+            gw_engine.store, "SELECT files FROM actions WHERE id=?", (decision.actions[0].id,)
+        )
     )
     assert {Path(f).name for f in recorded} == names
 

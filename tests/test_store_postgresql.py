@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get_page
 from tests.postgres_server import PostgresServer
+from tests.sql import end_sessions, old_store, sql_rows, sql_run, sql_value
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.workers import UNOWNED_GRACE_S, recover
@@ -34,7 +34,7 @@ from tracerules.runtime.store.actions import PlannedRow
 from tracerules.runtime.store.dialect import display_location
 from tracerules.runtime.store.lock import DatabaseLock, session_name, wait_for_database_lock
 from tracerules.runtime.store.postgres import close_pool, ddl, translate
-from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from tracerules.runtime.store.schema import SCHEMA_VERSION
 from tracerules.runtime.store.store import ReadOnlyStoreError, Store
 from tracerules.web.app import create_app
 
@@ -107,7 +107,7 @@ def test_an_export_of_a_sqlite_store_imports_into_postgresql_with_the_same_histo
 
     # New rows continue after the imported ids instead of colliding with them.
     store = Store(database)
-    highest = store.scalar("SELECT max(id) FROM notices")
+    highest = sql_value(store, "SELECT max(id) FROM notices")
     added = store.add_notice(Notice("gcn.notices.new", b'{"n": 1}', received=1.0e9))
     assert added.new and added.id > highest
     store.close()
@@ -182,7 +182,7 @@ def test_a_read_only_postgresql_store_refuses_writes(database: str) -> None:
     with pytest.raises(ReadOnlyStoreError, match="is open read-only"):
         store.add_notice(Notice("t", b"{}", received=1.0))
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        store.db.execute("DELETE FROM notices")  # the server refuses it too, under the method
+        sql_run(store, "DELETE FROM notices")  # the server refuses it too, under the method
     store.close()
 
 
@@ -222,31 +222,11 @@ def test_the_stores_sql_is_rewritten_for_postgresql_once_and_exactly() -> None:
 # -- upgrades in place -----------------------------------------------------------------------------
 
 
-def _old_store(location: str | Path, version: int) -> None:
-    """A store as an older tracerules left it: the first `version` migrations, one notice."""
-    sqlite = isinstance(location, Path)
-    db: Any = sqlite3.connect(location) if sqlite else psycopg.connect(location, autocommit=True)
-    mark = "?" if sqlite else "%s"
-    for script in MIGRATIONS[:version]:
-        for statement in script.split(";\n"):
-            if statement.strip():
-                db.execute(statement if sqlite else ddl(statement))
-    db.execute(f"INSERT INTO meta VALUES ('schema_version', {mark})", (str(version),))
-    db.execute(
-        'INSERT INTO notices (topic, partition, "offset", received, source, size, sha256, '
-        f"payload, status) VALUES ('t', 0, 7, 1.0, 'kafka', 2, 'h', {mark}, 'new')",
-        (b"{}",),
-    )
-    if sqlite:
-        db.commit()
-    db.close()
-
-
 @pytest.mark.parametrize("version", [1, SCHEMA_VERSION - 1])
 def test_a_store_of_an_older_schema_upgrades_in_place(
     store_location: str | Path, version: int
 ) -> None:
-    _old_store(store_location, version)
+    old_store(store_location, version)
     done = _cli("store", "migrate", "--store", str(store_location))
     assert done.exit_code == 0, done.output
     assert f"schema {version} -> {SCHEMA_VERSION}" in done.stdout
@@ -261,11 +241,12 @@ def test_a_store_of_an_older_schema_upgrades_in_place(
 
 
 def _pending_actions(store: Store, count: int) -> None:
-    with store.transaction() as db:
-        db.execute(
+    with store.transaction():
+        sql_run(
+            store,
             "INSERT INTO decisions (id, trigger, seq, source, at, mode, votes, conclusion, "
             "rule_file, rule_revision) VALUES (1, 'all', 1, 'notice', 1.0, 'live', 'PASS', "
-            "'PASS', 'r.yaml', 'rev')"
+            "'PASS', 'r.yaml', 'rev')",
         )
         for n in range(count):
             store.plan_action(
@@ -297,8 +278,8 @@ def test_workers_of_two_services_never_claim_the_same_action(store: Store) -> No
     for thread in threads:
         thread.join()
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 60
-    assert store.scalar("SELECT count(*) FROM actions WHERE status='running'") == 60
-    assert store.scalar("SELECT max(attempts) FROM actions") == 1
+    assert sql_value(store, "SELECT count(*) FROM actions WHERE status='running'") == 60
+    assert sql_value(store, "SELECT max(attempts) FROM actions") == 1
 
 
 def test_a_second_service_waits_as_standby_and_takes_over_when_the_first_is_killed(
@@ -392,7 +373,7 @@ def test_an_action_claimed_by_a_service_on_another_machine_is_reclaimed_after_it
     assert claimed is not None
     assert recover(store, rules, now=1000.0 + UNOWNED_GRACE_S - 1) == []  # lease still held
     assert recover(store, rules, now=1000.0 + UNOWNED_GRACE_S + 1) == [claimed["id"]]
-    row = store.query("SELECT status, owner, log FROM actions WHERE id=?", (claimed["id"],))[0]
+    row = sql_rows(store, "SELECT status, owner, log FROM actions WHERE id=?", (claimed["id"],))[0]
     assert (row["status"], row["owner"]) == ("pending", None) and "no live owner" in row["log"]
     again = store.claim_action(2000.0, owner="machine-a/1/1")
     assert again is not None and again["id"] == claimed["id"]  # taken up by a live service
@@ -409,12 +390,7 @@ def test_an_active_service_that_loses_its_lock_connection_is_told_to_stop(
     watcher = lock.watch(lost.append, every_s=0.1)
     time.sleep(0.5)
     assert lost == []  # a healthy lock is left alone
-    with psycopg.connect(database, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = %s AND datname = current_database()",
-            (session_name(),),
-        )
+    end_sessions(database, session_name())
     watcher.join(timeout=5)
     assert len(lost) == 1 and "lost the store's service lock" in lost[0]
     released = DatabaseLock(database)
