@@ -15,7 +15,7 @@ from typing import Literal
 
 import pytest
 
-from tests.conftest import DATA, sequence
+from tests.conftest import gbm_rules, sequence
 from tests.loopback import Loopback, serve
 from tracerules.products.actions import registry
 from tracerules.products.actions.registry import (
@@ -24,7 +24,6 @@ from tracerules.products.actions.registry import (
     ActionRequest,
     ActionType,
 )
-from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.workers import ActionWorkers
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.store.store import Store
@@ -55,25 +54,7 @@ def full_disk_type() -> Iterator[None]:
 
 def _errors_seen(tmp_path: Path, store: Store, actions: str) -> list[BaseException]:
     """Plan the actions for one real notice, let the workers run them; what they reported."""
-    rules_file = tmp_path / "rules.yaml"
-    rules_file.write_text(
-        f"""schema_version: 1
-triggers:
-  - id: gbm-disk
-    topics: [gcn.notices.fermi.gbm]
-    event_id: trigger_id
-    event_time: trigger_time
-    expiry: 1 d
-    fields:
-      trigger_id: {{jsonpath: "$.id[0]", as: string}}
-      trigger_time: {{jsonpath: "$.trigger_time", as: time}}
-      ra: {{jsonpath: "$.ra", as: angle}}
-    conditions:
-      located: exists(ra)
-    actions:
-{actions}"""
-    )
-    rules = load_ruleset([DATA / "rules" / "topics.yaml", rules_file])
+    rules = gbm_rules(tmp_path, "gbm-disk", actions)
     engine = Engine(rules, store, run_actions=False, out_dir=tmp_path / "out")
     engine.process(sequence("fermi_gbm_json")[1])
     seen: list[BaseException] = []

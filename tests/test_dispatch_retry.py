@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from tests import late_plugin
-from tests.conftest import DATA, sequence
+from tests.conftest import gbm_rules, sequence
 from tests.loopback import Loopback, serve
 from tests.sql import sql_rows, sql_value
 from tracerules.products.actions.webhook import WebhookConfig
-from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.retry import Policy, policy_of
 from tracerules.runtime.dispatch.workers import run_budget
 from tracerules.runtime.engine.decisions import ActionRecord
@@ -32,27 +31,7 @@ def server() -> Iterator[Loopback]:
 
 def _run(tmp_path: Path, store: Store, action: str) -> tuple[Engine, ActionRecord]:
     """One decision of a real notice whose single action is `action` (YAML), run inline."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        f"""schema_version: 1
-triggers:
-  - id: gbm-retry
-    topics: [gcn.notices.fermi.gbm]
-    event_id: trigger_id
-    event_time: trigger_time
-    expiry: 1 d
-    fields:
-      trigger_id: {{jsonpath: "$.id[0]", as: string}}
-      trigger_time: {{jsonpath: "$.trigger_time", as: time}}
-      ra: {{jsonpath: "$.ra", as: angle}}
-    conditions:
-      located: exists(ra)
-    actions:
-{action}"""
-    )
-    engine = Engine(
-        load_ruleset([DATA / "rules" / "topics.yaml", rules]), store, out_dir=tmp_path / "out"
-    )
+    engine = Engine(gbm_rules(tmp_path, "gbm-retry", action), store, out_dir=tmp_path / "out")
     (record,) = engine.process(sequence("fermi_gbm_json")[1]).decisions[0].actions
     return engine, record
 
