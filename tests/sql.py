@@ -128,3 +128,24 @@ def plain_table_writer(path: Path) -> Callable[[Iterable[Params]], None]:
         db.close()
 
     return write
+
+
+def full_and_not_full_errors(folder: Path) -> tuple[sqlite3.Error, sqlite3.Error]:
+    """Two real SQLite errors: a database capped at a few pages refusing a row (SQLITE_FULL,
+    "database or disk is full"), and a missing table named `full`, whose message says full."""
+    db = sqlite3.connect(folder / "capped.sqlite")
+    db.execute("CREATE TABLE t (x BLOB)")
+    db.execute("PRAGMA max_page_count = 3")
+    errors: list[sqlite3.Error] = []
+    attempts: tuple[tuple[str, Params], ...] = (
+        ("INSERT INTO t VALUES (?)", (b"x" * 100_000,)),
+        ("SELECT * FROM full", ()),
+    )
+    for statement, params in attempts:
+        try:
+            db.execute(statement, params)
+        except sqlite3.Error as err:
+            errors.append(err)
+    db.close()
+    full, other = errors
+    return full, other

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import gbm_rules, sequence
 from tests.loopback import Loopback, serve
+from tests.sql import full_and_not_full_errors
 from tracerules.products.actions import registry
 from tracerules.products.actions.registry import (
     ActionConfig,
@@ -24,7 +25,7 @@ from tracerules.products.actions.registry import (
     ActionRequest,
     ActionType,
 )
-from tracerules.runtime.dispatch.workers import ActionWorkers
+from tracerules.runtime.dispatch.workers import ActionWorkers, disk_full
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.store.store import Store
 
@@ -90,3 +91,11 @@ def test_an_action_meeting_a_full_disk_is_reported_by_its_errno(
 ) -> None:
     seen = _errors_seen(tmp_path, store, f"      - type: {FULL}\n")
     assert seen and all(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in seen)
+
+
+def test_a_store_error_is_a_full_disk_by_its_code_not_its_words(tmp_path: Path) -> None:
+    full, other = full_and_not_full_errors(tmp_path)
+    assert "full" in str(full) and "full" in str(other)
+    assert disk_full(full)
+    assert not disk_full(other)  # "no such table: full"
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
