@@ -40,14 +40,15 @@ from pathlib import Path
 from lxml import etree
 from shared_data import ARCHIVE, require, require_archive
 
-from tracerules.rules.compile import RuleSet, load_ruleset
-from tracerules.runtime.engine.engine import Engine
-from tracerules.runtime.sources.files import iter_notices
-from tracerules.runtime.sources.notices import Notice
-from tracerules.runtime.store.dialect import Connection
-from tracerules.runtime.store.store import Store
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.sql: the floor's plain SQLite table
+
+from tests.sql import backend_pid, plain_table_writer, postgres_table_writer  # noqa: E402
+from tracerules.rules.compile import RuleSet, load_ruleset  # noqa: E402
+from tracerules.runtime.engine.engine import Engine  # noqa: E402
+from tracerules.runtime.sources.files import iter_notices  # noqa: E402
+from tracerules.runtime.sources.notices import Notice  # noqa: E402
+from tracerules.runtime.store.store import Store  # noqa: E402
 
 
 def read_archive(path: Path) -> list[Notice]:
@@ -106,20 +107,9 @@ def rss_mb() -> float:
 def store_floor(notices: list[Notice], folder: Path) -> Timer:
     """Writing every notice into SQLite once, in one transaction: the least a durable store
     costs. The engine must do this too (behaviour.md: store the notice durably first)."""
-    import sqlite3
-
-    db = sqlite3.connect(folder / "floor.sqlite", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute("CREATE TABLE n (topic TEXT, ofs INTEGER, received REAL, payload BLOB)")
+    write = plain_table_writer(folder / "floor.sqlite")
     with Timer() as timer:
-        db.execute("BEGIN")
-        db.executemany(
-            "INSERT INTO n VALUES (?, ?, ?, ?)",
-            ((x.topic, x.offset, x.received, x.payload) for x in notices),
-        )
-        db.execute("COMMIT")
-    db.close()
+        write((x.topic, x.offset, x.received, x.payload) for x in notices)
     return timer
 
 
@@ -227,28 +217,13 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def backend_pid(db: Connection) -> int:
-    return int(db.execute("SELECT pg_backend_pid()").fetchone()[0])
-
-
 def postgres_store_floor(notices: list[Notice], url: str) -> ServerTimer:
-    """One bare INSERT per notice into a plain table, in one transaction, on a connection of
-    the store's own pool (autocommit, BEGIN and COMMIT sent as `Store.transaction` sends
-    them): the least a PostgreSQL store costs. A statement per notice, not one batch, since
-    the engine must store each notice (and learn its id) before it evaluates it."""
-    from tracerules.runtime.store import postgres
-
-    db = postgres.connect(url, read_only=False)
-    db.execute("CREATE TABLE n (topic TEXT, ofs BIGINT, received DOUBLE PRECISION, payload BYTEA)")
-    with ServerTimer(backend_pid(db)) as timer:
-        db.execute("BEGIN")
-        for x in notices:
-            db.execute(
-                "INSERT INTO n VALUES (?, ?, ?, ?)", (x.topic, x.offset, x.received, x.payload)
-            )
-        db.execute("COMMIT")
-    db.execute("DROP TABLE n")
-    db.close()
+    """One bare INSERT per notice into a plain PostgreSQL table, in one transaction, on a
+    connection of the store's own pool: the least a PostgreSQL store costs (tests/sql.py's
+    `postgres_table_writer` says how)."""
+    pid, write = postgres_table_writer(url)
+    with ServerTimer(pid) as timer:
+        write((x.topic, x.offset, x.received, x.payload) for x in notices)
     return timer
 
 
@@ -257,7 +232,7 @@ def engine_timed(rules: RuleSet, notices: list[Notice], location: str | Path, ou
     PostgreSQL URL), committing every 500 as a replay does. On PostgreSQL a ServerTimer."""
     store = Store(location, bulk=True)
     engine = Engine(rules, store, out_dir=out, dry_run=True)
-    timer = ServerTimer(backend_pid(store.db)) if store.is_postgresql else Timer()
+    timer = ServerTimer(backend_pid(store)) if store.is_postgresql else Timer()
     gc.collect()
     with timer, store.batch():
         for i, notice in enumerate(notices, 1):

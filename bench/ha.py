@@ -206,7 +206,7 @@ def failover(
     wait_until(lambda: _all_seen(team, sent), 300, "every notice's decision")
     wait_until(team[0].actions_settled, 300, "every webhook")
     stored = {
-        (t, p, o) for t, p, o in team[0].query('SELECT topic, partition, "offset" FROM notices')
+        (t, p, o) for t, p, o in team[0].sql_rows('SELECT topic, partition, "offset" FROM notices')
     }
     lost = [k for k in sent if k not in stored]
     keys = Counter(s.headers.get("Idempotency-Key") for s in hook.seen)

@@ -80,11 +80,10 @@ class PostgresServer:
 
     def fresh_database(self) -> str:
         """Create an empty database and return its URL: each test gets its own schema."""
-        import psycopg
+        from tests.sql import create_database  # tracerules is imported only when used
 
         name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        create_database(self.url, name)
         self._databases.append(name)
         return self.url.rsplit("/", 1)[0] + "/" + name
 

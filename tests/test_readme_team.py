@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import urlopen
 
-import psycopg
 import pytest
 
 from tests import kafka_broker as kb
@@ -32,6 +31,7 @@ from tests.service_harness import (
     variants,
     wait_until,
 )
+from tests.sql import create_role, rows_at
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.replay import replay
 from tracerules.runtime.sources.files import iter_notices
@@ -59,9 +59,7 @@ def team_blocks() -> list[list[str]]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
     server = start_postgres(password=PASSWORD)
-    with psycopg.connect(server.url, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE tracerules LOGIN PASSWORD '{PASSWORD}'")
-        admin.execute("CREATE DATABASE tracerules OWNER tracerules")
+    create_role(server.url, "tracerules", PASSWORD)
     yield server
     server.stop()
 
@@ -121,9 +119,9 @@ class Team:
         return dict(json.loads(done.stdout))
 
     def stored(self) -> int:
-        with psycopg.connect(self.url, password=PASSWORD) as db:
-            row = db.execute("SELECT count(*) FROM notices WHERE status <> 'new'").fetchone()
-            return int(row[0]) if row else 0
+        """Notices stored and evaluated, as a team member's SQL client counts them."""
+        url = self.url.replace("tracerules@", f"tracerules:{PASSWORD}@", 1)
+        return int(rows_at(url, "SELECT count(*) FROM notices WHERE status <> 'new'")[0][0])
 
     def close(self) -> None:
         for proc in self.services:

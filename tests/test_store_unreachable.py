@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import DATA
 from tests.postgres_cluster import PostgresServer, start_postgres
+from tests.sql import end_backend
 from tracerules.runtime.store.postgres import close_pool
 from tracerules.runtime.store.reach import CONNECT_TIMEOUT_S, StoreUnreachable
 from tracerules.runtime.store.store import Store
@@ -239,17 +240,10 @@ def store_url(guarded: PostgresServer) -> Iterator[str]:
     close_pool(url)
 
 
-def _cut(store: Store, url: str) -> None:
-    """End the store's session as a server restart would."""
-    pid = store.db.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-
 def test_a_store_whose_session_ends_fails_once_then_works_again(store_url: str) -> None:
     store = Store(store_url)
     store.put_service_state("probe", {"n": 1}, time.time())
-    _cut(store, store_url)
+    end_backend(store, store_url)
     with pytest.raises(psycopg.OperationalError):  # the statement in flight fails...
         store.put_service_state("probe", {"n": 2}, time.time())
     store.put_service_state("probe", {"n": 3}, time.time())  # ...the next has a new session
@@ -263,7 +257,7 @@ def test_a_session_lost_inside_a_transaction_loses_the_transaction_not_the_store
     store = Store(store_url)
     with pytest.raises(psycopg.OperationalError), store.transaction():
         store.put_service_state("half", {"written": True}, time.time())
-        _cut(store, store_url)
+        end_backend(store, store_url)
         store.put_service_state("other", {"written": True}, time.time())
     # never carried on in a new session mid-transaction: nothing of it was committed
     assert store.service_state("half") == {} and store.service_state("other") == {}
@@ -276,7 +270,7 @@ def test_a_session_lost_at_commit_leaves_the_store_usable(store_url: str) -> Non
     store = Store(store_url)
     with pytest.raises(psycopg.OperationalError), store.transaction():
         store.put_service_state("at-commit", {"written": True}, time.time())
-        _cut(store, store_url)  # the COMMIT at the end of the block meets the cut
+        end_backend(store, store_url)  # the COMMIT at the end of the block meets the cut
     store.put_service_state("after", {"ok": True}, time.time())
     assert store.service_state("after") == {"ok": True}
     store.close()

@@ -3,9 +3,9 @@
 `PgConnection` answers like the `sqlite3` connection the rest of the store package uses:
 `execute(sql, params)` with `?` placeholders, rows readable as `row[0]` and `row["name"]`.
 Each statement text is rewritten once (then cached): `?` becomes `%s`, a literal `%` is
-doubled, `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`, SQLite's `INDEXED BY` hint is
-dropped. `INSERT OR REPLACE` has no PostgreSQL equivalent without naming the key, so it is
-refused with a pointer to the portable `ON CONFLICT (key) DO UPDATE`.
+doubled, SQLite's `INDEXED BY` hint is dropped. The store writes conflicts the portable way
+(`ON CONFLICT ... DO NOTHING / DO UPDATE`, which both databases run); SQLite's own
+`INSERT OR IGNORE/REPLACE/...` is refused with a pointer to it, never rewritten.
 
 Connections come from a `psycopg_pool.ConnectionPool` per URL and access mode, so the web
 dashboard's per-request stores and the action workers' stores reuse them instead of paying
@@ -81,33 +81,21 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
-_OR_IGNORE = re.compile(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
-_RETURNING = re.compile(r"\s+RETURNING\b", re.IGNORECASE)
+_SQLITE_CONFLICT = re.compile(r"\bINSERT\s+OR\s+(ABORT|FAIL|IGNORE|REPLACE|ROLLBACK)\b", re.I)
 _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
 
 
 @lru_cache(maxsize=2048)
 def translate(sql: str) -> str:
     """The store's SQL (SQLite's `?` placeholders) as psycopg takes it."""
-    if re.search(r"\bINSERT\s+OR\s+REPLACE\b", sql, re.IGNORECASE):
+    refused = _SQLITE_CONFLICT.search(sql)
+    if refused is not None:
         raise ValueError(
-            "INSERT OR REPLACE is SQLite's: write INSERT ... ON CONFLICT (key) DO UPDATE SET "
-            f"..., which both databases run: {sql[:80]}"
+            f"INSERT OR {refused[1].upper()} is SQLite's: write INSERT ... ON CONFLICT DO "
+            f"NOTHING or ON CONFLICT (key) DO UPDATE SET ..., which both databases run: {sql[:80]}"
         )
     text = sql.replace("%", "%%").replace("?", "%s")
-    text = _INDEXED_BY.sub("", text)
-    if _OR_IGNORE.search(text):
-        text = _OR_IGNORE.sub("INSERT INTO", text)
-        head, returning, tail = _split_returning(text)
-        text = f"{head} ON CONFLICT DO NOTHING{returning}{tail}"
-    return text
-
-
-def _split_returning(text: str) -> tuple[str, str, str]:
-    found = _RETURNING.search(text)
-    if found is None:
-        return text.rstrip(), "", ""
-    return text[: found.start()], " RETURNING", text[found.end() :]
+    return _INDEXED_BY.sub("", text)
 
 
 class PgConnection:
