@@ -290,3 +290,24 @@ def test_plain_paths_answer_as_lxml_xpath_on_every_real_notice(text: str) -> Non
         for node in (root, root[-1] if len(root) else root):
             assert select(node) == expected, (path.name, text)
     assert read > 50
+
+
+def test_plain_paths_skip_what_lxml_skips() -> None:
+    """A Param without a value, a namespaced look-alike, an empty element: the walk goes on
+    (or stops) exactly where lxml's XPath does."""
+    root = parse_xml(
+        b'<voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0" role=" test ">'
+        b'<What><Group name="G"><Param name="X"/><Param name="X" value=" 7 "/></Group>'
+        b'<Group type="G"><Param name="Y" value=""/></Group>'
+        b'<g:Group xmlns:g="urn:other" name="G"><Param name="Z" value="1"/></g:Group>'
+        b"<Who><Date/></Who><Who><Date>2023</Date></Who></What></voe:VOEvent>"
+    )
+    for text in (
+        "//Group[@name='G']/Param[@name='X']/@value",
+        "//Group[@type='G' or @name='G']/Param[@name='Y']/@value",
+        "//Group[@name='G']/Param[@name='Z']/@value",
+        "//Who/Date",
+        "/*/@role",
+    ):
+        assert compile_xpath(text)(root) == _lxml_xpath(text, root), text
+    assert compile_xpath("//Group[@name='G']/Param[@name='X']/@value")(root) == "7"

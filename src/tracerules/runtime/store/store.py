@@ -299,9 +299,7 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
         with self.transaction() as db:
             return self._add_in(db, notice, status, replayed)
 
-    def _add_in(
-        self, db: Connection, notice: Notice, status: str, replayed: bool
-    ) -> StoredNotice:
+    def _add_in(self, db: Connection, notice: Notice, status: str, replayed: bool) -> StoredNotice:
         """`_add` inside a transaction: one INSERT in the common case (most notices of a
         month are on topics no trigger reads, so this is the engine's hottest path)."""
         notice_id = self._insert(db, notice, status, None)
