@@ -68,7 +68,7 @@ def test_the_standby_takes_over_after_kill_9_losing_nothing_and_acting_once(
     publisher = Publisher(active.bootstrap)
     before = publisher.send_files(stream[: len(stream) // 2])
     active.wait_processed(before)
-    assert not standby.query("SELECT 1 FROM notices WHERE status='new'")
+    assert not standby.sql_rows("SELECT 1 FROM notices WHERE status='new'")
     active.kill()  # kill -9: no goodbye to Kafka nor to PostgreSQL
     killed = time.monotonic()
 
@@ -93,18 +93,18 @@ def test_the_standby_takes_over_after_kill_9_losing_nothing_and_acting_once(
 def _check_once_across(a: ServiceProcess, b: ServiceProcess, produced: list[Produced]) -> None:
     """Every produced notice stored once and evaluated; no notice decided twice; every action
     done, and done once across both services' logs."""
-    rows = a.query('SELECT topic, sha256, status FROM notices WHERE "offset" >= 0')
+    rows = a.sql_rows('SELECT topic, sha256, status FROM notices WHERE "offset" >= 0')
     copies = Counter((t, sha) for t, sha, _ in rows)
     for p in produced:
         if p.topic in SUBSCRIBED:
             assert copies[(p.topic, hashlib.sha256(p.payload).hexdigest())] == 1, p.name
     assert not [r for r in rows if r[2] == "new"], "notices left unevaluated"
-    twice = a.query(
+    twice = a.sql_rows(
         "SELECT notice_id, trigger, count(*) FROM decisions WHERE source='notice' "
         "GROUP BY notice_id, trigger HAVING count(*) > 1"
     )
     assert not twice, f"notices evaluated twice: {twice}"
-    actions = a.query("SELECT idempotency_key, status FROM actions")
+    actions = a.sql_rows("SELECT idempotency_key, status FROM actions")
     assert actions and all(status == "done" for _, status in actions), actions
     done = Counter(
         e["key"]

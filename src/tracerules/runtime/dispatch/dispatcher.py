@@ -14,12 +14,13 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from tracerules.errors import exception_tail
+from tracerules.products.actions.io import out_of_space
 from tracerules.products.actions.registry import ActionConfig, ActionOutcome, ActionRequest
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.destinations import FILES
@@ -39,6 +40,7 @@ class RunResult:
     action_id: int
     status: str
     log: str
+    disk_full: bool = False  # an attempt met a full disk (the action said so, not its log)
 
 
 def retryable(outcome: ActionOutcome) -> bool:
@@ -58,8 +60,8 @@ def attempt_once(frozen: Frozen, request: ActionRequest, timeout: float) -> Acti
         try:
             outcome = frozen.kind.run(frozen.config, request)
         except Exception as err:  # one failing action never stops the others
-            tail = traceback.format_exception_only(type(err), err)[-1].strip()
-            outcome = ActionOutcome(False, [f"failed: {tail}"])
+            tail = exception_tail(err)
+            outcome = ActionOutcome(False, [f"failed: {tail}"], disk_full=out_of_space(err))
         with lock:
             if not abandoned:
                 box.append(outcome)
@@ -140,10 +142,13 @@ class Dispatcher:
             return self._supersede(row, frozen)
         request = self._request(row)
         log: list[str] = []
+        disk_full = False
 
         def attempt() -> ActionOutcome:
+            nonlocal disk_full
             outcome = attempt_once(frozen, request, frozen.config.timeout)
             log.extend(outcome.log)
+            disk_full = disk_full or outcome.disk_full
             return outcome
 
         def note(number: int, delay: float) -> None:
@@ -160,7 +165,9 @@ class Dispatcher:
         outcome: ActionOutcome = retrying(attempt)
         files = outcome.files if outcome.ok else []  # a failed run's files are not its products
         expires = self._expires(row, frozen)
-        return self._finish(row, outcome.ok, log, files, retryable(outcome), expires, frozen)
+        result = self._finish(row, outcome.ok, log, files, retryable(outcome), expires, frozen)
+        result.disk_full = disk_full
+        return result
 
     def _request(self, row: Any) -> ActionRequest:
         payload_row = self.store.notice(row["notice_id"]) if row["notice_id"] else None
