@@ -122,11 +122,11 @@ def test_a_new_bulk_store_has_large_pages_and_an_old_one_keeps_its_own(tmp_path:
     4-5 kB notice in one page, no overflow page) and a 32 MB cache. A store written by the
     service keeps SQLite's 4 kB pages, also when a replay opens it later."""
     bulk = Store(tmp_path / "replay.sqlite", bulk=True)
-    assert bulk.scalar("PRAGMA page_size") == 16384
-    assert bulk.scalar("PRAGMA cache_size") == -32768
+    assert sql_value(bulk, "PRAGMA page_size") == 16384
+    assert sql_value(bulk, "PRAGMA cache_size") == -32768
     bulk.close()
     Store(tmp_path / "service.sqlite").close()
     reopened = Store(tmp_path / "service.sqlite", bulk=True)
-    assert reopened.scalar("PRAGMA page_size") == 4096
-    assert reopened.scalar("PRAGMA journal_mode") == "wal"
+    assert sql_value(reopened, "PRAGMA page_size") == 4096
+    assert sql_value(reopened, "PRAGMA journal_mode") == "wal"
     reopened.close()
