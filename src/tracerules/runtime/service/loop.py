@@ -189,7 +189,12 @@ class Service:
                 return self._dead(notice, f"heartbeat refused: {unusable}")
             if HEARTBEAT_TOPIC not in self.engine.rules.by_topic:  # not a notice to evaluate
                 return Processed(-1, "heartbeat")
-        return self.engine.process(notice)
+        # One transaction for the notice and its decisions: a single commit per notice (each
+        # costs 0.5-1 ms of WAL writes on a busy machine). Still durable before the offset is
+        # committed; a crash in between rolls both back, and the redelivery (or `_dead`,
+        # for a notice that crashes the engine) stores it again.
+        with self.store.transaction():
+            return self.engine.process(notice)
 
     def _durably(self, notice: Notice, work: Callable[[], Processed]) -> Processed | None:
         """`work`, retried while the store fails (a full disk, a lock held too long) until
