@@ -54,6 +54,7 @@ from tracerules.runtime.store.store import Store
 
 KAFKA_LOG = logging.getLogger("tracerules.kafka")
 POLL_S = 0.2
+FIRST_RETRY_S = 0.5  # the first wait after a store error; tenacity's backoff for the next ones
 BEAT_S = 1.0
 STOP_GRACE_S = 10.0  # how long running actions may take to finish at shutdown
 ECHO_IDLE_S = 1.0  # echo stops this long after every partition reached its end
@@ -199,16 +200,29 @@ class Service:
     def _durably(self, notice: Notice, work: Callable[[], Processed]) -> Processed | None:
         """`work`, retried while the store fails (a full disk, a lock held too long) until
         stopping; any other failure becomes a dead letter."""
+        try:  # the common case without tenacity's machinery (about 70 µs a notice)
+            return self._or_dead_letter(notice, work)
+        except store_errors() as err:
+            self._store_failed(notice, err)
+        self._pause(FIRST_RETRY_S)
+        if self._stop.is_set():  # stopping while the store fails: not committed, redelivered
+            self._exit_code = 1
+            return None
+        return self._retried(notice, work)
 
+    def _store_failed(self, notice: Notice, err: BaseException) -> None:
+        self._action_error(err)
+        self.log.error("store error; retrying", extra={"fields": _where(notice, err)})
+
+    def _retried(self, notice: Notice, work: Callable[[], Processed]) -> Processed | None:
         def store_failed(state: RetryCallState) -> None:
             err = state.outcome.exception() if state.outcome else None
             if isinstance(err, BaseException):
-                self._action_error(err)
-                self.log.error("store error; retrying", extra={"fields": _where(notice, err)})
+                self._store_failed(notice, err)
 
         policy = Retrying(
             retry=retry_if_exception_type(store_errors()),
-            wait=backoff(0.5, 30.0),
+            wait=backoff(FIRST_RETRY_S, 30.0),
             stop=stop_when_event_set(self._stop),
             sleep=self._pause,
             before_sleep=store_failed,
