@@ -116,6 +116,7 @@ def recover(store: Store, rules: RuleSet, now: float | None = None) -> list[int]
         if alive is None and now - row["updated_at"] < budget:
             continue
         why = f"process {owner} died" if alive is False else "no live owner"
+        why += _reached(row)
         crashes = int(row["attempts"]) - _finished_runs(str(row["log"]))
         if crashes >= MAX_CLAIMS:
             status, note = "failed", f"abandoned {crashes} times ({why}): given up"
@@ -124,6 +125,17 @@ def recover(store: Store, rules: RuleSet, now: float | None = None) -> list[int]
         if store.requeue_action(int(row["id"]), status, note + "\n", now, row["updated_at"]):
             requeued.append(int(row["id"]))
     return requeued
+
+
+def _reached(row: Any) -> str:
+    """Whether the cut-off run's request may have reached its receiver (its sending was
+    recorded before it went out): then the rerun sends the same Idempotency-Key again."""
+    if row["sending_at"] is None:
+        return " before anything was sent"
+    return (
+        f" after a request went out with Idempotency-Key {row['idempotency_key']}; it is sent "
+        "again with the same key, which a receiver that honours it drops"
+    )
 
 
 def _finished_runs(log: str) -> int:

@@ -35,6 +35,13 @@ ALTER TABLE actions ADD COLUMN rule_commit TEXT;
 ALTER TABLE actions ADD COLUMN expiry REAL
 """
 
+# The next migration: an attempt about to reach a receiver is recorded durably before it goes
+# out, so that recovery after a crash knows whether the receiver may already have it.
+SCHEMA_ACTIONS_SENDING: Final = """
+-- when the current claim's latest attempt was recorded as going out (NULL: none went out)
+ALTER TABLE actions ADD COLUMN sending_at REAL
+"""
+
 
 @dataclass(frozen=True)
 class PlannedRow:
@@ -216,10 +223,21 @@ class ActionRows:
                 return None
             db.execute(
                 "UPDATE actions SET status='running', attempts=attempts+1, retry_at=NULL, "
-                "child=NULL, owner=?, updated_at=? WHERE id=?",
+                "child=NULL, sending_at=NULL, owner=?, updated_at=? WHERE id=?",
                 (owner, now, row["id"]),
             )
             return row
+
+    def record_sending(self, action_id: int, note: str, now: float) -> bool:
+        """Before an attempt goes out: say so durably (committed before the request is sent),
+        so that a crash before its outcome is stored is known to have maybe reached the
+        receiver. False when the action is no longer this run's (taken back by recovery)."""
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE actions SET sending_at=?, log=log || ? WHERE id=? AND status='running'",
+                (now, note, action_id),
+            ).rowcount
+        return bool(changed)
 
     def record_action_child(self, action_id: int, token: str) -> None:
         """The process an action started (a command, a plugin script)."""
@@ -285,7 +303,8 @@ class ActionRows:
         return iter(
             self.db.execute(
                 "SELECT id, trigger, position, type, config_hash, decision, attempts, owner, "
-                "child, log, updated_at FROM actions WHERE status='running'"
+                "child, log, updated_at, sending_at, idempotency_key FROM actions "
+                "WHERE status='running'"
             ).fetchall()
         )
 
