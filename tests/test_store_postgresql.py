@@ -27,6 +27,7 @@ from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.workers import UNOWNED_GRACE_S, recover
 from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.service.health import member_key
 from tracerules.runtime.sources.files import iter_notices
 from tracerules.runtime.sources.notices import Notice
 from tracerules.runtime.store import history, transfer
@@ -295,71 +296,88 @@ def test_workers_of_two_services_never_claim_the_same_action(store: Store) -> No
     assert store.scalar("SELECT max(attempts) FROM actions") == 1
 
 
-def test_a_second_service_waits_as_standby_and_takes_over_when_the_first_is_killed(
+_HOLDER = (
+    "import sys, time\n"
+    "from tracerules.runtime.store.lock import DatabaseLock\n"
+    "lock = DatabaseLock(sys.argv[1])\n"
+    "print('held' if lock.try_acquire(shared=sys.argv[2] == 'shared') else 'refused', flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+def _holder(database: str, how: str) -> subprocess.Popen[str]:
+    """Another process holding the store's service lock: as a service ("shared") or as a
+    relisten ("alone"); it says whether it got it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, database, how], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_services_share_the_store_and_wait_only_for_a_relisten_killed_or_done(
     database: str,
 ) -> None:
-    """kill -9 of the active service closes its connection; PostgreSQL frees its lock at once
-    and the standby takes over (it then resumes from the group's committed offsets)."""
-    code = (
-        "import sys, time\n"
-        "from tracerules.runtime.store.lock import DatabaseLock\n"
-        "lock = DatabaseLock(sys.argv[1])\n"
-        "print('held' if lock.try_acquire() else 'refused', flush=True)\n"
-        "time.sleep(120)\n"
-    )
-    active = subprocess.Popen(
-        [sys.executable, "-c", code, database], stdout=subprocess.PIPE, text=True
-    )
+    """Services hold the lock together; a relisten holds it alone, and a service waits for
+    it. kill -9 of the relisten closes its connection; PostgreSQL frees its lock at once."""
+    relisten = _holder(database, "alone")
     try:
-        assert active.stdout is not None and active.stdout.readline().strip() == "held"
         told: list[str] = []
         taken: list[DatabaseLock] = []
-        standby = threading.Thread(
-            target=lambda: taken.append(wait_for_database_lock(database, told.append, 0.05))
+        service = threading.Thread(
+            target=lambda: taken.append(
+                wait_for_database_lock(database, told.append, 0.05, shared=True)
+            )
         )
-        standby.start()
+        service.start()
         time.sleep(1.0)
-        assert standby.is_alive() and not taken  # waiting, not running beside it
+        assert service.is_alive() and not taken  # waiting, not running beside the relisten
         assert len(told) == 1 and "backend pid" in told[0]
-        os.kill(active.pid, signal.SIGKILL)
+        os.kill(relisten.pid, signal.SIGKILL)
         killed = time.monotonic()
-        standby.join(timeout=10)
+        service.join(timeout=10)
         assert taken and time.monotonic() - killed < 5
     finally:
-        active.kill()
-        active.communicate()
-    third = DatabaseLock(database)
-    assert not third.try_acquire()  # the new active service holds it now
+        relisten.kill()
+        relisten.communicate()
+    second = DatabaseLock(database)
+    assert second.try_acquire(shared=True)  # a second service beside the first
+    echo = DatabaseLock(database)
+    assert not echo.try_acquire()  # a relisten is refused while services run
     taken[0].close()
-    assert third.try_acquire()
-    third.close()
+    second.close()
+    assert echo.try_acquire()
+    echo.close()
 
 
 def test_status_shows_every_service_on_a_postgresql_store(database: str) -> None:
-    """The active service and the standbys, as PostgreSQL sees their sessions: host, pid,
-    role, and the partitions the active one consumes."""
+    """Every service of the team, as PostgreSQL sees their sessions: host, pid, and as each
+    recorded them, the partitions it consumes (none: a standby in the group) and its beat."""
+    host = socket.gethostname()
     store = Store(database)
-    store.replace_offsets("g", [_Offsets("gcn.notices.swift.bat.guano", 0)], 1.0)
-    store.put_service_state("service", {"state": "running", "group": "g", "beat": 7.0}, 1.0)
+    record = {"partitions": ["gcn.notices.swift.bat.guano[0]"], "beat": 7.0}
+    store.put_service_state(member_key(host, os.getpid()), record, 1.0)
     store.close()
     active = DatabaseLock(database)
-    assert active.try_acquire()
-    standby = DatabaseLock(database)
-    assert not standby.try_acquire()
-    shown = _cli("status", "--store", database, "-f", "json")
-    services = json.loads(shown.stdout)["services"]
-    host = socket.gethostname()
-    assert [(s["role"], s["host"], s["pid"]) for s in services] == [
-        ("active", host, os.getpid()),
-        ("standby", host, os.getpid()),
-    ]
-    assert services[0]["partitions"] == ["gcn.notices.swift.bat.guano[0]"]
-    assert services[1]["partitions"] == []
-    assert (services[0]["last_heartbeat"], services[1]["last_heartbeat"]) == (7.0, None)
-    text = _cli("status", "--store", database).stdout
-    assert f"active pid {os.getpid()} on {host}" in text and "standby" in text
+    assert active.try_acquire(shared=True)
+    standby = _holder(database, "shared")
+    try:
+        shown = _cli("status", "--store", database, "-f", "json")
+        services = json.loads(shown.stdout)["services"]
+        assert [(s["role"], s["host"], s["pid"]) for s in services] == [
+            ("active", host, os.getpid()),
+            ("standby", host, standby.pid),
+        ]
+        assert services[0]["partitions"] == ["gcn.notices.swift.bat.guano[0]"]
+        assert services[1]["partitions"] == []
+        assert (services[0]["last_heartbeat"], services[1]["last_heartbeat"]) == (7.0, None)
+        text = _cli("status", "--store", database).stdout
+        assert f"active pid {os.getpid()} on {host}" in text
+        assert f"standby pid {standby.pid} on {host}" in text
+    finally:
+        standby.kill()
+        standby.communicate()
     active.close()
-    standby.close()
     after = json.loads(_cli("status", "--store", database, "-f", "json").stdout)
     assert after["services"] == []
 
@@ -422,7 +440,7 @@ def test_echo_is_refused_while_a_service_is_active_on_a_postgresql_store(databas
     at once (never left waiting as a standby), as on SQLite."""
     Store(database).close()
     active = DatabaseLock(database)
-    assert active.try_acquire()
+    assert active.try_acquire(shared=True)
     refused = _cli("echo", "1h", RULES, "--store", database, "--bootstrap-servers", "127.0.0.1:9")
     active.close()
     assert refused.exit_code == 1

@@ -407,7 +407,7 @@ class Service:
         shown = [f"{t}:{p}@{o}" for t, p, o in partitions]
         self.log.info("partitions assigned", extra={"fields": {"how": how, "partitions": shown}})
         if self.recorder is not None:
-            self.recorder.put("service", assignment=shown, assigned_at=time.time())
+            self.recorder.assigned(shown, [f"{t}[{p}]" for t, p, _ in partitions])
 
     def stored_position(self, topic: str, partition: int) -> tuple[int, str] | None:
         return self.store.last_offset(topic, partition)

@@ -98,6 +98,8 @@ class ActionRows:
 
         def transaction(self) -> AbstractContextManager[Connection]: ...
 
+        def lock_observatory(self, observatory: str, test: bool) -> None: ...
+
     # -- planning (inside the decision's transaction) -----------------------------------------
 
     def plan_action(self, row: PlannedRow) -> int | None:
@@ -155,7 +157,9 @@ class ActionRows:
 
     def current_observation(self, observatory: str, test: bool, now: float) -> sqlite3.Row | None:
         """The observation in progress at an observatory (test or live), with its action's
-        plan as `planned`."""
+        plan as `planned`. Locked (PostgreSQL) until the decision's transaction ends, so that
+        two services never both take a free observatory."""
+        self.lock_observatory(observatory, test)
         row: sqlite3.Row | None = self.db.execute(
             "SELECT o.*, a.request AS planned FROM observations o "
             "LEFT JOIN actions a ON a.id = o.action "
