@@ -63,12 +63,16 @@ def _logged(service: ServiceProcess, text: str) -> bool:
     return any(text in e.get("raw", "") for e in service.logs())
 
 
-def _both_assigned(team: tuple[ServiceProcess, ServiceProcess]) -> dict[str, ServiceProcess]:
-    """Start both services in one new group; wait until Kafka gave each some partitions; the
-    owner of each partition of a subscribed topic, by partition number."""
+def _both_assigned(
+    team: tuple[ServiceProcess, ServiceProcess], static: bool = False
+) -> dict[str, ServiceProcess]:
+    """Start both services in one new group (`static`: each with its own group.instance.id);
+    wait until Kafka gave each some partitions; the owner of each partition of a subscribed
+    topic, by partition number."""
     group = f"team-{uuid.uuid4().hex[:8]}"
-    for service in team:
-        service.start("--group-id", group, "--start", iso_now())
+    for name, service in zip("ab", team, strict=True):
+        member = ("-X", f"group.instance.id={group}.{name}") if static else ()
+        service.start("--group-id", group, "--start", iso_now(), *member)
     wait_until(lambda: all(s.partitions() for s in team), 60, "both services assigned")
     owners = {}
     for service in team:
@@ -111,6 +115,22 @@ def test_two_services_share_the_partitions_and_hand_over_when_one_is_killed(
     assert roles == [("active", other.pid)]  # the killed one is gone from the list
     assert f"{SWIFT_TOPIC}[0]" in shown["services"][0]["partitions"]
     assert other.stop() == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Tansu 0.6.0 keeps a static member's (group.instance.id) partitions after it is "
+    "killed -9, past its session timeout: the group rebalances but assigns the survivor only "
+    "its own partitions (none handed over within 60 s, measured); Kafka evicts a static "
+    "member after session.timeout.ms. Only the same instance id rejoining takes them back, "
+    "so the services of a team are dynamic members.",
+)
+def test_static_members_hand_over_a_killed_members_partitions(
+    team: tuple[ServiceProcess, ServiceProcess],
+) -> None:
+    owners = _both_assigned(team, static=True)
+    owners["0"].kill()
+    wait_until(lambda: f"{SWIFT_TOPIC}[0]" in owners["1"].partitions(), 20, "the hand-over")
 
 
 def test_notices_of_one_event_on_both_partitions_decide_as_one_service_would(

@@ -445,3 +445,89 @@ def test_echo_is_refused_while_a_service_is_active_on_a_postgresql_store(databas
     active.close()
     assert refused.exit_code == 1
     assert "another `tracerules run` or `echo` is using the store" in refused.output
+
+
+# -- several services deciding at once: what the database serialises ----------------------------
+
+
+def _blocked_while_held(
+    database: str, hold: Any, wait: Any, release: Any
+) -> tuple[bool, list[Any]]:
+    """`hold(store)` in an open transaction; `wait(store)` in another store's transaction on a
+    thread: whether it was still blocked 0.5 s later, and what it returned once `release`
+    committed the first."""
+    first, second = Store(database), Store(database)
+    got: list[Any] = []
+    try:
+        with first.transaction():
+            hold(first)
+
+            def other() -> None:
+                with second.transaction():
+                    got.append(wait(second))
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            time.sleep(0.5)
+            blocked = thread.is_alive()
+            release(first)
+        thread.join(timeout=10)
+        return blocked, got
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_an_event_being_decided_by_one_service_waits_for_the_other(store: Store) -> None:
+    """The advisory lock of an event holds a second decision on it until the first commits,
+    including an event not stored yet; another event is not held."""
+    key = [("lvk", "S1")]
+    blocked, got = _blocked_while_held(
+        str(store.path),
+        lambda s: s.lock_events(key),
+        lambda s: (s.lock_events(key), s.scalar("SELECT count(*) FROM events"))[1],
+        lambda s: s.db.execute(
+            "INSERT INTO events (trigger, event_id, first_seen, last_seen) "
+            "VALUES ('lvk', 'S1', 1, 1)"
+        ),
+    )
+    assert blocked and got == [1]  # it read the state the first one committed
+    free, _ = _blocked_while_held(
+        str(store.path),
+        lambda s: s.lock_events(key),
+        lambda s: s.lock_events([("lvk", "S2")]),
+        lambda s: None,
+    )
+    assert not free
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_notice_evaluated_meanwhile_by_another_service_is_not_evaluated_again(
+    store: Store,
+) -> None:
+    stored = store.add_notice(Notice("t", b"<x/>", 0, 5, 1.0, 1.0))
+    blocked, got = _blocked_while_held(
+        str(store.path),
+        lambda s: s.take_for_evaluation(stored.id),
+        lambda s: s.take_for_evaluation(stored.id),
+        lambda s: s.set_notice_status(stored.id, "evaluated"),
+    )
+    assert blocked and got == [False]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_arbitration_of_one_observatory_by_two_services_is_serialised(store: Store) -> None:
+    """A second service reading an observatory's current observation waits until the first
+    has recorded its own, and then sees it (never both taking a free telescope)."""
+    _pending_actions(store, 1)
+    from tracerules.runtime.store.actions import ObservationRow
+
+    row = ObservationRow("ATCA", False, 1, "all", "E1", 10, 1.0, 2.0, 5.0, 1e12)
+    blocked, got = _blocked_while_held(
+        str(store.path),
+        lambda s: s.current_observation("ATCA", False, 10.0),
+        lambda s: s.current_observation("ATCA", False, 10.0),
+        lambda s: s.start_observation(row),
+    )
+    assert blocked and got[0] is not None and got[0]["event_id"] == "E1"
