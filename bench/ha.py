@@ -3,12 +3,13 @@
 Starts a Tansu broker and a throwaway PostgreSQL (or uses --url), a local HTTP server that
 records every webhook, and two `tracerules run` processes (machines A and B) on the same
 database and consumer group, with a catch-all trigger whose webhook fires for every notice.
-Topics have one partition, as GCN's do: one service consumes, the other waits as a standby.
+Both are members of the group; topics have one partition, as GCN's do, so Kafka assigns each
+to one of them (the active one) and the other is idle in the group (the standby).
 
 1. latency, no kills: --probes real notices one every --pace s; produce -> stored decision;
 2. failover: --count real notices of the month archive, one every --stream-pace s, while
    the active service is killed with SIGKILL at random moments --kills times, and restarted
-   each time (it comes back as the standby).
+   each time (it rejoins the group; the rebalance gives the partitions to either).
 
 Prints notices produced vs stored (target: 0 lost); the webhooks as a receiver that honours
 Idempotency-Key sees them: keys acted on (every planned action's, once: target 0 twice) and
@@ -23,6 +24,7 @@ kills (target: p50 <= 20 ms); and the engine benchmark on both stores
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -101,10 +103,9 @@ def notice_times(services: tuple[ServiceProcess, ...]) -> dict[tuple[str, int, i
 
 
 def active_of(team: tuple[ServiceProcess, ServiceProcess]) -> ServiceProcess | None:
-    """The service consuming now: the one whose run recorded its assignment last."""
-    state = team[0].state("service")
+    """The service consuming now: the one whose run records partitions assigned to it."""
     for service in team:
-        if service.pid == state.get("pid") and state.get("assigned_at"):
+        if service.proc is not None and service.proc.poll() is None and service.partitions():
             return service
     return None
 
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="an existing PostgreSQL server's URL")
     args = parser.parse_args()
     require_archive(args.archive)
+    print(f"load average at start (1, 5, 15 min): {_load()}")
     archive = [(n.topic, n.payload) for n in read_archive(args.archive)]
     xml = [(t, p) for t, p in archive if p.lstrip()[:1] == b"<" and len(p) < 200_000]
     topics = sorted({t for t, _ in xml[: args.count]})
@@ -164,6 +166,7 @@ def main() -> None:
                 service.close()
             close_pool(url)
         engine_ratio(args, server)
+        print(f"load average at end (1, 5, 15 min): {_load()}")
     finally:
         broker.close()
         server.stop()
@@ -233,6 +236,11 @@ def failover(
         f"{SESSION_MS / 1000:.0f} s + 5 s = {SESSION_MS / 1000 + 5:.0f} s); "
         f"p50 {percentile(list(gaps.values()), 0.5) * 1000:.0f} ms"
     )
+
+
+def _load() -> str:
+    """The machine's load: the figures are wall times on a machine others may share."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def honoured(seen: list[Any]) -> tuple[set[str], int]:
