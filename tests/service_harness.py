@@ -263,7 +263,7 @@ class ServiceProcess:
         def assigned() -> list[str] | None:
             self.check_alive()
             if isinstance(self.store, str):
-                return list(self.member().get("assignment") or []) or None
+                return self.partitions() or None
             service = self.state("service")
             if service.get("pid") != self.pid or not service.get("assigned_at"):
                 return None

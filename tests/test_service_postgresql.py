@@ -64,33 +64,40 @@ def _logged(service: ServiceProcess, text: str) -> bool:
 
 
 def _both_assigned(
-    team: tuple[ServiceProcess, ServiceProcess], static: bool = False
+    team: tuple[ServiceProcess, ServiceProcess], *settings: str
 ) -> dict[str, ServiceProcess]:
-    """Start both services in one new group (`static`: each with its own group.instance.id);
-    wait until Kafka gave each some partitions; the owner of each partition of a subscribed
-    topic, by partition number."""
+    """Start both services in one new group (with `settings`, -X each); wait until Kafka gave
+    each some partitions; the owner of each partition of the Swift topic, by number."""
     group = f"team-{uuid.uuid4().hex[:8]}"
     for name, service in zip("ab", team, strict=True):
-        member = ("-X", f"group.instance.id={group}.{name}") if static else ()
-        service.start("--group-id", group, "--start", iso_now(), *member)
+        extra = [x for s in settings for x in ("-X", s.replace("{name}", f"{group}.{name}"))]
+        service.start("--group-id", group, "--start", iso_now(), *extra)
     wait_until(lambda: all(s.partitions() for s in team), 60, "both services assigned")
     owners = {}
     for service in team:
         for shown in service.partitions():
             if shown.startswith(f"{SWIFT_TOPIC}["):
                 owners[shown[len(SWIFT_TOPIC) + 1 : -1]] = service
-    assert set(owners) == {"0", "1"} and owners["0"] is not owners["1"], owners
+    assert set(owners) == {"0", "1"}, owners
     return owners
+
+
+# The range strategy gives each service one partition of every topic: each event's notices,
+# alternating between the partitions, then go to both services. (The default for a team,
+# cooperative-sticky, balances the partitions of all topics together.)
+PER_TOPIC = "partition.assignment.strategy=range"
 
 
 def test_two_services_share_the_partitions_and_hand_over_when_one_is_killed(
     team: tuple[ServiceProcess, ServiceProcess],
 ) -> None:
-    """Both consume (each one partition of a 2-partition topic). The owner of the partition
-    the stream goes to is killed -9; the group hands its partition to the other after the
-    session timeout, which resumes from the committed offset: nothing lost, nothing twice."""
-    owners = _both_assigned(team)
-    first, other = owners["0"], owners["1"]
+    """Both consume (the partitions of 2-partition topics shared between them). The owner of
+    the partition the stream goes to is killed -9; the group hands its partitions to the other
+    after the session timeout, which resumes from the committed offset: nothing lost, nothing
+    done twice."""
+    owners = _both_assigned(team)  # the team's default: cooperative-sticky
+    first = owners["0"]
+    other = team[1] if first is team[0] else team[0]
     stream = [*SWIFT, *LVK_VOEVENT, *LVK_JSON]
     publisher = Publisher(first.bootstrap)
     before = publisher.send_files(stream[: len(stream) // 2], partition=0)
@@ -128,7 +135,8 @@ def test_two_services_share_the_partitions_and_hand_over_when_one_is_killed(
 def test_static_members_hand_over_a_killed_members_partitions(
     team: tuple[ServiceProcess, ServiceProcess],
 ) -> None:
-    owners = _both_assigned(team, static=True)
+    owners = _both_assigned(team, "group.instance.id={name}", PER_TOPIC)
+    assert owners["0"] is not owners["1"]
     owners["0"].kill()
     wait_until(lambda: f"{SWIFT_TOPIC}[0]" in owners["1"].partitions(), 20, "the hand-over")
 
@@ -140,7 +148,8 @@ def test_notices_of_one_event_on_both_partitions_decide_as_one_service_would(
     on the same events in turn: every decision is the one a single engine makes on the
     same notices in the same order (the state read under the event's lock, not a stale
     copy in either process's memory)."""
-    owners = _both_assigned(team)
+    owners = _both_assigned(team, PER_TOPIC)
+    assert owners["0"] is not owners["1"]
     stream = [*SWIFT, *LVK_VOEVENT, *LVK_JSON]
     publisher = Publisher(team[0].bootstrap)
     produced = []
@@ -160,7 +169,8 @@ def test_a_burst_of_one_events_notices_on_both_partitions_joins_it_once_each(
 ) -> None:
     """Both services decide on the same events at the same moment: each notice joins its
     event once, in a sequence without gaps or repeats, and is decided once."""
-    _both_assigned(team)
+    owners = _both_assigned(team, PER_TOPIC)
+    assert owners["0"] is not owners["1"]
     base = [p for p in [*LVK_JSON, *LVK_VOEVENT] if "S191110af" in p.name or "MS181101ab" in p.name]
     items = [
         (topic_of(path), path.read_bytes() + (b" " * (copy + 1) if path.suffix == ".json" else

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from tracerules.runtime.service.kafka_settings import StartPosition
+    from tracerules.runtime.service.kafka_settings import KafkaSettings, StartPosition
     from tracerules.runtime.store.lock import DatabaseLock
 
 RulesArg = Annotated[
@@ -189,8 +189,8 @@ def serve(
         )
         return 1
     group = resolve_group(store, group_id, echo)
-    # The services of a team are dynamic members of the group (no group.instance.id unless -X
-    # sets one): see docs/store.md, "Several services on one store", for why not static.
+    if file is None and not echo:
+        kafka_settings = _team_member(kafka_settings)
     options = ServiceOptions(
         rules_paths,
         store,
@@ -203,6 +203,7 @@ def serve(
         echo=echo,
         secrets=kafka_settings.secrets(),
         allow_empty=allow_empty,
+        session_timeout_s=float(kafka_settings.config.get("session.timeout.ms", 45000)) / 1000,
     )
     service = Service(
         options,
@@ -218,6 +219,18 @@ def serve(
     except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
         print(f"error: Kafka client: {err}", file=sys.stderr)
         return 2
+
+
+def _team_member(settings: KafkaSettings) -> KafkaSettings:
+    """The services of a team are dynamic members of the group (no group.instance.id unless
+    -X sets one) that rebalance incrementally (cooperative-sticky, unless -X sets another
+    strategy): a member joining or leaving moves only the partitions it takes or gives up,
+    and the others are consumed meanwhile. Why not static: docs/store.md, "Several services
+    on one store". Every service of the group must use the same strategy."""
+    import dataclasses
+
+    config = {"partition.assignment.strategy": "cooperative-sticky", **settings.config}
+    return dataclasses.replace(settings, config=config)
 
 
 def _database_lock(store: str, *, team: bool) -> DatabaseLock | None:

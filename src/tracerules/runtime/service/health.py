@@ -152,15 +152,19 @@ class Recorder:
         if self.member is not None:
             self.put(self.member, beat=now)
 
-    def assigned(self, shown: list[str], partitions: list[str]) -> None:
-        """The partitions Kafka assigned this service (none: it waits in the group)."""
+    def assigned(self, shown: list[str] | None, partitions: list[str]) -> None:
+        """The partitions this service holds after Kafka assigned it `shown` (with their
+        start offsets; None: some were revoked). None held: it waits in the group."""
         now = time.time()
-        self.put("service", assignment=shown, assigned_at=now)
+        if shown is not None:
+            self.put("service", assignment=shown, assigned_at=now)
         if self.member is not None:
-            self.put(self.member, partitions=partitions, assignment=shown, assigned_at=now)
+            self.put(self.member, partitions=partitions, assigned_at=now)
 
     def stopped(self, reason: str) -> None:
         self.put("service", state="stopped", stopped=time.time(), reason=reason)
+        if self.member is not None:  # it left the group: nobody need wait for its session
+            self.put(self.member, partitions=[], left=time.time())
 
     def kafka(self, connected: bool, brokers: Mapping[str, str]) -> None:
         old = self._values.get("kafka") or self.store.service_state("kafka")
@@ -248,6 +252,19 @@ def service_info(store: Store, now: float) -> dict[str, Any]:
     else:
         summary = f"stopped at {iso(info.get('stopped'))}: {info.get('reason', '')}".rstrip(": ")
     return {**info, "running": running, "summary": summary}
+
+
+def last_death(store: Store, within: float, now: float) -> float | None:
+    """The last beat of the latest service of the team that died (its PostgreSQL session is
+    gone, and it never recorded leaving the group) less than `within` seconds ago."""
+    alive = {member_key(s.host, s.pid) for s in store.service_sessions(SERVICE_LOCK, SESSION_NAME)}
+    beats = [
+        float(state["beat"])
+        for key, state in store.service_states("member ").items()
+        if key not in alive and not state.get("left") and isinstance(state.get("beat"), float)
+        and now - float(state["beat"]) < within
+    ]  # fmt: skip
+    return max(beats, default=None)
 
 
 def services(store: Store) -> list[dict[str, Any]]:

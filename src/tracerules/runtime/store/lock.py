@@ -74,8 +74,9 @@ class DatabaseLock:
 
     def watch(self, on_lost: Callable[[str], None], every_s: float = 2.0) -> threading.Thread:
         """Check the lock's connection every `every_s`; if it is gone (a server restart, a
-        network cut), the lock is too: `on_lost` is called once, and the service stops (systemd starts it again, and it joins anew)
-        rather than run unlisted, or beside a relisten that took the lock meanwhile."""
+        network cut), the lock is too: `on_lost` is called once, and the service stops
+        (systemd starts it again, and it joins anew) rather than run unlisted, or beside a
+        relisten that took the lock meanwhile."""
 
         def check() -> None:
             while not self._conn.closed:

@@ -103,6 +103,23 @@ class ServiceRows(ReadModel):
             return {}
         return value if isinstance(value, dict) else {}
 
+    def service_states(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every JSON object recorded under a key starting with `prefix`."""
+        if not self.has_table("service_state"):
+            return {}
+        rows = self.db.execute(
+            "SELECT key, value FROM service_state WHERE key LIKE ?", (prefix + "%",)
+        ).fetchall()
+        found = {}
+        for key, raw in rows:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                found[str(key)] = value
+        return found
+
     def put_service_state(self, key: str, value: dict[str, Any], at: float) -> None:
         self._writable()
         self.db.execute(
