@@ -110,13 +110,32 @@ def active_of(team: tuple[ServiceProcess, ServiceProcess]) -> ServiceProcess | N
     return None
 
 
-def kill_loop(team: tuple[ServiceProcess, ServiceProcess], kills: int, done: list[float]) -> None:
+def settled(team: tuple[ServiceProcess, ...], topics: list[str]) -> ServiceProcess | None:
+    """After a failover: both services in the group again and every topic consumed; then one
+    of those consuming, at random (the next to kill). Killing it earlier would be a double
+    failure, the other service killed before it took over the first one's partitions."""
+    held: dict[ServiceProcess, list[str]] = {}
+    for service in team:
+        alive = service.proc is not None and service.proc.poll() is None
+        member = service.member() if alive else {}
+        if not member.get("assigned_at"):
+            return None  # still waiting for the dead to leave the group, or joining it
+        held[service] = [str(p) for p in member.get("partitions") or []]
+    if {f"{t}[0]" for t in topics} - {p for ps in held.values() for p in ps}:
+        return None
+    return random.choice([s for s, ps in held.items() if ps])
+
+
+def kill_loop(
+    team: tuple[ServiceProcess, ServiceProcess], topics: list[str], kills: int, done: list[float]
+) -> None:
     for _ in range(kills):
-        active = wait_until(lambda: active_of(team), 60, "an active service")
+        wait_until(lambda: settled(team, topics), 120, "every topic consumed")
         time.sleep(random.uniform(1.0, 4.0))
+        active = wait_until(lambda: settled(team, topics), 120, "every topic consumed")
         active.kill()
         done.append(time.time())
-        active.start("--group-id", GROUP[0], "--start", "earliest")  # back as the standby
+        active.start("--group-id", GROUP[0], "--start", "earliest")  # back in the group
 
 
 GROUP = [""]
@@ -204,7 +223,8 @@ def failover(
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     sent: dict[tuple[str, int, int], float] = {}
     kills: list[float] = []
-    killer = threading.Thread(target=kill_loop, args=(team, args.kills, kills))
+    topics = sorted({t for t, _ in items})
+    killer = threading.Thread(target=kill_loop, args=(team, topics, args.kills, kills))
     killer.start()
     produce(producer, items, args.stream_pace, sent)
     killer.join()

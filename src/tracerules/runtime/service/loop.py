@@ -183,14 +183,17 @@ class Service:
         them over meanwhile; this service waits for nothing a dead member does not hold."""
         if self.recorder is None or self.recorder.member is None:
             return
-        beat = last_death(self.store, self.options.session_timeout_s, time.time())
-        if beat is None:
-            return
-        wait = beat + self.options.session_timeout_s + DEAD_MARGIN_S - time.time()
-        self.log.info(
-            "waiting for a dead service to leave the group", extra={"fields": {"s": round(wait, 1)}}
-        )
-        self._stop.wait(max(0.0, wait))
+        while not self._stop.is_set():  # another may die meanwhile
+            try:
+                beat = last_death(self.store, self.options.session_timeout_s, time.time())
+            except store_errors():  # an optimisation: never a reason not to start
+                return
+            wait = 0.0 if beat is None else beat + self.options.session_timeout_s - time.time()
+            if wait + DEAD_MARGIN_S <= 0:
+                return
+            fields = {"s": round(wait + DEAD_MARGIN_S, 1)}
+            self.log.info("waiting for a dead service to leave the group", extra={"fields": fields})
+            self._stop.wait(wait + DEAD_MARGIN_S)
 
     def _handle(self, source: ServiceSource, notice: Notice) -> None:
         """The one path of every message, heartbeats included: whatever the payload, it ends
