@@ -188,7 +188,9 @@ class Service:
                 beat = last_death(self.store, self.options.session_timeout_s, time.time())
             except store_errors():  # an optimisation: never a reason not to start
                 return
-            wait = 0.0 if beat is None else beat + self.options.session_timeout_s - time.time()
+            if beat is None:
+                return
+            wait = beat + self.options.session_timeout_s - time.time()
             if wait + DEAD_MARGIN_S <= 0:
                 return
             fields = {"s": round(wait + DEAD_MARGIN_S, 1)}
