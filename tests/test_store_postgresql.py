@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get_page
 from tests.postgres_server import PostgresServer
+from tests.service_harness import wait_until
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.workers import UNOWNED_GRACE_S, recover
@@ -345,8 +346,8 @@ def test_services_share_the_store_and_wait_only_for_a_relisten_killed_or_done(
     echo = DatabaseLock(database)
     assert not echo.try_acquire()  # a relisten is refused while services run
     taken[0].close()
-    second.close()
-    assert echo.try_acquire()
+    second.close()  # the server ends their sessions, and frees the lock, a moment later
+    assert wait_until(echo.try_acquire, 10, "the lock freed")
     echo.close()
 
 
@@ -378,8 +379,12 @@ def test_status_shows_every_service_on_a_postgresql_store(database: str) -> None
         standby.kill()
         standby.communicate()
     active.close()
-    after = json.loads(_cli("status", "--store", database, "-f", "json").stdout)
-    assert after["services"] == []
+
+    def gone() -> bool:
+        after = json.loads(_cli("status", "--store", database, "-f", "json").stdout)
+        return after["services"] == []
+
+    assert wait_until(gone, 10, "the sessions ended")
 
 
 @dataclass(frozen=True)
