@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.dashboard_server.Server
 
 from tests.dashboard_server import Server  # noqa: E402
+from tests.sql import sql_value  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
 from tracerules.runtime.engine.replay import replay  # noqa: E402
 from tracerules.runtime.sources.files import iter_notices  # noqa: E402
@@ -124,12 +125,14 @@ def fill(path: Path, archive: Path, rules: list[Path], skymap_events: int) -> No
 def pages(path: Path) -> list[str]:
     db = Store(path)
     try:
-        triggers = [r[0] for r in db.query("SELECT trigger FROM events GROUP BY trigger")]
-        busiest = db.scalar("SELECT trigger FROM events GROUP BY trigger ORDER BY count(*) DESC")
-        topic = db.scalar("SELECT topic FROM notices GROUP BY topic ORDER BY count(*) DESC")
-        event = db.scalar("SELECT event_id FROM events ORDER BY notices DESC")
-        biggest = db.scalar("SELECT id FROM notices ORDER BY size DESC")
-        day = db.scalar("SELECT date(min(received), 'unixepoch', '+14 days') FROM notices")
+        triggers = sorted(db.event_triggers())
+        busiest = sql_value(
+            db, "SELECT trigger FROM events GROUP BY trigger ORDER BY count(*) DESC"
+        )
+        topic = sql_value(db, "SELECT topic FROM notices GROUP BY topic ORDER BY count(*) DESC")
+        event = sql_value(db, "SELECT event_id FROM events ORDER BY notices DESC")
+        biggest = sql_value(db, "SELECT id FROM notices ORDER BY size DESC")
+        day = sql_value(db, "SELECT date(min(received), 'unixepoch', '+14 days') FROM notices")
     finally:
         db.close()
     q = urllib.parse.quote
@@ -177,8 +180,8 @@ def main() -> int:
         path = args.store or Path(tmp) / "store.sqlite"
         fill(path, args.archive, rules, args.skymap_events)
         db = Store(path)
-        counts = db.query("SELECT (SELECT count(*) FROM notices), (SELECT count(*) FROM events)")
-        print(f"store: {counts[0][0]:,} notices, {counts[0][1]:,} events")
+        totals = db.totals()
+        print(f"store: {sum(totals.notices.values()):,} notices, {totals.events:,} events")
         db.close()
         server = Server(create_app(path, rules))
         try:

@@ -79,7 +79,7 @@ def rss_kb(pid: int) -> int:
 
 def dead_letters(service: ServiceProcess) -> tuple[int, int]:
     """(dead letters, those with a non-empty reason)."""
-    rows = service.query("SELECT reason FROM dead_letters")
+    rows = service.sql_rows("SELECT reason FROM dead_letters")
     return len(rows), sum(1 for (reason,) in rows if reason and reason.strip())
 
 
@@ -124,7 +124,7 @@ def payload_phase(service: ServiceProcess, per_topic: int, seed: int) -> bool:
     dead, reasoned = dead_letters(service)
     by_topic = Counter(
         t
-        for (t,) in service.query(
+        for (t,) in service.sql_rows(
             "SELECT n.topic FROM dead_letters d JOIN notices n ON n.id=d.notice_id"
         )
     )
@@ -336,7 +336,7 @@ def _lost(service: ServiceProcess, produced: list[Produced]) -> int:
     with contextlib.suppress(AssertionError):  # counted below
         service.wait_processed(produced, timeout=120)
     wanted = {(p.topic, p.partition, p.offset) for p in produced}
-    rows = service.query('SELECT topic, partition, "offset", status FROM notices')
+    rows = service.sql_rows('SELECT topic, partition, "offset", status FROM notices')
     return len(wanted - {(t, p, o) for t, p, o, status in rows if status != "new"})
 
 

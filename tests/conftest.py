@@ -102,3 +102,27 @@ def sequence(folder: str, pattern: str = "*") -> list[Notice]:
     """The notices of a test-data folder in file-name order, as Kafka would number them."""
     paths = sorted(p for p in (NOTICES / folder).glob(pattern) if p.suffix in (".xml", ".json"))
     return [notice_from_file(p, offset=i) for i, p in enumerate(paths)]
+
+
+def gbm_rules(folder: Path, trigger: str, actions: str) -> RuleSet:
+    """One trigger on Fermi GBM JSON notices that passes any located notice and runs
+    `actions` (YAML list items, indented six spaces)."""
+    path = folder / "rules.yaml"
+    path.write_text(
+        f"""schema_version: 1
+triggers:
+  - id: {trigger}
+    topics: [gcn.notices.fermi.gbm]
+    event_id: trigger_id
+    event_time: trigger_time
+    expiry: 1 d
+    fields:
+      trigger_id: {{jsonpath: "$.id[0]", as: string}}
+      trigger_time: {{jsonpath: "$.trigger_time", as: time}}
+      ra: {{jsonpath: "$.ra", as: angle}}
+    conditions:
+      located: exists(ra)
+    actions:
+{actions}"""
+    )
+    return load_ruleset([DATA / "rules" / "topics.yaml", path])

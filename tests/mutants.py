@@ -21,7 +21,6 @@ import re
 import select
 import signal
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -184,6 +183,7 @@ class Outcome:
 
 def validate_file(path: Path) -> dict[str, Any]:
     """What `tracerules validate` does in-process, reduced to the figures."""
+    from tracerules.errors import exception_tail
     from tracerules.rules.compile import compile_loaded
     from tracerules.rules.loader import load_paths
 
@@ -197,7 +197,7 @@ def validate_file(path: Path) -> dict[str, Any]:
         out["lineless"] = [f"{d.code} {d.message[:80]}" for d in errors if d.span.line < 1]
         out["codes"] = [f"{d.code}@{d.span.line}:{d.span.col}" for d in errors[:5]]
     except BaseException as err:  # counting what escapes is the point
-        out["uncaught"] = traceback.format_exception_only(type(err), err)[-1].strip()[:200]
+        out["uncaught"] = exception_tail(err)[:200]
     out["seconds"] = time.perf_counter() - started
     return out
 

@@ -6,7 +6,6 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -26,10 +25,10 @@ import psycopg
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined, unused-ignore]
 
+from tests.sql import rows_at
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.service.health import HEARTBEAT_TOPIC, member_key, snapshot
 from tracerules.runtime.sources.files import guess_topic
-from tracerules.runtime.store.postgres import translate
 from tracerules.runtime.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +246,7 @@ class ServiceProcess:
         if not self._exists():
             return {}
         try:
-            rows = self.query("SELECT value FROM service_state WHERE key=?", (key,))
+            rows = self.sql_rows("SELECT value FROM service_state WHERE key=?", (key,))
         except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
             return {}  # not created yet
         return json.loads(rows[0][0]) if rows else {}
@@ -331,19 +330,16 @@ class ServiceProcess:
         path = self.work / f"service-{self.runs}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if isinstance(self.store, str):  # PostgreSQL, read as a team member would
-            with psycopg.connect(self.store) as pg:
-                return [tuple(r) for r in pg.execute(translate(sql), params)]
-        with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as db:
-            return list(db.execute(sql, params))
+    def sql_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of the service's store, read as a team member would (tests/sql.py)."""
+        return rows_at(self.store, sql, params)
 
     def processed(self, produced: Iterable[Produced]) -> bool:
         """Every produced message is in the store and no longer waiting for evaluation."""
         wanted = {(p.topic, p.partition, p.offset) for p in produced if p.topic in self.subscribed}
         if not self._exists():
             return False
-        rows = self.query('SELECT topic, partition, "offset", status FROM notices')
+        rows = self.sql_rows('SELECT topic, partition, "offset", status FROM notices')
         done = {(t, p, o) for t, p, o, s in rows if s != "new"}
         return wanted <= done
 
@@ -357,12 +353,12 @@ class ServiceProcess:
         wait_until(ready, timeout, f"{len(items)} notices and their actions")
 
     def actions_settled(self) -> bool:
-        return not self.query("SELECT 1 FROM actions WHERE status IN ('pending', 'running')")
+        return not self.sql_rows("SELECT 1 FROM actions WHERE status IN ('pending', 'running')")
 
 
 def check_exactly_once(service: ServiceProcess, produced: Sequence[Produced]) -> set[str]:
     """Nothing lost, nothing evaluated or acted on twice; the files written, relative to out."""
-    rows = service.query('SELECT topic, partition, "offset", sha256, status, name FROM notices')
+    rows = service.sql_rows('SELECT topic, partition, "offset", sha256, status, name FROM notices')
     at = {(t, p, o): sha for t, p, o, sha, _, _ in rows if o >= 0}
     copies = Counter((t, sha) for t, _, _, sha, _, _ in rows)
     for p in produced:
@@ -374,14 +370,14 @@ def check_exactly_once(service: ServiceProcess, produced: Sequence[Produced]) ->
             reused = f"{p.topic}[{p.partition}]@{p.offset} (offset reused)"
             assert (p.topic, -1, digest, reused) in {(t, o, s, n) for t, _, o, s, _, n in rows}
     assert not [r for r in rows if r[4] == "new"], "notices left unevaluated"
-    twice = service.query(
+    twice = service.sql_rows(
         "SELECT notice_id, trigger, count(*) FROM decisions WHERE source='notice' "
         "GROUP BY notice_id, trigger HAVING count(*) > 1"
     )
     assert not twice, f"notices evaluated twice: {twice}"
-    actions = service.query("SELECT idempotency_key, status, files, attempts, log FROM actions")
+    actions = service.sql_rows("SELECT idempotency_key, status, files, attempts, log FROM actions")
     assert all(status == "done" for _, status, *_ in actions), actions
-    passed = service.query(
+    passed = service.sql_rows(
         "SELECT count(*) FROM decisions WHERE conclusion='PASS' AND mode='live' AND source='notice'"
     )[0][0]
     assert len(actions) == passed, "one notice action per passing decision"

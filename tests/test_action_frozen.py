@@ -8,6 +8,7 @@ A real local HTTP server records what each action sent; the store is a real SQLi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import DATA, sequence
 from tests.loopback import Loopback, serve
+from tests.sql import sql_rows, sql_value
 from tracerules.cli.main import app
 from tracerules.products.actions import registry
 from tracerules.products.actions.registry import (
@@ -27,6 +29,7 @@ from tracerules.products.actions.registry import (
     ActionOutcome,
     ActionRequest,
     ActionType,
+    Snapshot,
 )
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.dispatch.workers import ActionWorkers
@@ -109,7 +112,7 @@ def _sent(server: Loopback) -> list[dict[str, Any]]:
 
 
 def _statuses(store: Store) -> dict[str, str]:
-    rows = store.query("SELECT label, type, status, position FROM actions ORDER BY id")
+    rows = sql_rows(store, "SELECT label, type, status, position FROM actions ORDER BY id")
     return {f"{r['position']}:{r['type']}": r["status"] for r in rows}
 
 
@@ -144,7 +147,7 @@ def test_a_reload_while_actions_are_pending_runs_each_as_planned_or_supersedes_i
     # Each webhook sent what it was planned with: a's version 1, b although deleted, c once.
     assert _sent(server) == [{"which": "a", "version": 1}, {"which": "b"}, {"which": "c"}]
     assert server.paths() == ["/a", "/b", "/c"]
-    log = store.scalar("SELECT log FROM actions WHERE position=3")
+    log = sql_value(store, "SELECT log FROM actions WHERE position=3")
     assert "superseded: its action type 'tr-test-ping' is no longer installed" in log
     assert "not run" in log
     assert any("superseded" in r.getMessage() for r in caplog.records)
@@ -176,8 +179,8 @@ def test_a_restart_with_edited_rules_runs_pending_actions_as_planned(
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if not again.scalar(
-                "SELECT count(*) FROM actions WHERE status IN ('pending', 'running')"
+            if not sql_value(
+                again, "SELECT count(*) FROM actions WHERE status IN ('pending', 'running')"
             ):
                 break
             time.sleep(0.05)
@@ -204,7 +207,7 @@ def test_a_real_dash_and_a_missing_value_round_trip(
     engine = Engine(_write_rules(tmp_path / "rules.yaml", action), store, out_dir=tmp_path)
     (record,) = engine.process(_notice(note="-")).decisions[0].actions
     assert record.status == "done", record.log
-    stored = json.loads(store.scalar("SELECT request FROM actions WHERE id=?", (record.id,)))
+    stored = json.loads(sql_value(store, "SELECT request FROM actions WHERE id=?", (record.id,)))
     assert stored["note"] == "-" and "absent" in stored and stored["absent"] is None
     (body,) = _sent(server)
     assert body == {"note": "-", "absent": None, "text": "-|-"}
@@ -228,21 +231,21 @@ def test_secrets_stay_out_of_the_snapshot_the_row_and_the_logs(
     store = Store(path)
     rules = _write_rules(tmp_path / "rules.yaml", action)
     Engine(rules, store, run_actions=False, out_dir=tmp_path).process(_notice())
-    snapshot = store.scalar("SELECT config FROM action_configs")
+    snapshot = sql_value(store, "SELECT config FROM action_configs")
     assert "${env:TR_FROZEN_TOKEN}" in snapshot and SECRET not in snapshot
     workers = ActionWorkers(str(path), lambda: rules, tmp_path / "out")
     with caplog.at_level(logging.INFO, "tracerules.actions"):
         workers.start()
         try:
             deadline = time.monotonic() + 20
-            while store.scalar("SELECT count(*) FROM actions WHERE status != 'done'"):
-                assert time.monotonic() < deadline, store.query("SELECT log FROM actions")
+            while sql_value(store, "SELECT count(*) FROM actions WHERE status != 'done'"):
+                assert time.monotonic() < deadline, sql_rows(store, "SELECT log FROM actions")
                 time.sleep(0.05)
         finally:
             assert workers.stop(5)
     assert [s.headers["Authorization"] for s in server.seen] == [f"Bearer {SECRET}"] * 2
     # The command printed the secret: what the dispatcher stores and logs shows ***.
-    for row in store.query("SELECT * FROM actions"):
+    for row in sql_rows(store, "SELECT * FROM actions"):
         assert "***" in row["log"] and SECRET not in json.dumps(dict(row))
     store.close()
     for file in tmp_path.glob("store.sqlite*"):  # the WAL too
@@ -255,13 +258,40 @@ def test_secrets_stay_out_of_the_snapshot_the_row_and_the_logs(
 def test_every_example_action_rebuilds_from_its_snapshot_as_compiled() -> None:
     """The snapshot keeps the options as written (defaults left out), so that validators
     which refuse a default and an explicit value together accept it again."""
-    from tracerules.runtime.dispatch.frozen import Frozen, rebuild, snapshot
+    from tracerules.runtime.dispatch.frozen import Frozen, rebuild
 
     root = Path(__file__).resolve().parents[1]
     rules = load_ruleset([root / "examples" / "rules"])
     actions = [a for t in rules.triggers for a in t.actions]
     assert {a.kind.name for a in actions} >= {"mwa", "atca", "notice", "gw-alert"}
     for action in actions:
-        frozen = rebuild(snapshot(action).text)
+        frozen = rebuild(action.snapshot.text)
         assert isinstance(frozen, Frozen), frozen
         assert frozen.kind is action.kind and frozen.config == action.config
+
+
+def test_the_snapshot_is_made_when_rules_compile_and_planning_stores_it_as_made(
+    server: Loopback, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each compiled action carries its own snapshot: planning copies it, never looks one up
+    (a cache keyed by id() could hand out another action's snapshot once an id is reused)."""
+    rules = _write_rules(
+        tmp_path / "rules.yaml", _hook(server, "a", version=1) + _hook(server, "b")
+    )
+    trigger = rules.trigger("gbm-frozen")
+    assert trigger is not None
+    first, second = (action.snapshot for action in trigger.actions)
+    assert json.loads(first.text)["body"] == {"which": "a", "version": 1}
+    assert json.loads(second.text)["body"] == {"which": "b"}
+    assert first.digest == hashlib.sha256(first.text.encode()).hexdigest() != second.digest
+
+    def refuse(cls: type[Snapshot], config: ActionConfig) -> Snapshot:
+        raise AssertionError("a snapshot made after the rules were compiled")
+
+    monkeypatch.setattr(Snapshot, "of", classmethod(refuse))
+    engine = Engine(rules, store, run_actions=False, out_dir=tmp_path / "out")
+    (decision,) = engine.process(_notice()).decisions
+    assert [a.status for a in decision.actions] == ["pending", "pending"]
+    stored = {row["position"]: row["config_hash"] for row in store.ready_actions(time.time() + 1)}
+    assert stored == {0: first.digest, 1: second.digest}
+    assert store.action_config(first.digest) == first.text

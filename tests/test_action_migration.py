@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from tests.conftest import DATA
+from tests.sql import sql_rows, sql_value
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.store.store import SCHEMA_VERSION, Store
@@ -22,7 +23,7 @@ def _store(tmp_path: Path) -> Store:
 
 
 def _columns(store: Store, table: str) -> set[str]:
-    return {r["name"] for r in store.query(f"PRAGMA table_info({table})")}
+    return {r["name"] for r in sql_rows(store, f"PRAGMA table_info({table})")}
 
 
 def test_a_schema_3_store_upgrades_in_place(tmp_path: Path) -> None:
@@ -30,9 +31,9 @@ def test_a_schema_3_store_upgrades_in_place(tmp_path: Path) -> None:
     assert store.version() == SCHEMA_VERSION >= 4  # 4: actions frozen
     assert {"config_hash", "rule_revision", "rule_commit", "expiry"} <= _columns(store, "actions")
     assert _columns(store, "action_configs") == {"hash", "config"}
-    (row,) = store.query("SELECT * FROM actions")
+    (row,) = sql_rows(store, "SELECT * FROM actions")
     assert row["status"] == "pending" and row["config_hash"] is None  # kept as it was
-    assert store.scalar("SELECT count(*) FROM notices") == 1
+    assert sql_value(store, "SELECT count(*) FROM notices") == 1
     store.close()
     assert Store(tmp_path / "store.sqlite").version() == SCHEMA_VERSION  # opened again: same
 
@@ -55,4 +56,4 @@ def test_its_pending_action_is_superseded_under_edited_rules(tmp_path: Path) -> 
     assert result.status == "superseded"
     assert "planned before actions were frozen, under rule revision" in result.log
     assert not (tmp_path / "out").exists()
-    assert store.scalar("SELECT status FROM actions") == "superseded"
+    assert sql_value(store, "SELECT status FROM actions") == "superseded"

@@ -16,6 +16,7 @@ from pathlib import Path
 from tests import loopback
 from tests.conftest import NOTICES
 from tests.service_harness import wait_until
+from tests.sql import sql_rows
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.dispatch.workers import owner_token, recover
@@ -75,7 +76,7 @@ def _planned(store: Store, rules: RuleSet, out: Path) -> int:
 
 
 def _log(store: Store, action_id: int) -> str:
-    return str(store.query("SELECT log FROM actions WHERE id=?", (action_id,))[0]["log"])
+    return str(sql_rows(store, "SELECT log FROM actions WHERE id=?", (action_id,))[0]["log"])
 
 
 def test_a_webhook_cut_off_after_its_request_went_out_is_resent_with_the_same_key(
@@ -92,7 +93,7 @@ def test_a_webhook_cut_off_after_its_request_went_out_is_resent_with_the_same_ke
         )
         try:
             wait_until(lambda: hook.seen, 60, "the first request")
-            sending = store.query("SELECT status, sending_at, log FROM actions")[0]
+            sending = sql_rows(store, "SELECT status, sending_at, log FROM actions")[0]
             assert sending["status"] == "running" and sending["sending_at"] is not None
             assert "sending try 1 with Idempotency-Key" in sending["log"]  # before it went out
         finally:

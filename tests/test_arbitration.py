@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from tests.conftest import DATA, sequence
+from tests.sql import sql_rows, sql_value
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.sources.notices import Notice
@@ -61,12 +62,12 @@ def bat_and_xrt() -> tuple[Notice, Notice]:
 def statuses(engine: Engine) -> list[tuple[str, str]]:
     return [
         (r["trigger"], r["status"])
-        for r in engine.store.query("SELECT trigger, status FROM actions ORDER BY id")
+        for r in sql_rows(engine.store, "SELECT trigger, status FROM actions ORDER BY id")
     ]
 
 
 def logs(engine: Engine) -> str:
-    return "\n".join(r["log"] for r in engine.store.query("SELECT log FROM actions"))
+    return "\n".join(r["log"] for r in sql_rows(engine.store, "SELECT log FROM actions"))
 
 
 def test_a_free_observatory_starts_and_equal_priority_nearby_is_a_clash(tmp_path: Path) -> None:
@@ -97,7 +98,7 @@ def test_a_later_higher_priority_request_overrides_a_running_observation(tmp_pat
     engine.process(xrt)  # high overrides it; low's own refinement then clashes with high
     assert statuses(engine) == [("low", "done"), ("high", "done"), ("low", "clash")]
     assert "priority 5 overrides low/1201696 (priority 20)" in logs(engine)
-    current = engine.store.query("SELECT trigger FROM observations")
+    current = sql_rows(engine.store, "SELECT trigger FROM observations")
     assert [r["trigger"] for r in current] == ["high"]
 
 
@@ -118,7 +119,7 @@ def test_test_and_live_observations_never_clash(tmp_path: Path) -> None:
     bat, _ = bat_and_xrt()
     engine.process(bat)
     assert statuses(engine) == [("drill", "done"), ("live", "done")]
-    rows = engine.store.query("SELECT test FROM observations ORDER BY test")
+    rows = sql_rows(engine.store, "SELECT test FROM observations ORDER BY test")
     assert [r["test"] for r in rows] == [0, 1]
 
 
@@ -155,6 +156,6 @@ def test_two_decisions_racing_for_one_observatory_start_once(tmp_path: Path) -> 
         thread.start()
     for thread in threads:
         thread.join(30)
-    rows = first.store.query("SELECT status FROM actions ORDER BY id")
+    rows = sql_rows(first.store, "SELECT status FROM actions ORDER BY id")
     assert sorted(r["status"] for r in rows) == ["clash", "done"]
-    assert first.store.scalar("SELECT count(*) FROM observations") == 1
+    assert sql_value(first.store, "SELECT count(*) FROM observations") == 1

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import DATA, NOTICES
 from tests.observatory_standins import ATCA_TOKEN, Scripted, StandIn, atca_answer, serve
+from tests.sql import sql_rows
 from tracerules.errors import RuleError
 from tracerules.products.actions.atca import sexagesimal
 from tracerules.rules.compile import load_ruleset
@@ -89,7 +90,7 @@ def run_bat(tmp_path: Path, url: str, *, dry_run: bool = False, **given: str) ->
         load_ruleset([folder]), store, out_dir=tmp_path / name, dry_run=dry_run, products=dry_run
     )
     engine.process(notice_from_file(BAT))
-    [row] = store.query("SELECT * FROM actions")
+    [row] = sql_rows(store, "SELECT * FROM actions")
     return row
 
 
@@ -152,7 +153,7 @@ def test_a_live_request_is_not_a_test(tmp_path: Path, atca: StandIn) -> None:
 def test_observation_end_is_the_schedule_length(tmp_path: Path, atca: StandIn) -> None:
     run_bat(tmp_path, atca.url)
     store = Store(tmp_path / "live.sqlite")
-    [obs] = store.query("SELECT started, until FROM observations")
+    [obs] = sql_rows(store, "SELECT started, until FROM observations")
     assert obs["until"] - obs["started"] == (2 + 20) * 60 + (2 + 60) * 60
 
 

@@ -20,6 +20,7 @@ import pytest
 from tests.browsing import open_page, visit, watch
 from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get, get_page
+from tests.sql import sql_rows, sql_run, sql_value
 from tracerules.cli.serve import run_serve
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.replay import replay
@@ -83,7 +84,8 @@ def test_trigger_page_lights_match_the_store(server: Server, store_file: Path) -
     db = Store(store_file)
     try:
         for row in rows:
-            factors = db.query(
+            factors = sql_rows(
+                db,
                 "SELECT name, vote, inherited FROM factors WHERE decision=? ORDER BY position",
                 (int(row.get("data-decision")),),
             )
@@ -124,7 +126,7 @@ def test_log_and_read_only(server: Server, store_file: Path) -> None:
     doc = get_page(server, "/log")
     rows = doc.xpath("//table[@id='actions']/tbody/tr[@data-action-id]")
     db = Store(store_file)
-    assert len(rows) == min(50, db.scalar("SELECT count(*) FROM actions"))
+    assert len(rows) == min(50, sql_value(db, "SELECT count(*) FROM actions"))
     db.close()
     request = urllib.request.Request(server.url + "/log", data=b"x", method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -158,9 +160,10 @@ def test_stream_status_from_the_heartbeat(tmp_path: Path) -> None:
     Store(path).close()
     assert status(Store(path, read_only=True), time.time()).stream == "FAILURE"
     db = Store(path)
-    db.db.execute(
+    sql_run(
+        db,
         "CREATE TABLE IF NOT EXISTS service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
-        "at REAL NOT NULL)"
+        "at REAL NOT NULL)",
     )
     now = time.time()
     expected = {2.0: "OK", 30.0: "DELAYED", 300.0: "FAILURE"}
@@ -169,7 +172,8 @@ def test_stream_status_from_the_heartbeat(tmp_path: Path) -> None:
             ("heartbeat", {"time": now - age}),
             ("service", {"state": "running", "beat": now, "pid": 1, "host": "h"}),
         ):
-            db.db.execute(
+            sql_run(
+                db,
                 "INSERT OR REPLACE INTO service_state VALUES (?, ?, ?)",
                 (key, json.dumps(value), now),
             )

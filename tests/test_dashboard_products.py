@@ -20,6 +20,7 @@ from lxml import html as lxml_html
 from tests.browsing import open_page, screenshot, visit, watch
 from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get, get_page
+from tests.sql import sql_rows
 from tracerules.cli.serve import products_folder, run_serve
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.engine import Engine
@@ -75,7 +76,9 @@ def test_product_files_are_linked_and_served(
     doc = get_page(products_server, "/triggers/lvk-alerts")
     links = product_links(doc)
     db = Store(path)
-    recorded = [f for (files,) in db.query("SELECT files FROM actions") for f in json.loads(files)]
+    recorded = [
+        f for (files,) in sql_rows(db, "SELECT files FROM actions") for f in json.loads(files)
+    ]
     db.close()
     written = sorted(Path(f).relative_to(out).as_posix() for f in recorded)
     assert sorted({h.removeprefix("/products/") for h in links}) == written

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests import late_plugin
-from tests.conftest import DATA, sequence
+from tests.conftest import gbm_rules, sequence
 from tests.loopback import Loopback, serve
+from tests.sql import sql_rows, sql_value
 from tracerules.products.actions.webhook import WebhookConfig
-from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.retry import Policy, policy_of
 from tracerules.runtime.dispatch.workers import run_budget
 from tracerules.runtime.engine.decisions import ActionRecord
@@ -31,27 +31,7 @@ def server() -> Iterator[Loopback]:
 
 def _run(tmp_path: Path, store: Store, action: str) -> tuple[Engine, ActionRecord]:
     """One decision of a real notice whose single action is `action` (YAML), run inline."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        f"""schema_version: 1
-triggers:
-  - id: gbm-retry
-    topics: [gcn.notices.fermi.gbm]
-    event_id: trigger_id
-    event_time: trigger_time
-    expiry: 1 d
-    fields:
-      trigger_id: {{jsonpath: "$.id[0]", as: string}}
-      trigger_time: {{jsonpath: "$.trigger_time", as: time}}
-      ra: {{jsonpath: "$.ra", as: angle}}
-    conditions:
-      located: exists(ra)
-    actions:
-{action}"""
-    )
-    engine = Engine(
-        load_ruleset([DATA / "rules" / "topics.yaml", rules]), store, out_dir=tmp_path / "out"
-    )
+    engine = Engine(gbm_rules(tmp_path, "gbm-retry", action), store, out_dir=tmp_path / "out")
     (record,) = engine.process(sequence("fermi_gbm_json")[1]).decisions[0].actions
     return engine, record
 
@@ -77,10 +57,10 @@ def test_retry_counts_are_exact_at_a_server_answering_503(
     _, record = _run(tmp_path, store, action)
     assert record.status == "failed"
     assert len(server.seen) == requests
-    log = store.scalar("SELECT log FROM actions WHERE id=?", (record.id,))
+    log = sql_value(store, "SELECT log FROM actions WHERE id=?", (record.id,))
     assert log.count("status 503 busy") == requests
     assert log.count("retrying in 0 s") == requests - 1
-    assert store.scalar("SELECT attempts FROM actions WHERE id=?", (record.id,)) == 1
+    assert sql_value(store, "SELECT attempts FROM actions WHERE id=?", (record.id,)) == 1
 
 
 def test_a_hang_answering_late_costs_one_attempt_and_records_one_outcome(
@@ -96,14 +76,14 @@ def test_a_hang_answering_late_costs_one_attempt_and_records_one_outcome(
     _, record = _run(tmp_path, store, action)
     assert server.answered == ["/hang"]  # the 503; nobody waited for the late answer
     assert record.status == "failed" and len(server.seen) == 2
-    before = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+    before = dict(sql_rows(store, "SELECT * FROM actions WHERE id=?", (record.id,))[0])
     assert before["log"].count("no answer within 0.3 s") == 1
     deadline = time.monotonic() + 10
     while len(server.answered) < 2:  # the late answer is written now
         assert time.monotonic() < deadline
         time.sleep(0.02)
     time.sleep(0.1)
-    after = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+    after = dict(sql_rows(store, "SELECT * FROM actions WHERE id=?", (record.id,))[0])
     assert after == before and "late" not in after["log"]
     assert len(server.seen) == 2
 
@@ -121,7 +101,7 @@ def test_a_timed_out_attempt_is_abandoned_and_its_late_result_ignored(
         _, record = _run(tmp_path, store, action)
         assert record.status == "done" and late_plugin.calls == [1, 2]
         assert late_plugin.finished == [2]  # the first call still hangs
-        before = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+        before = dict(sql_rows(store, "SELECT * FROM actions WHERE id=?", (record.id,))[0])
     finally:
         late_plugin.release.set()
     deadline = time.monotonic() + 5
@@ -129,7 +109,7 @@ def test_a_timed_out_attempt_is_abandoned_and_its_late_result_ignored(
         assert time.monotonic() < deadline
         time.sleep(0.02)
     time.sleep(0.1)
-    after = dict(store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0])
+    after = dict(sql_rows(store, "SELECT * FROM actions WHERE id=?", (record.id,))[0])
     assert after == before
     log = after["log"]
     assert log.count("timed out after 0.5 s; a late result is ignored") == 1
@@ -157,5 +137,5 @@ def test_the_run_budget_is_derived_from_the_policy(store: Store, tmp_path: Path)
         '      - type: webhook\n        url: "http://127.0.0.1:9/x"\n'
         "        timeout: 4\n        retries: 2\n        attempts: 1\n        backoff: 0.5\n",
     )
-    row = store.query("SELECT * FROM actions WHERE id=?", (record.id,))[0]
+    row = sql_rows(store, "SELECT * FROM actions WHERE id=?", (record.id,))[0]
     assert run_budget(store, engine.rules, row) == 3 * 4 + 0.5 + 1.0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOTICES, sequence
+from tests.sql import sql_rows, sql_value
 from tracerules.dsl.builtins import Builtin, assemble
 from tracerules.dsl.values import Type, Vote
 from tracerules.rules.compile import load_ruleset
@@ -75,7 +76,9 @@ def test_swift_chain_conclusions_change_as_notices_arrive(engine: Engine) -> Non
     assert xrt[2]["is_grb"] == "PASS*"  # XRT notices carry no GRB_Identified: inherited
     assert xrt[2]["sharp"] == "PASS"  # XRT localises to arcseconds
     assert xrt[1] is Conclusion.PASS
-    events = engine.store.query("SELECT event_id, notices FROM events WHERE trigger='swift-grb'")
+    events = sql_rows(
+        engine.store, "SELECT event_id, notices FROM events WHERE trigger='swift-grb'"
+    )
     assert [(r["event_id"], r["notices"]) for r in events] == [("1201696", len(outcomes))]
 
 
@@ -94,12 +97,12 @@ def test_integral_groups_only_by_masked_trigger_id(engine: Engine) -> None:
     raw_ids = {d.factor("strong").detail for d in decisions}
     assert len(decisions) == 5 and len(raw_ids) >= 1
     assert {d.event_id for d in decisions} == {"10436"}
-    event = engine.store.query("SELECT * FROM events WHERE trigger='integral'")
+    event = sql_rows(engine.store, "SELECT * FROM events WHERE trigger='integral'")
     assert len(event) == 1 and event[0]["notices"] == 5
     # The earliest parseable event time wins (the first notice says .54, the second .53).
     assert event[0]["event_time"] == pytest.approx(1701234359.53)
     # A pretend trigger records what it would have done and never acts.
-    actions = engine.store.query("SELECT status FROM actions WHERE trigger='integral'")
+    actions = sql_rows(engine.store, "SELECT status FROM actions WHERE trigger='integral'")
     assert actions and {a["status"] for a in actions} == {"pretend"}
 
 
@@ -134,7 +137,7 @@ def test_a_failing_trigger_becomes_an_error_decision_and_the_next_still_runs(
     assert broken.conclusion is Conclusion.ERROR
     assert "third-party function bug" in (broken.error or "")
     assert fine.conclusion is Conclusion.PASS
-    stored = engine.store.query("SELECT trigger, conclusion, error FROM decisions")
+    stored = sql_rows(engine.store, "SELECT trigger, conclusion, error FROM decisions")
     assert [(r["trigger"], r["conclusion"]) for r in stored] == [
         ("gbm-json", "ERROR"),
         ("gbm-second", "PASS"),
@@ -173,8 +176,8 @@ def test_after_expiry_maybe_fails_and_a_manual_retrigger_passes(engine: Engine) 
     manual = engine.retrigger("swift-grb", "1201696", actor="astronomer@example.org")
     assert manual.source is Source.MANUAL
     assert manual.votes is Vote.MAYBE and manual.conclusion is Conclusion.PASS
-    row = engine.store.query(
-        "SELECT source, actor, conclusion FROM decisions WHERE id=?", (manual.id,)
+    row = sql_rows(
+        engine.store, "SELECT source, actor, conclusion FROM decisions WHERE id=?", (manual.id,)
     )[0]
     assert tuple(row) == ("manual", "astronomer@example.org", "PASS")
     assert [a.status for a in manual.actions] == ["done"]
@@ -192,20 +195,20 @@ def test_the_same_notice_twice_or_at_another_offset_acts_once(
     moved = engine.process(dataclasses.replace(notice, offset=notice.offset + 100))
     assert (again.status, again.decisions) == ("duplicate", [])
     assert moved.status == "duplicate" and "same payload" in (moved.reason or "")
-    actions = engine.store.query("SELECT status, files FROM actions")
+    actions = sql_rows(engine.store, "SELECT status, files FROM actions")
     assert [a["status"] for a in actions] == ["done"]
     (written,) = json.loads(actions[0]["files"])
     assert Path(written).read_bytes() == notice.payload
     # A redelivery (same offset) is the same message; a re-send under a new offset is kept.
-    assert engine.store.scalar("SELECT count(*) FROM notices") == 2
+    assert sql_value(engine.store, "SELECT count(*) FROM notices") == 2
 
 
 def test_unsubscribed_notices_are_stored_and_counted_not_parsed(engine: Engine) -> None:
     garbage = Notice("gcn.classic.voevent.SWIFT_POINTDIR", b"<not xml", 0, 7, None, 1.0)
     processed = engine.process(garbage)
     assert processed.status == "unsubscribed"
-    stats = engine.store.query(
-        "SELECT count, bytes FROM topic_stats WHERE topic=?", (garbage.topic,)
+    stats = sql_rows(
+        engine.store, "SELECT count, bytes FROM topic_stats WHERE topic=?", (garbage.topic,)
     )
     assert tuple(stats[0]) == (1, len(garbage.payload))
 
@@ -218,10 +221,10 @@ def test_malformed_notices_on_a_subscribed_topic_become_dead_letters(engine: Eng
     )
     processed = engine.process(bad)
     assert processed.status == "dead"
-    row = engine.store.query("SELECT reason FROM dead_letters")[0]
+    row = sql_rows(engine.store, "SELECT reason FROM dead_letters")[0]
     assert "Namespace prefix xsi" in row["reason"]
     assert (
-        engine.store.scalar("SELECT status FROM notices WHERE id=?", (processed.notice_id,))
+        sql_value(engine.store, "SELECT status FROM notices WHERE id=?", (processed.notice_id,))
         == "dead"
     )
 
@@ -240,7 +243,7 @@ def test_a_notice_without_an_event_id_is_not_applicable(engine: Engine) -> None:
 
 def test_decisions_record_the_rule_revision(engine: Engine) -> None:
     engine.process(sequence("fermi_gbm_json")[1])
-    row = engine.store.query("SELECT rule_file, rule_revision, rule_commit FROM decisions")[0]
+    row = sql_rows(engine.store, "SELECT rule_file, rule_revision, rule_commit FROM decisions")[0]
     assert row["rule_file"].endswith("engine.yaml")
     assert len(row["rule_revision"]) == 16
     text = (NOTICES.parent / "rules" / "engine.yaml").read_bytes()
@@ -258,9 +261,10 @@ def test_the_engine_is_deterministic(engine_rules: object, tmp_path: Path) -> No
                 engine.process(notice)
         return [
             tuple(r)
-            for r in store.query(
+            for r in sql_rows(
+                store,
                 "SELECT d.trigger, d.event_id, d.seq, d.conclusion, f.name, f.vote, f.inherited "
-                "FROM decisions d JOIN factors f ON f.decision = d.id ORDER BY d.id, f.position"
+                "FROM decisions d JOIN factors f ON f.decision = d.id ORDER BY d.id, f.position",
             )
         ]
 

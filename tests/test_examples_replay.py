@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.sql import sql_rows
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.replay import replay
 from tracerules.runtime.sources.files import iter_notices
@@ -23,8 +24,9 @@ def test_the_quick_start_fails_nothing_by_accident(tmp_path: Path) -> None:
         summary = counts(result.store)
         # Every file product is written; an observation may be refused by arbitration (a
         # clash is a decision, not a failure), and live actions never run in a dry run.
-        failed = result.store.query(
-            "SELECT label, log FROM actions WHERE status NOT IN ('done', 'clash', 'dry-run')"
+        failed = sql_rows(
+            result.store,
+            "SELECT label, log FROM actions WHERE status NOT IN ('done', 'clash', 'dry-run')",
         )
         assert not [(r["label"], r["log"]) for r in failed]
         assert summary["actions"].get("done", 0) >= 32

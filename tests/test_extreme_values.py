@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import NOTICES
 from tests.dashboard_server import Server, get
+from tests.sql import sql_rows, sql_run
 from tracerules.cli.main import app
 from tracerules.dsl.convert import CONVERSIONS
 from tracerules.dsl.values import Missing
@@ -76,12 +77,12 @@ def extreme_store(tmp_path: Path) -> Path:
         notice = Notice("igwn.gwalert", payload, offset=offset, created=1.7e9, received=1.7e9)
         statuses[name] = engine.process(notice).status
     assert statuses == {"infinite": "evaluated", "far": "dead", "deep": "dead", "nan": "evaluated"}
-    times = [r[0] for r in store.query("SELECT event_time FROM events")]
+    times = [r[0] for r in sql_rows(store, "SELECT event_time FROM events")]
     assert times == [None, None]  # no infinite or NaN time reaches the store from now on
     # ... but a store written by an older tracerules holds them: readers must cope.
-    store.db.execute("UPDATE events SET event_time=?, first_seen=?", (math.inf, math.inf))
-    store.db.execute("UPDATE notices SET created=? WHERE id=1", (math.inf,))
-    store.db.execute("UPDATE decisions SET at=? WHERE id=1", (-math.inf,))
+    sql_run(store, "UPDATE events SET event_time=?, first_seen=?", (math.inf, math.inf))
+    sql_run(store, "UPDATE notices SET created=? WHERE id=1", (math.inf,))
+    sql_run(store, "UPDATE decisions SET at=? WHERE id=1", (-math.inf,))
     store.close()
     return path
 

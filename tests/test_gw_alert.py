@@ -14,11 +14,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from tests.conftest import DATA, NOTICES
+from tests.sql import sql_value
 from tracerules import __version__
 from tracerules.errors import RuleError
 from tracerules.products.actions.gw_alert import GwAlertConfig, run
 from tracerules.products.actions.registry import ActionRequest
 from tracerules.products.sky import healpix as hp
+from tracerules.products.sky.galactic import equatorial_to_galactic
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.engine.decisions import Conclusion, Decision
 from tracerules.runtime.engine.engine import Engine
@@ -112,7 +114,7 @@ def test_cbc_alert_end_to_end(gw_engine: Engine, tmp_path: Path) -> None:
     ra, dec = hp.pixel_centres(32)
     np.testing.assert_allclose(table[:, 4], ra, atol=1e-6)
     np.testing.assert_allclose(table[:, 5], dec, atol=1e-6)
-    gal_l, gal_b = hp.equatorial_to_galactic(ra, dec)
+    gal_l, gal_b = equatorial_to_galactic(ra, dec)
     assert hp.angular_separation(table[:, 6], table[:, 7], gal_l, gal_b).max() < 1e-5
     # Distances merged by probability weight: the flat map's mixture mean is the map's mean.
     prob, mean = table[:, 1], table[:, 8]
@@ -120,7 +122,9 @@ def test_cbc_alert_end_to_end(gw_engine: Engine, tmp_path: Path) -> None:
     assert np.sum(prob[good] * mean[good]) == pytest.approx(extra["distance_mean"], rel=1e-3)
 
     recorded = json.loads(
-        gw_engine.store.scalar("SELECT files FROM actions WHERE id=?", (decision.actions[0].id,))
+        sql_value(
+            gw_engine.store, "SELECT files FROM actions WHERE id=?", (decision.actions[0].id,)
+        )
     )
     assert {Path(f).name for f in recorded} == names
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import DATA, NOTICES
 from tests.observatory_standins import MWA_KEY, Scripted, StandIn, mwa_answer, serve
+from tests.sql import sql_rows
 from tracerules.products.sky.mwa_pointings import gw_pointings
 from tracerules.products.sky.sites import Site
 from tracerules.products.sky.skymap import skymap_from_alert
@@ -119,7 +120,7 @@ def bat(url: str, *, mode: str = "correlator", test: str = "false", **extra: Any
 
 
 def actions(engine: Engine) -> list[Any]:
-    return engine.store.query("SELECT * FROM actions ORDER BY id")
+    return sql_rows(engine.store, "SELECT * FROM actions ORDER BY id")
 
 
 def requests_file(engine: Engine, row: Any) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def test_observation_end_is_nobs_freqspecs_exposure_plus_calibrator(
     engine = engine_for(tmp_path, bat(mwa.url))
     notice = notice_from_file(VISIBLE_BAT)
     engine.process(notice)
-    obs = engine.store.query("SELECT started, until FROM observations")[0]
+    obs = sql_rows(engine.store, "SELECT started, until FROM observations")[0]
     assert obs["until"] - obs["started"] == 2 * 2 * 120 + 120
 
 
@@ -212,14 +213,14 @@ def test_a_target_below_the_limit_is_refused_before_any_request(
     assert "21.88 deg elevation" in row["log"]
     assert "below the 30 deg limit of site 'mwa'" in row["log"]
     assert mwa.received == []
-    assert engine.store.query("SELECT * FROM observations") == []
+    assert sql_rows(engine.store, "SELECT * FROM observations") == []
 
 
 def test_a_test_observation_is_sent_as_pretend(tmp_path: Path, mwa: StandIn) -> None:
     engine = engine_for(tmp_path, bat(mwa.url, test="true"))
     engine.process(notice_from_file(VISIBLE_BAT))
     assert mwa.received[0].body["pretend"] == "True"
-    [obs] = engine.store.query("SELECT test FROM observations")
+    [obs] = sql_rows(engine.store, "SELECT test FROM observations")
     assert obs["test"] == 1
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.sql import sql_rows
 from tracerules.cli.main import app
 from tracerules.rules.compile import RuleSet, load_ruleset
 from tracerules.runtime.engine.replay import replay
@@ -249,7 +250,7 @@ def test_offset_numbers_of_replayed_notices_follow_the_notice_order(
                 tar.add(path, arcname=path.name)
         result = replay(rules, iter_notices([archive]), store_path=tmp_path / f"{turn}.sqlite")
         try:
-            rows = result.store.query("SELECT id, sha256, payload FROM notices")
+            rows = sql_rows(result.store, "SELECT id, sha256, payload FROM notices")
             places = {r["sha256"]: sequence(result.store, r["id"]) for r in rows}
             stages = {r["sha256"]: json.loads(r["payload"])["alert_type"] for r in rows}
         finally:

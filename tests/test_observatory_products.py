@@ -26,6 +26,7 @@ from tests.observatory_standins import (
     mwa_answer,
     serve,
 )
+from tests.sql import sql_rows
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.engine import Engine
@@ -114,7 +115,7 @@ def test_dry_run_products_are_exactly_what_the_services_receive(
     sent_atca = received(atca, "authToken", ATCA_TOKEN)
     assert [normalised(r["method"], r["url"], r["body"]) for r in mwa_written] == sent_mwa
     assert [normalised(r["method"], r["url"], r["body"]) for r in atca_written] == sent_atca
-    rows = engine.store.query("SELECT type, status FROM actions WHERE type IN ('mwa', 'atca')")
+    rows = sql_rows(engine.store, "SELECT type, status FROM actions WHERE type IN ('mwa', 'atca')")
     # The second GBM ground position is 1 deg from the first: within the 4 deg re-point
     # threshold, so it clashes with the observation it would repeat, in both runs.
     # (The mock's later stages clash with its own test observation likewise.)

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.service_harness import NOTICES, SERVICE_RULES
+from tests.sql import sql_run, sql_value
 from tests.torture_support import SECRET_SHAPES, occurrences
 from tracerules.cli.main import app
 from tracerules.products.actions.command import CommandConfig
@@ -142,7 +143,7 @@ def test_an_operator_retries_failed_actions_and_the_workers_run_them(tmp_path: P
     Engine(rules, store, out_dir=tmp_path / "out", run_actions=False).process(
         notice_from_file(bat, offset=0)
     )
-    store.db.execute("UPDATE actions SET status='failed'")
+    sql_run(store, "UPDATE actions SET status='failed'")
     path = str(tmp_path / "store.sqlite")
     nothing = CliRunner().invoke(app, ["actions", "retry", "--trigger", "nope", "--store", path])
     assert nothing.exit_code == 1 and "no failed action matches" in nothing.output
@@ -154,8 +155,8 @@ def test_an_operator_retries_failed_actions_and_the_workers_run_them(tmp_path: P
     workers.start()
     try:
         deadline = time.monotonic() + 10
-        while store.scalar("SELECT status FROM actions") != "done":
-            assert time.monotonic() < deadline, store.scalar("SELECT log FROM actions")
+        while sql_value(store, "SELECT status FROM actions") != "done":
+            assert time.monotonic() < deadline, sql_value(store, "SELECT log FROM actions")
             time.sleep(0.05)
     finally:
         assert workers.stop(5)
@@ -179,15 +180,16 @@ def test_recovery_waits_while_the_command_a_dead_service_started_still_runs(
     gone.wait()
     first_copy = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
-        store.db.execute(
+        sql_run(
+            store,
             "UPDATE actions SET status='running', attempts=1, owner=?, child=?, updated_at=?",
             (owner_token(gone.pid), owner_token(first_copy.pid), time.time()),
         )
         assert recover(store, rules) == []
-        assert store.scalar("SELECT status FROM actions") == "running"
+        assert sql_value(store, "SELECT status FROM actions") == "running"
     finally:
         first_copy.kill()
         first_copy.wait()
     assert len(recover(store, rules)) == 1
-    assert store.scalar("SELECT status FROM actions") == "pending"
+    assert sql_value(store, "SELECT status FROM actions") == "pending"
     store.close()

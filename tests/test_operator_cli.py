@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import DATA, NOTICES
+from tests.sql import sql_run, sql_value
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.replay import replay
@@ -37,7 +38,7 @@ def run(store: Path, *args: str, code: int = 0) -> Any:
 def count(store: Path, sql: str, params: tuple[Any, ...] = ()) -> int:
     db = Store(store)
     try:
-        return int(db.scalar(sql, params))
+        return int(sql_value(db, sql, params))
     finally:
         db.close()
 
@@ -113,7 +114,7 @@ def test_without_rules_the_files_that_decided_are_read_again(
     # A rules folder that has moved away leaves the history readable, without current ones.
     db = Store(store_file)
     with db.transaction():
-        db.db.execute("UPDATE decisions SET rule_file = '/nowhere/rules.yaml'")
+        sql_run(db, "UPDATE decisions SET rule_file = '/nowhere/rules.yaml'")
     db.close()
     assert run(store_file, "events", "show", "gbm-json", "745121685")["current"] is None
 

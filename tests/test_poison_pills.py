@@ -37,7 +37,7 @@ def service(tmp_path: Path, kafka_broker: kb.KafkaBroker) -> Iterator[ServicePro
 
 
 def dead_letters(service: ServiceProcess) -> dict[str, list[str]]:
-    rows = service.query(
+    rows = service.sql_rows(
         "SELECT n.topic, d.reason FROM dead_letters d JOIN notices n ON n.id = d.notice_id"
     )
     out: dict[str, list[str]] = {}
@@ -79,12 +79,12 @@ def test_poison_pills_on_every_topic_and_the_heartbeat_are_dead_letters(
     assert stream["heartbeats"] == 0
 
     assert service.stop() == 0
-    before = service.query("SELECT count(*) FROM dead_letters")[0][0]
+    before = service.sql_rows("SELECT count(*) FROM dead_letters")[0][0]
     service.start()  # the offsets were committed: nothing is read again, nothing crashes
     service.wait_assigned()
     time.sleep(3)
     service.check_alive()
-    assert service.query("SELECT count(*) FROM dead_letters")[0][0] == before
+    assert service.sql_rows("SELECT count(*) FROM dead_letters")[0][0] == before
     assert service.stop() == 0
 
 

@@ -5,13 +5,13 @@ the same store recognises them instead of storing them again. Real notices, a re
 from __future__ import annotations
 
 import json
-import sqlite3
 import tarfile
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from tests.conftest import DATA, NOTICES
+from tests.sql import rows_at
 from tracerules.cli.main import app
 
 GBM = NOTICES / "fermi_gbm_json"
@@ -88,13 +88,9 @@ def test_the_numbers_do_not_depend_on_the_packaging(tmp_path: Path) -> None:
 
 
 def _counts(store: Path) -> tuple[int, list[tuple[str, int]], int]:
-    db = sqlite3.connect(store)
-    try:
-        notices = db.execute("SELECT count(*) FROM notices").fetchone()[0]
-        topics = db.execute("SELECT topic, count FROM topic_stats ORDER BY topic").fetchall()
-        decisions = db.execute("SELECT count(*) FROM decisions").fetchone()[0]
-    finally:
-        db.close()
+    notices = rows_at(store, "SELECT count(*) FROM notices")[0][0]
+    topics = rows_at(store, "SELECT topic, count FROM topic_stats ORDER BY topic")
+    decisions = rows_at(store, "SELECT count(*) FROM decisions")[0][0]
     return notices, topics, decisions
 
 

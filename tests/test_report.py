@@ -13,6 +13,7 @@ from lxml import html as lxml_html
 
 from tests.browsing import not_blank, screenshot, visit, watch
 from tests.conftest import DATA, NOTICES
+from tests.sql import sql_rows, sql_value
 from tracerules.dsl.values import Vote
 from tracerules.report import lights
 from tracerules.report.html import render_report
@@ -72,12 +73,14 @@ def card(doc: lxml_html.HtmlElement, name: str) -> int:
 
 def test_summary_counts_match_the_store(doc: lxml_html.HtmlElement, replayed: Replay) -> None:
     store = replayed.store
-    assert card(doc, "notices") == store.scalar("SELECT count(*) FROM notices")
-    assert card(doc, "events") == store.scalar("SELECT count(*) FROM events")
+    assert card(doc, "notices") == sql_value(store, "SELECT count(*) FROM notices")
+    assert card(doc, "events") == sql_value(store, "SELECT count(*) FROM events")
     for conclusion in ("PASS", "FAIL"):
-        expected = store.scalar("SELECT count(*) FROM decisions WHERE conclusion=?", (conclusion,))
+        expected = sql_value(
+            store, "SELECT count(*) FROM decisions WHERE conclusion=?", (conclusion,)
+        )
         assert card(doc, conclusion.lower()) == expected
-    assert card(doc, "actions") == store.scalar("SELECT count(*) FROM actions")
+    assert card(doc, "actions") == sql_value(store, "SELECT count(*) FROM actions")
     assert card(doc, "dead_letters") == 1
     assert len(doc.xpath("//details[contains(@class, 'event')]")) == card(doc, "events")
 
@@ -92,8 +95,10 @@ def test_per_trigger_pass_counts(doc: lxml_html.HtmlElement, replayed: Replay) -
     ]
     for row in rows:
         trigger = row.get("data-trigger")
-        passed = replayed.store.scalar(
-            "SELECT count(*) FROM decisions WHERE trigger=? AND conclusion='PASS'", (trigger,)
+        passed = sql_value(
+            replayed.store,
+            "SELECT count(*) FROM decisions WHERE trigger=? AND conclusion='PASS'",
+            (trigger,),
         )
         (cell,) = row.xpath('td[@data-count="pass"]/text()')
         assert int(cell) == passed
@@ -106,10 +111,11 @@ def test_a_light_per_factor_with_inherited_ones_washed_out(
 ) -> None:
     store = replayed.store
     rows = doc.xpath("//tr[contains(@class, 'decision')]")
-    assert len(rows) == store.scalar("SELECT count(*) FROM decisions WHERE event IS NOT NULL")
+    assert len(rows) == sql_value(store, "SELECT count(*) FROM decisions WHERE event IS NOT NULL")
     inherited_seen = 0
     for row in rows:
-        factors = store.query(
+        factors = sql_rows(
+            store,
             "SELECT name, vote, inherited FROM factors WHERE decision=? ORDER BY position",
             (int(row.get("data-decision")),),
         )
@@ -155,9 +161,9 @@ def test_the_page_is_self_contained_and_escaped(doc: lxml_html.HtmlElement, repo
 
 def test_actions_that_would_run_are_listed(doc: lxml_html.HtmlElement, replayed: Replay) -> None:
     chips = doc.xpath("//span[contains(@class, 'chip') and @data-action]")
-    assert len(chips) == replayed.store.scalar("SELECT count(*) FROM actions")
+    assert len(chips) == sql_value(replayed.store, "SELECT count(*) FROM actions")
     # A dry run arbitrates observations as the service would: a refused one is a clash.
-    clashes = replayed.store.scalar("SELECT count(*) FROM actions WHERE status='clash'")
+    clashes = sql_value(replayed.store, "SELECT count(*) FROM actions WHERE status='clash'")
     assert sum("clash" in c.text_content() for c in chips) == clashes
     assert all(any(s in c.text_content() for s in ("dry-run", "clash")) for c in chips)
 
@@ -165,7 +171,7 @@ def test_actions_that_would_run_are_listed(doc: lxml_html.HtmlElement, replayed:
 def test_one_trigger_only(replayed: Replay, rules: RuleSet) -> None:
     doc = lxml_html.fromstring(render_report(replayed.store, rules, trigger="gbm-json"))
     assert doc.xpath("//section[@class='trigger']/@data-trigger") == ["gbm-json"]
-    assert card(doc, "events") == replayed.store.scalar("SELECT count(*) FROM events")
+    assert card(doc, "events") == sql_value(replayed.store, "SELECT count(*) FROM events")
 
 
 def test_empty_store(tmp_path: Path, rules: RuleSet) -> None:

@@ -56,7 +56,7 @@ def service(tmp_path: Path, kafka_broker: kb.KafkaBroker) -> Iterator[ServicePro
 
 def conclusions(service: ServiceProcess) -> list[tuple[str, str]]:
     """(trigger, conclusion) of every decision, sorted."""
-    return sorted(service.query("SELECT trigger, conclusion FROM decisions"))
+    return sorted(service.sql_rows("SELECT trigger, conclusion FROM decisions"))
 
 
 def names_of(produced: list[Produced]) -> dict[tuple[str, int, int], str]:
@@ -74,7 +74,7 @@ def test_end_to_end_swift_chain_and_lvk_sequence_act_exactly_once(
     produced = publisher.send_files([*SWIFT, *LVK_VOEVENT, *LVK_JSON])
     service.wait_processed(produced)
 
-    rows = service.query(
+    rows = service.sql_rows(
         'SELECT topic, partition, "offset", status FROM notices ORDER BY topic, "offset"'
     )
     named = names_of(produced)
@@ -249,7 +249,7 @@ def test_malformed_payloads_become_dead_letters_and_the_service_carries_on(
     service.check_alive()
 
     reasons = {
-        p.name: service.query(
+        p.name: service.sql_rows(
             "SELECT d.reason FROM dead_letters d JOIN notices n ON n.id = d.notice_id "
             'WHERE n.topic=? AND n.partition=? AND n."offset"=?',
             (p.topic, p.partition, p.offset),
@@ -265,7 +265,7 @@ def test_malformed_payloads_become_dead_letters_and_the_service_carries_on(
     assert reasons["XML on a JSON topic"] == "XML payload on a JSON topic"
     # The JSON parser's RecursionError escapes the engine; the service keeps the notice.
     assert re.search("RecursionError|JSON", reasons["nested too deeply"])
-    stored = service.query(
+    stored = service.sql_rows(
         "SELECT size FROM notices WHERE topic=? ORDER BY size DESC", (json_topic,)
     )
     assert stored[0][0] == len(big)  # kept whole: never lost
@@ -405,10 +405,10 @@ def test_heartbeats_give_stream_health_and_are_not_notices(service: ServiceProce
         assert snapshot(db, now=last + 60)["stream"]["health"] == "FAILURE"
     finally:
         db.close()
-    assert not service.query("SELECT 1 FROM notices")  # heartbeats are not notices
-    (products,) = service.query("SELECT value FROM service_state WHERE key='products'")
+    assert not service.sql_rows("SELECT 1 FROM notices")  # heartbeats are not notices
+    (products,) = service.sql_rows("SELECT value FROM service_state WHERE key='products'")
     assert json.loads(products[0]) == {"dir": str(service.out.resolve())}  # for `serve`
-    assert service.query("SELECT count FROM topic_stats WHERE topic=?", (HEARTBEAT_TOPIC,)) == [
+    assert service.sql_rows("SELECT count FROM topic_stats WHERE topic=?", (HEARTBEAT_TOPIC,)) == [
         (2,)
     ]
     assert service.stop() == 0

@@ -117,7 +117,7 @@ def test_broker_going_away_mid_stream_is_reported_then_the_service_recovers(
         )
         after = Publisher(broker.bootstrap).send_files([*SWIFT[8:], *LVK], partition=0)
         service.wait_processed(after)
-        reused = service.query('SELECT name FROM notices WHERE "offset" = -1')
+        reused = service.sql_rows('SELECT name FROM notices WHERE "offset" = -1')
         assert reused and all(name.endswith("(offset reused)") for (name,) in reused)
         check_exactly_once(service, before + after)
         assert service.stop() == 0

@@ -44,7 +44,7 @@ def service(tmp_path: Path, kafka_broker: kb.KafkaBroker) -> Iterator[ServicePro
 
 
 def stored(service: ServiceProcess) -> int:
-    return service.query("SELECT count(*) FROM notices")[0][0] if service.store.exists() else 0
+    return service.sql_rows("SELECT count(*) FROM notices")[0][0] if service.store.exists() else 0
 
 
 def test_kill_9_at_random_points_loses_nothing_and_acts_once(service: ServiceProcess) -> None:

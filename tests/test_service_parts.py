@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.service_harness import NOTICES, SERVICE_RULES, wait_until
+from tests.sql import sql_rows, sql_run, sql_value
 from tracerules.cli.main import app
 from tracerules.dsl.values import Missing
 from tracerules.errors import RuleError
@@ -227,8 +228,9 @@ def dead_owner() -> str:
 
 
 def running(store: Store, owner: str | None, attempts: int = 1, age: float = 0.0) -> int:
-    action_id = int(store.scalar("SELECT id FROM actions"))
-    store.db.execute(
+    action_id = int(sql_value(store, "SELECT id FROM actions"))
+    sql_run(
+        store,
         "UPDATE actions SET status='running', owner=?, attempts=?, updated_at=? WHERE id=?",
         (owner, attempts, time.time() - age, action_id),
     )
@@ -236,14 +238,14 @@ def running(store: Store, owner: str | None, attempts: int = 1, age: float = 0.0
 
 
 def status_of(store: Store) -> str:
-    return str(store.scalar("SELECT status FROM actions"))
+    return str(sql_value(store, "SELECT status FROM actions"))
 
 
 def test_an_action_cut_off_by_a_dead_process_runs_again(planned: Store, rules: RuleSet) -> None:
     action_id = running(planned, dead_owner())
     assert recover(planned, rules) == [action_id]
     assert status_of(planned) == "pending"
-    assert "requeued: it was running when process" in planned.scalar("SELECT log FROM actions")
+    assert "requeued: it was running when process" in sql_value(planned, "SELECT log FROM actions")
 
 
 def test_an_action_of_a_live_process_is_never_taken(planned: Store, rules: RuleSet) -> None:
@@ -266,7 +268,7 @@ def test_an_action_abandoned_too_often_fails(planned: Store, rules: RuleSet) -> 
     running(planned, dead_owner(), attempts=MAX_CLAIMS)
     assert len(recover(planned, rules)) == 1
     assert status_of(planned) == "failed"
-    assert "given up" in planned.scalar("SELECT log FROM actions")
+    assert "given up" in sql_value(planned, "SELECT log FROM actions")
 
 
 def test_workers_run_pending_and_recovered_actions(
@@ -280,7 +282,7 @@ def test_workers_run_pending_and_recovered_actions(
         wait_until(lambda: status_of(planned) == "done", 10, "the recovered action")
     finally:
         assert workers.stop(5)
-    row = planned.query("SELECT attempts, owner, files FROM actions")[0]
+    row = sql_rows(planned, "SELECT attempts, owner, files FROM actions")[0]
     assert row["attempts"] == 2 and row["owner"] == workers.token
     (written,) = json.loads(row["files"])
     assert Path(written).read_bytes() == BAT.read_bytes()

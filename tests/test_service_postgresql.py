@@ -33,6 +33,7 @@ from tests.service_harness import (
     topic_of,
     wait_until,
 )
+from tests.sql import sql_rows
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.sources.notices import Notice
@@ -160,7 +161,7 @@ def test_notices_of_one_event_on_both_partitions_decide_as_one_service_would(
     _check_once_across(*team, produced)
     got = _decisions(team[0].store)
     assert got == _decisions(_one_engine(produced, tmp_path / "one.sqlite"))
-    by_partition = Counter(p for *_, p in team[0].query("SELECT 1, partition FROM notices"))
+    by_partition = Counter(p for *_, p in team[0].sql_rows("SELECT 1, partition FROM notices"))
     assert by_partition[0] and by_partition[1]
 
 
@@ -186,7 +187,7 @@ def test_a_burst_of_one_events_notices_on_both_partitions_joins_it_once_each(
     wait_until(lambda: all(s.processed(produced) for s in team), 90, "the burst")
     wait_until(team[0].actions_settled, 60, "the burst's actions")
     _check_once_across(*team, produced)
-    joined = team[0].query(
+    joined = team[0].sql_rows(
         "SELECT e.trigger, e.event_id, e.notices, count(*), min(en.seq), max(en.seq), "
         "count(DISTINCT en.seq) FROM events e JOIN event_notices en ON en.event = e.id "
         "GROUP BY e.id, e.trigger, e.event_id, e.notices"
@@ -215,13 +216,15 @@ def _decisions(store: str | Store) -> list[tuple[Any, ...]]:
     """Every decision by its notice's payload: trigger, event, its place in the event, votes,
     conclusion, and each factor's name, vote and whether it was inherited."""
     db = store if isinstance(store, Store) else Store(store, read_only=True)
-    rows = db.query(
+    rows = sql_rows(
+        db,
         "SELECT d.id, n.sha256, d.trigger, d.event_id, d.seq, d.votes, d.conclusion "
-        "FROM decisions d JOIN notices n ON n.id = d.notice_id"
+        "FROM decisions d JOIN notices n ON n.id = d.notice_id",
     )
     out = []
     for row in rows:
-        factors = db.query(
+        factors = sql_rows(
+            db,
             "SELECT name, vote, inherited FROM factors WHERE decision=? ORDER BY position",
             (row[0],),
         )
@@ -233,18 +236,18 @@ def _decisions(store: str | Store) -> list[tuple[Any, ...]]:
 def _check_once_across(a: ServiceProcess, b: ServiceProcess, produced: list[Produced]) -> None:
     """Every produced notice stored once and evaluated; no notice decided twice; every action
     done, and done once across both services' logs."""
-    rows = a.query('SELECT topic, sha256, status FROM notices WHERE "offset" >= 0')
+    rows = a.sql_rows('SELECT topic, sha256, status FROM notices WHERE "offset" >= 0')
     copies = Counter((t, sha) for t, sha, _ in rows)
     for p in produced:
         if p.topic in SUBSCRIBED:
             assert copies[(p.topic, hashlib.sha256(p.payload).hexdigest())] == 1, p.name
     assert not [r for r in rows if r[2] == "new"], "notices left unevaluated"
-    twice = a.query(
+    twice = a.sql_rows(
         "SELECT notice_id, trigger, count(*) FROM decisions WHERE source='notice' "
         "GROUP BY notice_id, trigger HAVING count(*) > 1"
     )
     assert not twice, f"notices evaluated twice: {twice}"
-    actions = a.query("SELECT idempotency_key, status FROM actions")
+    actions = a.sql_rows("SELECT idempotency_key, status FROM actions")
     assert actions and all(status == "done" for _, status in actions), actions
     done = Counter(
         e["key"]

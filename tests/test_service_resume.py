@@ -94,7 +94,7 @@ def test_a_restarted_broker_with_a_new_log_is_read_from_its_beginning(
         service.start()
         service.wait_processed(missed, timeout=60)
         # (the new log reuses offsets, so file names repeat: count the notices instead)
-        rows = service.query("SELECT sha256, status FROM notices")
+        rows = service.sql_rows("SELECT sha256, status FROM notices")
         assert len({sha for sha, _ in rows}) == len(rows) == len(before) + len(missed)
         logs = [
             e

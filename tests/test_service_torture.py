@@ -64,7 +64,7 @@ def test_eight_secret_shapes_leak_nowhere(
         assert service.stop() == 0
     finally:
         service.close()
-    statuses = dict(service.query("SELECT type || position, count(*) FROM actions GROUP BY 1"))
+    statuses = dict(service.sql_rows("SELECT type || position, count(*) FROM actions GROUP BY 1"))
     assert statuses, "the actions ran"
     assert any("/hook" in path for _, path in echo_api.arrivals), "the API saw the secrets"
     counts = leak_counts(tmp_path, service.store, service.out, rules)
@@ -75,7 +75,7 @@ def test_eight_secret_shapes_leak_nowhere(
 
 
 def _action_delays(service: ServiceProcess, trigger: str) -> list[float]:
-    rows = service.query(
+    rows = service.sql_rows(
         "SELECT updated_at - created_at FROM actions WHERE trigger=? AND status='done'", (trigger,)
     )
     return [float(d) for (d,) in rows]
@@ -99,7 +99,7 @@ def test_a_failing_destination_delays_no_other_and_is_retried_until_it_recovers(
         delays = _action_delays(service, "to-good")
         assert max(delays) <= 1.0, delays
         wait_until(
-            lambda: service.query(
+            lambda: service.sql_rows(
                 "SELECT count(*) FROM actions WHERE trigger='to-bad' AND retry_at IS NOT NULL"
             )[0][0],
             30,
@@ -108,7 +108,7 @@ def test_a_failing_destination_delays_no_other_and_is_retried_until_it_recovers(
         bad.mode = "echo"  # the endpoint recovers within the event's expiry
         bad.release()
         service.wait_processed(produced, timeout=90)
-        bad_runs = service.query("SELECT status, log FROM actions WHERE trigger='to-bad'")
+        bad_runs = service.sql_rows("SELECT status, log FROM actions WHERE trigger='to-bad'")
         assert {status for status, _ in bad_runs} == {"done"}
         assert any("failed; tried again" in log for _, log in bad_runs), bad_runs
         assert service.stop() == 0
@@ -150,7 +150,7 @@ def test_sigterm_stops_a_running_command_and_a_restart_runs_it_again(
         service.start("--start", "latest")
         wait_until(lambda: len(read_marks(marks)) == 2, 60, "the command to run again")
         assert service.stop(timeout=40) == 0
-        status = service.query("SELECT status, log FROM actions")
+        status = service.sql_rows("SELECT status, log FROM actions")
         assert status[0][0] == "pending" and "interrupted by shutdown" in status[0][1]
     finally:
         service.close()
@@ -173,7 +173,7 @@ def test_after_kill_9_a_restart_waits_for_the_first_copy_of_a_command(
         service.close()
     kinds = [kind for kind, *_ in read_marks(marks)]
     assert kinds == ["start", "end", "start", "end"], "the second copy started beside the first"
-    (status,) = service.query("SELECT status FROM actions")
+    (status,) = service.sql_rows("SELECT status FROM actions")
     assert status == ("done",)
 
 

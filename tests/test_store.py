@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import sequence
+from tests.sql import rows_at, sql_rows, sql_run, sql_value
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.store.store import SCHEMA_VERSION, Store
 
 
 def test_a_new_store_is_wal_and_versioned(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")
-    assert store.scalar("PRAGMA journal_mode") == "wal"
+    assert sql_value(store, "PRAGMA journal_mode") == "wal"
     assert store.version() == SCHEMA_VERSION
     store.close()
     again = Store(tmp_path / "s.sqlite")  # reopening migrates nothing and keeps the data
@@ -36,7 +36,7 @@ def test_a_store_is_versioned_and_reopens_as_it_was(store_location: str | Path) 
 
 
 def test_a_store_from_a_newer_tracerules_is_refused(store: Store) -> None:
-    store.db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    sql_run(store, "UPDATE meta SET value='999' WHERE key='schema_version'")
     with pytest.raises(RuntimeError, match="newer than this tracerules"):
         Store(store.path)
 
@@ -45,15 +45,16 @@ def test_a_store_from_a_newer_tracerules_is_refused(store: Store) -> None:
 def test_plain_sqlite_reads_the_decisions(engine: Engine) -> None:
     for notice in sequence("fermi_gbm_json"):
         engine.process(notice)
-    db = sqlite3.connect(engine.store.path)
-    rows = db.execute(
+    path = Path(engine.store.path)  # plain sqlite3, no tracerules
+    rows = rows_at(
+        path,
         "SELECT d.seq, d.conclusion, group_concat(f.name || '=' || f.vote, ' ') "
         "FROM decisions d JOIN factors f ON f.decision = d.id WHERE d.trigger = 'gbm-json' "
-        "GROUP BY d.id ORDER BY d.id"
-    ).fetchall()
+        "GROUP BY d.id ORDER BY d.id",
+    )
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
     assert rows[1][2].startswith("expiry=PASS bright=PASS")
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = {r[0] for r in rows_at(path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
         "notices",
         "dead_letters",
@@ -69,17 +70,15 @@ def test_plain_sqlite_reads_the_decisions(engine: Engine) -> None:
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_plain_sql_reads_the_decisions_on_postgresql(engine: Engine) -> None:
     """A team audits decisions with SQL: psycopg alone, no tracerules, reads them."""
-    import psycopg
-
     for notice in sequence("fermi_gbm_json"):
         engine.process(notice)
-    with psycopg.connect(engine.store.path) as db:
-        rows = db.execute(
-            "SELECT d.seq, d.conclusion, string_agg(f.name || '=' || f.vote, ' ' "
-            "ORDER BY f.position) FROM decisions d JOIN factors f ON f.decision = d.id "
-            "WHERE d.trigger = 'gbm-json' GROUP BY d.id ORDER BY d.id"
-        ).fetchall()
-        payload = db.execute("SELECT payload FROM notices ORDER BY id LIMIT 1").fetchone()
+    rows = rows_at(
+        engine.store.path,
+        "SELECT d.seq, d.conclusion, string_agg(f.name || '=' || f.vote, ' ' "
+        "ORDER BY f.position) FROM decisions d JOIN factors f ON f.decision = d.id "
+        "WHERE d.trigger = 'gbm-json' GROUP BY d.id ORDER BY d.id",
+    )
+    (payload,) = rows_at(engine.store.path, "SELECT payload FROM notices ORDER BY id LIMIT 1")
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
     assert rows[1][2].startswith("expiry=PASS bright=PASS")
     assert isinstance(payload[0], bytes) and payload[0].lstrip().startswith(b"{")
@@ -111,7 +110,7 @@ def test_offsets_dedupe_redeliveries_but_not_other_bytes_at_a_reused_offset(
     reused = dataclasses.replace(second, partition=first.partition, offset=first.offset)
     kept = store.add_notice(reused)
     assert kept.new and kept.id != stored.id and kept.status == "new"
-    row = store.db.execute('SELECT "offset", name FROM notices WHERE id=?', (kept.id,)).fetchone()
+    (row,) = sql_rows(store, 'SELECT "offset", name FROM notices WHERE id=?', (kept.id,))
     assert row["offset"] == -1 and row["name"].endswith("(offset reused)")
     # Delivered again, it is recognised by its payload, and acts once.
     redelivered = store.add_notice(reused)

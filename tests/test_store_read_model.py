@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -17,13 +18,14 @@ from typer.testing import CliRunner
 
 from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get_page
+from tests.sql import old_store, sql_run
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.replay import replay
 from tracerules.runtime.service.health import Recorder
 from tracerules.runtime.sources.files import iter_notices
 from tracerules.runtime.sources.notices import Notice
-from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from tracerules.runtime.store.schema import SCHEMA_VERSION
 from tracerules.runtime.store.store import ReadOnlyStoreError, Store
 from tracerules.web.app import create_app
 
@@ -81,7 +83,7 @@ def test_a_read_only_store_refuses_writes_with_a_clear_error(filled: Path) -> No
         with pytest.raises(ReadOnlyStoreError, match="is open read-only"):
             write()
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        store.db.execute("DELETE FROM notices")  # SQLite refuses it too, under the method
+        sql_run(store, "DELETE FROM notices")  # SQLite refuses it too, under the method
     store.close()
     assert digest(filled) == before
     with pytest.raises(FileNotFoundError, match="no store at"):
@@ -89,23 +91,11 @@ def test_a_read_only_store_refuses_writes_with_a_clear_error(filled: Path) -> No
     assert not (filled.parent / "missing.sqlite").exists()
 
 
-def _old_store(path: Path, version: int) -> None:
-    """A store as an older tracerules left it: the first `version` migrations only."""
-    db = sqlite3.connect(path)
-    for script in MIGRATIONS[:version]:
-        for statement in script.split(";\n"):
-            if statement.strip():
-                db.execute(statement)
-    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
-    db.commit()
-    db.close()
-
-
 def test_status_and_events_never_migrate_or_write(tmp_path: Path) -> None:
     """A store another (older) tracerules service owns is read as it is, never upgraded: a
     writable open would migrate it, under the running service's feet."""
     path = tmp_path / "old.sqlite"
-    _old_store(path, SCHEMA_VERSION - 1)
+    old_store(path, SCHEMA_VERSION - 1, with_notice=False)
     before = digest(path)
     status = runner.invoke(app, ["status", "--store", str(path), "-f", "json"])
     assert status.exit_code == 1, status.output  # degraded: no service, no heartbeat
@@ -195,3 +185,21 @@ def test_status_and_the_dashboard_agree_on_stream_health(
     assert told["reason"].split(" ago")[0].rsplit(" ", 2)[0] in shown.text_content()
     if age is None:
         assert "no heartbeat was ever seen" in shown.text_content()
+
+
+def test_sql_is_run_only_by_the_store_package_and_the_tests_helper() -> None:
+    """tracerules reads through its read model; tests and benches that need a statement of
+    their own run it through tests/sql.py, never a store method kept for them."""
+    root = Path(__file__).resolve().parents[1]
+    allowed = (root / "src/tracerules/runtime/store", root / "tests/sql.py")
+    pattern = re.compile(r"execute\(|\.query\(|\.scalar\(")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("src", "tests", "bench")
+        for path in sorted((root / folder).rglob("*.py"))
+        if not any(path == a or a in path.parents for a in allowed)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert found == []
+    assert not hasattr(Store, "query") and not hasattr(Store, "scalar")

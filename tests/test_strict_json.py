@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import DATA, NOTICES
+from tests.sql import sql_rows, sql_value
 from tests.test_webhook import Loopback, server  # noqa: F401  (the loopback HTTP server)
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.engine import Engine
@@ -97,13 +98,13 @@ def test_an_oversized_payload_is_stored_as_prefix_size_and_hash(tmp_path: Path) 
     digest = hashlib.sha256(payload).hexdigest()
     assert processed.reason is not None and digest in processed.reason
     assert f"first {STORED_PREFIX} bytes" in processed.reason
-    row = store.query("SELECT size, sha256, length(payload) AS kept FROM notices")[0]
+    row = sql_rows(store, "SELECT size, sha256, length(payload) AS kept FROM notices")[0]
     assert (row["size"], row["sha256"], row["kept"]) == (len(payload), digest, STORED_PREFIX)
-    reason = store.scalar("SELECT reason FROM dead_letters")
+    reason = sql_value(store, "SELECT reason FROM dead_letters")
     assert reason == processed.reason
     again = engine.process(dataclasses.replace(notice, offset=notice.offset + 1))
     assert again.status == "duplicate"  # recognised by the whole payload's hash
-    assert store.scalar("SELECT count(*) FROM notices WHERE duplicate_of IS NULL") == 1
+    assert sql_value(store, "SELECT count(*) FROM notices WHERE duplicate_of IS NULL") == 1
     store.close()
 
 

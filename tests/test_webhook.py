@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import DATA, sequence
 from tests.loopback import Loopback, serve
+from tests.sql import sql_value
 from tracerules.products.actions.observation import ObservatoryMixin
 from tracerules.products.actions.registry import ActionRequest
 from tracerules.products.actions.webhook import WebhookConfig, run
@@ -97,7 +98,7 @@ def test_webhook_sends_fields_and_keeps_secrets_out_of_store_and_logs(
     assert seen.headers["Idempotency-Key"] == record.idempotency_key
     assert seen.headers["Content-Type"] == "application/json"
     # The server echoed the token back: the stored log shows *** instead.
-    log = engine.store.scalar("SELECT log FROM actions WHERE id=?", (record.id,))
+    log = sql_value(engine.store, "SELECT log FROM actions WHERE id=?", (record.id,))
     assert "***" in log and "${env:TR_TEST_TOKEN}" in log and SECRET not in log
     engine.store.close()
     for path in tmp_path.rglob("*"):
@@ -118,7 +119,7 @@ def _dispatched(
         out_dir=tmp_path / "out",
     )
     (record,) = engine.process(sequence("fermi_gbm_json")[1]).decisions[0].actions
-    return record, str(store.scalar("SELECT log FROM actions WHERE id=?", (record.id,)))
+    return record, str(sql_value(store, "SELECT log FROM actions WHERE id=?", (record.id,)))
 
 
 def test_webhook_retries_5xx_with_the_same_idempotency_key(

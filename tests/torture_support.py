@@ -291,13 +291,14 @@ def _page(url: str) -> str:
 
 def leak_counts(work: Path, store: Path, out: Path, rules: Path) -> dict[str, int]:
     """Occurrences of the eight secrets (in any spelling) in everything an operator sees."""
+    from tests.sql import rows_at
+
     dump = subprocess.run(
         ["sqlite3", str(store), ".dump"], capture_output=True, check=True, timeout=60
     ).stdout.decode("utf-8", "replace")
     logs = "".join(p.read_text(errors="replace") for p in sorted(work.glob("service-*.log")))
-    with contextlib.closing(__import__("sqlite3").connect(store)) as db:
-        events = list(db.execute("SELECT trigger, event_id FROM events"))
-        notices = [n for (n,) in db.execute("SELECT id FROM notices")]
+    events = rows_at(store, "SELECT trigger, event_id FROM events")
+    notices = [n for (n,) in rows_at(store, "SELECT id FROM notices")]
     shown = "".join(
         _cli("events", "show", t, e, "--store", str(store), "--rules", str(rules), *fmt)
         for t, e in events
@@ -436,7 +437,7 @@ def kill_trials(
     finally:
         service.close()
     stored = {
-        (t, p, o) for t, p, o in service.query('SELECT topic, partition, "offset" FROM notices')
+        (t, p, o) for t, p, o in service.sql_rows('SELECT topic, partition, "offset" FROM notices')
     }
     lost = sum((p.topic, p.partition, p.offset) not in stored for p in produced)
     runs = read_marks(marks)
@@ -467,17 +468,17 @@ def destination_run(
         produced = Publisher(bootstrap).send(swift_copies(count, work.name), pause=pace)
 
         def good_done() -> bool:
-            done = service.query(
+            done = service.sql_rows(
                 "SELECT count(*) FROM actions WHERE trigger='to-good' AND status='done'"
             )[0][0]
-            planned = service.query("SELECT count(*) FROM actions WHERE trigger='to-good'")[0][0]
+            planned = service.sql_rows("SELECT count(*) FROM actions WHERE trigger='to-good'")[0][0]
             return bool(service.processed(produced) and planned and done == planned)
 
         wait_until(good_done, 120, "the healthy destination's actions")
-        delays = service.query(
+        delays = service.sql_rows(
             "SELECT updated_at - created_at FROM actions WHERE trigger='to-good'"
         )
-        ingestion = service.query(
+        ingestion = service.sql_rows(
             "SELECT d.at - n.created FROM decisions d JOIN notices n ON n.id = d.notice_id "
             "WHERE d.trigger='to-good' AND n.created IS NOT NULL"
         )
@@ -494,7 +495,7 @@ def wait_attempted(service: Any, produced: list[Any], timeout: float = 120) -> N
 
     def ready() -> bool:
         service.check_alive()
-        unrun = service.query(
+        unrun = service.sql_rows(
             "SELECT count(*) FROM actions WHERE status='running' OR "
             "(status='pending' AND retry_at IS NULL)"
         )[0][0]

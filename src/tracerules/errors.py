@@ -12,6 +12,7 @@ The human form follows rustc and ruff::
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -39,6 +40,12 @@ class Span:
 
 
 UNKNOWN_SPAN = Span("<unknown>", 0, 0)
+
+
+def exception_tail(err: BaseException) -> str:
+    """The last line of an exception as Python prints it (`sqlite3.OperationalError: ...`):
+    what a decision, an action outcome or a dead-lettered notice says went wrong."""
+    return traceback.format_exception_only(type(err), err)[-1].strip()
 
 
 @dataclass(frozen=True, slots=True)

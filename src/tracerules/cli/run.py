@@ -105,25 +105,38 @@ def run(
     current notice, commit and exit 0.
     """
     from tracerules.runtime.service.kafka_settings import StartPosition
+    from tracerules.runtime.store.dialect import store_errors
 
     try:
         position = StartPosition.parse(start)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--start") from None
-    code = serve(
-        rules or [Path("rules")],
-        store,
-        out,
-        position,
-        group_id,
-        kafka=(domain, bootstrap_servers, kafka_config, kafka_setting or []),
-        workers=workers,
-        watch=watch,
-        log_level=log_level,
-        echo=False,
-        allow_empty=allow_empty,
-    )
+    try:
+        code = serve(
+            rules or [Path("rules")],
+            store,
+            out,
+            position,
+            group_id,
+            kafka=(domain, bootstrap_servers, kafka_config, kafka_setting or []),
+            workers=workers,
+            watch=watch,
+            log_level=log_level,
+            echo=False,
+            allow_empty=allow_empty,
+        )
+    except store_errors() as err:
+        code = store_failed(store, err)
     raise typer.Exit(code)
+
+
+def store_failed(store: str, err: Exception) -> int:
+    """A store that cannot be opened (its server refuses or does not answer, a file that is
+    not a database): one line and exit status 2, as `status` and `events` say it."""
+    from tracerules.runtime.store.dialect import display_location
+
+    print(f"error: cannot open the store {display_location(store)}: {err}", file=sys.stderr)
+    return 2
 
 
 def serve(

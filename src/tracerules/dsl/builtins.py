@@ -23,6 +23,7 @@ from typing import Any, Final
 from tracerules.dsl import convert
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Type
+from tracerules.products.sky.galactic import icrs_to_galactic
 
 SAME_AS_FIRST: Final = "same-as-first"  # the return type follows the first argument's
 
@@ -64,13 +65,6 @@ class Builtin:
 
 # --- sky: pure maths, degrees in and out -------------------------------------------------
 
-# ICRS -> galactic rotation (Hipparcos definition, as used by astropy).
-_GAL = (
-    (-0.0548755604162154, -0.8734370902348850, -0.4838350155487132),
-    (0.4941094278755837, -0.4448296299600112, 0.7469822444972189),
-    (-0.8676661490190047, -0.1980763734312015, 0.4559837761750669),
-)
-
 
 def separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     """Great-circle distance in degrees (Vincenty's formula: exact at all angles)."""
@@ -80,16 +74,6 @@ def separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     num2 = math.cos(b1) * math.sin(b2) - math.sin(b1) * math.cos(b2) * math.cos(dl)
     den = math.sin(b1) * math.sin(b2) + math.cos(b1) * math.cos(b2) * math.cos(dl)
     return math.degrees(math.atan2(math.hypot(num1, num2), den))
-
-
-def galactic(ra: float, dec: float) -> tuple[float, float]:
-    """Galactic longitude and latitude in degrees of an ICRS position."""
-    a, d = math.radians(ra), math.radians(dec)
-    v = (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
-    x, y, z = (sum(r[i] * v[i] for i in range(3)) for r in _GAL)
-    lon = math.degrees(math.atan2(y, x)) % 360.0
-    lat = math.degrees(math.asin(max(-1.0, min(1.0, z))))
-    return lon, lat
 
 
 def _check_dec(dec: float) -> float:
@@ -103,11 +87,11 @@ def _sep(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
 
 
 def _gal_lat(ra: float, dec: float) -> float:
-    return galactic(ra, _check_dec(dec))[1]
+    return icrs_to_galactic(ra, _check_dec(dec))[1]
 
 
 def _gal_lon(ra: float, dec: float) -> float:
-    return galactic(ra, _check_dec(dec))[0]
+    return icrs_to_galactic(ra, _check_dec(dec))[0]
 
 
 # --- time -----------------------------------------------------------------------------------

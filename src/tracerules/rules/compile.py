@@ -28,7 +28,12 @@ from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
 from tracerules.dsl.values import Missing, Type, Vote, unit_type
 from tracerules.errors import Diagnostic, DslError, RuleError, SourceCache, Span
-from tracerules.products.actions.registry import ActionConfig, ActionType, field_refs
+from tracerules.products.actions.registry import (
+    ActionConfig,
+    ActionType,
+    Snapshot,
+    field_refs,
+)
 from tracerules.products.actions.registry import get as get_action_type
 from tracerules.products.sky.sites import Site
 from tracerules.rules.collector import collector_paused
@@ -121,6 +126,11 @@ class CompiledAction:
     config: ActionConfig
     where: Where
     sites: Mapping[str, Site] = field(default_factory=dict)  # the sites its site_refs name
+    # What a planned action stores and later runs: made here, once, so planning only copies it.
+    snapshot: Snapshot = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snapshot", Snapshot.of(self.config))
 
     @property
     def span(self) -> Span:

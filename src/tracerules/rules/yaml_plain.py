@@ -124,7 +124,7 @@ class _Builder:
         if tag is _STR_TAG:  # most nodes: keys, quoted and plain text
             return node.value
         if type(node) is ScalarNode:
-            return self.scalar(node)
+            return self.scalar_value(node)
         done = self.built.get(id(node))
         if done is not None:
             return done
@@ -137,7 +137,7 @@ class _Builder:
             return items
         raise _UnusualNodeError  # an explicit tag on a collection (!!set, !!omap, ...)
 
-    def scalar(self, node: ScalarNode) -> Any:
+    def scalar_value(self, node: ScalarNode) -> Any:
         tag = node.ctag
         if tag is _STR_TAG:
             return node.value
@@ -158,7 +158,7 @@ class _Builder:
                 return self.merged(out, node)
             if type(key_node) is not ScalarNode:
                 raise _UnusualNodeError  # complex keys, `? [a, b]`
-            key = self.scalar(key_node)
+            key = self.scalar_value(key_node)
             if key in out:
                 raise _UnusualNodeError  # ruamel reports the duplicate at its place
             out[key] = self.build(value_node)
@@ -171,7 +171,7 @@ class _Builder:
         for key_node, value_node in self.flat_pairs(node):
             if type(key_node) is not ScalarNode:
                 raise _UnusualNodeError
-            out[self.scalar(key_node)] = self.build(value_node)
+            out[self.scalar_value(key_node)] = self.build(value_node)
         return out
 
     def flat_pairs(self, node: Node) -> list[tuple[Node, Node]]:

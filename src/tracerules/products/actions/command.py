@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from tracerules.dsl.templates import resolve_env
-from tracerules.products.actions.io import safe_relative
+from tracerules.products.actions.io import out_of_space, safe_relative
 from tracerules.products.actions.process import child_env, inner_timeout, run_process
 from tracerules.products.actions.registry import (
     ActionConfig,
@@ -67,7 +67,8 @@ def run(config: CommandConfig, request: ActionRequest) -> ActionOutcome:
             on_start=request.extras.get("on_child"),
         )
     except OSError as err:
-        return ActionOutcome(False, [f"cannot run {shown[0]}: {err.strerror or err}"])
+        why = f"cannot run {shown[0]}: {err.strerror or err}"
+        return ActionOutcome(False, [why], disk_full=out_of_space(err))
     log = [f"ran {' '.join(shown)}", *result.log_lines()]
     if result.timed_out:
         log.append(f"killed after {result.seconds:.1f} s (time limit)")

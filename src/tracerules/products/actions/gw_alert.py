@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from tracerules.dsl.convert import to_angle
 from tracerules.dsl.values import Missing
 from tracerules.products.actions import gw_names
-from tracerules.products.actions.io import atomic_write, claim_folder, safe_relative
+from tracerules.products.actions.io import atomic_write, claim_folder, out_of_space, safe_relative
 from tracerules.products.actions.provenance import Provenance
 from tracerules.products.actions.registry import (
     ActionConfig,
@@ -103,6 +103,7 @@ class _Writer:
         self.files: list[str] = []
         self.seconds: dict[str, float] = {}
         self.failed = False
+        self.disk_full = False
 
     def timed(self, part: str, work: Callable[[], Any]) -> Any:
         start = time.perf_counter()
@@ -110,6 +111,7 @@ class _Writer:
             return work()
         except Exception as err:  # one broken part must not lose the others
             self.failed = True
+            self.disk_full = self.disk_full or out_of_space(err)
             self.log.append(f"{part} failed: {type(err).__name__}: {err}")
             return None
         finally:
@@ -162,7 +164,9 @@ def run(config: GwAlertConfig, request: ActionRequest) -> ActionOutcome:
     try:
         folder = _claim(config, request, alert)
     except OSError as err:
-        return ActionOutcome(False, [f"no folder for the alert: {err}"])
+        return ActionOutcome(
+            False, [f"no folder for the alert: {err}"], disk_full=out_of_space(err)
+        )
     out = _Writer(folder, request.out_dir)
     if config.alert_json:
         out.seconds["json"] = time.perf_counter() - started
@@ -194,9 +198,8 @@ def run(config: GwAlertConfig, request: ActionRequest) -> ActionOutcome:
         out.write("meta", "meta.yaml", meta)
     if figures is not None and summary is not None:
         _map_files(config, alert, figures, summary, prov, out)
-    return ActionOutcome(
-        not out.failed, out.log, out.files, {"seconds": out.seconds, "folder": str(out.folder)}
-    )
+    detail = {"seconds": out.seconds, "folder": str(out.folder)}
+    return ActionOutcome(not out.failed, out.log, out.files, detail, out.disk_full)
 
 
 def _note(alert: dict[str, Any], figures: SkyMapFigures | None, unreadable: bool) -> str | None:

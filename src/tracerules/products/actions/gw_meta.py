@@ -20,6 +20,7 @@ import numpy as np
 
 from tracerules.products.actions.provenance import Provenance
 from tracerules.products.sky import healpix
+from tracerules.products.sky.galactic import equatorial_to_galactic
 from tracerules.products.sky.healpix import FlatMap
 from tracerules.products.sky.skymap import SkyMap, SkyMapSummary
 
@@ -179,7 +180,7 @@ def _column_text(column: np.ndarray[Any, Any], fmt: str, blank_nan: bool = False
 def _coordinate_text(nside: int) -> tuple[list[str], list[str]]:
     """IPIX and "RA,DEC,GLON,GLAT" text per pixel: the same for every map at one nside."""
     ra, dec = healpix.pixel_centres(nside)
-    gal_l, gal_b = healpix.equatorial_to_galactic(ra, dec)
+    gal_l, gal_b = equatorial_to_galactic(ra, dec)
     columns = [_column_text(values, "%.6f") for values in (ra, dec, gal_l, gal_b)]
     return [str(i) for i in range(ra.size)], list(map(",".join, zip(*columns, strict=True)))
 

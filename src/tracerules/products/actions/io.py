@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
 _UNSAFE = str.maketrans({c: "_" for c in ':*?"<>|#\\'})
+
+
+def out_of_space(err: BaseException) -> bool:
+    """Whether an error is a full disk or quota (ENOSPC, EDQUOT): by its errno, not its text."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _file_mode() -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,8 @@ from pydantic import Field, model_validator
 
 from tracerules import __version__
 from tracerules.dsl.templates import resolve_env
-from tracerules.products.actions.io import atomic_write, safe_relative
+from tracerules.errors import exception_tail
+from tracerules.products.actions.io import atomic_write, out_of_space, safe_relative
 from tracerules.products.actions.process import child_env, inner_timeout, run_process
 from tracerules.products.actions.registry import (
     ActionConfig,
@@ -140,7 +140,7 @@ def _run_entry(config: PluginConfig, context: PluginContext) -> ActionOutcome:
     try:
         result = _load(config.entry)(context)
     except Exception as err:
-        tail = traceback.format_exception_only(type(err), err)[-1].strip()
+        tail = exception_tail(err)
         return ActionOutcome(False, [*context.log, f"plugin {config.entry} raised {tail}"])
     ok = result is None or result is True or (type(result) is int and result == 0)
     verdict = "ok" if ok else f"failed (returned {result!r})"
@@ -167,7 +167,9 @@ def _run_script(
             on_start=request.extras.get("on_child"),
         )
     except OSError as err:
-        return ActionOutcome(False, [f"cannot run plugin {script}: {err}"])
+        return ActionOutcome(
+            False, [f"cannot run plugin {script}: {err}"], disk_full=out_of_space(err)
+        )
     log = [f"plugin {script.name}", *result.log_lines()]
     if result.timed_out:
         log.append(f"killed after {result.seconds:.1f} s (time limit)")

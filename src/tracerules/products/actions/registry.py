@@ -7,7 +7,9 @@ discovered by scanning modules.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -51,6 +53,22 @@ class ActionConfig(BaseModel):
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An action's configuration as stored with each planned action, and run from it."""
+
+    text: str  # canonical JSON of the configuration
+    digest: str  # its sha256
+
+    @classmethod
+    def of(cls, config: ActionConfig) -> Snapshot:
+        """The options as the rule wrote them (defaults left out, so that validating the
+        JSON again gives the same configuration), in a canonical form."""
+        options = config.model_dump(mode="json", exclude_unset=True)
+        text = json.dumps(options, sort_keys=True, separators=(",", ":"))
+        return cls(text, hashlib.sha256(text.encode()).hexdigest())
+
+
 @dataclass(frozen=True)
 class ActionRequest:
     """Everything an action needs to run: the rendered values and where to write."""
@@ -72,6 +90,7 @@ class ActionOutcome:
     log: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    disk_full: bool = False  # it met a full disk: the service shows its disk FULL in `status`
 
 
 Runner = Callable[[Any, ActionRequest], ActionOutcome]

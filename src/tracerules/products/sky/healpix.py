@@ -31,9 +31,7 @@ __all__ = [
     "credible_areas",
     "credible_levels",
     "distance_moments",
-    "equatorial_to_galactic",
     "flatten",
-    "galactic_to_equatorial",
     "marginal_distance",
     "max_probability_position",
     "nside_to_order",
@@ -163,48 +161,6 @@ def uniq_centres(uniq: ArrayLike) -> tuple[FloatArray, FloatArray]:
 
 
 # --- sphere geometry ------------------------------------------------------------------------
-
-
-def _rotation(axis: int, angle_deg: float) -> FloatArray:
-    """Passive rotation matrix about x (0), y (1) or z (2), as in ERFA and astropy."""
-    c, s = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
-    i, j = [a for a in range(3) if a != axis]
-    m = np.eye(3)
-    m[i, i], m[i, j], m[j, i], m[j, j] = c, s, -s, c
-    if axis == 1:  # the y rotation has its sine terms the other way round
-        m[i, j], m[j, i] = -s, s
-    return m
-
-
-def _icrs_to_galactic_matrix() -> FloatArray:
-    """ICRS -> FK5(J2000) frame bias, then FK5(J2000) -> galactic, as astropy defines them."""
-    mas = 1.0 / 3.6e6  # degrees
-    # Frame bias of USNO Circular 179: eta0 = -19.9 mas, xi0 = 9.1 mas, dalpha0 = -22.9 mas.
-    bias = _rotation(0, 19.9 * mas) @ _rotation(1, 9.1 * mas) @ _rotation(2, -22.9 * mas)
-    # IAU 1958 galactic pole and origin, precessed exactly from B1950 to J2000.
-    ngp_ra, ngp_dec, lon0 = 192.8594812065348, 27.12825118085622, 122.9319185680026
-    to_gal = _rotation(2, 180.0 - lon0) @ _rotation(1, 90.0 - ngp_dec) @ _rotation(2, ngp_ra)
-    return to_gal @ bias
-
-
-_ICRS_TO_GALACTIC = _icrs_to_galactic_matrix()
-
-
-def equatorial_to_galactic(ra: ArrayLike, dec: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """Galactic (l, b) in degrees of ICRS (RA, Dec) in degrees, by one rotation matrix."""
-    ra_r, dec_r = np.radians(ra), np.radians(dec)
-    xyz = np.stack([np.cos(dec_r) * np.cos(ra_r), np.cos(dec_r) * np.sin(ra_r), np.sin(dec_r)])
-    gx, gy, gz = np.tensordot(_ICRS_TO_GALACTIC, xyz, axes=1)
-    lon = np.mod(np.degrees(np.arctan2(gy, gx)), 360.0)
-    return lon, np.degrees(np.arctan2(gz, np.hypot(gx, gy)))
-
-
-def galactic_to_equatorial(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """ICRS (RA, Dec) in degrees of galactic (l, b) in degrees: the inverse rotation."""
-    lon_r, lat_r = np.radians(lon), np.radians(lat)
-    xyz = np.stack([np.cos(lat_r) * np.cos(lon_r), np.cos(lat_r) * np.sin(lon_r), np.sin(lat_r)])
-    x, y, z = np.tensordot(_ICRS_TO_GALACTIC.T, xyz, axes=1)
-    return np.mod(np.degrees(np.arctan2(y, x)), 360.0), np.degrees(np.arctan2(z, np.hypot(x, y)))
 
 
 def angular_separation(

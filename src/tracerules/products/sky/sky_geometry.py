@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tracerules.products.sky import healpix
+from tracerules.products.sky.galactic import galactic_to_equatorial
 
 __all__ = [
     "break_wraps",
@@ -177,7 +178,7 @@ def small_circle(
 def galactic_plane(latitude: float = 0.0, points: int = 721) -> tuple[FloatArray, FloatArray]:
     """RA and Dec of the line of constant galactic latitude (the plane itself by default)."""
     lon = np.linspace(0.0, 360.0, points)
-    return healpix.galactic_to_equatorial(lon, np.full_like(lon, latitude))
+    return galactic_to_equatorial(lon, np.full_like(lon, latitude))
 
 
 def break_wraps(

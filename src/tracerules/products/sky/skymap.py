@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracerules.products.sky import healpix
+from tracerules.products.sky.galactic import equatorial_to_galactic
 
 __all__ = [
     "HeaderValue",
@@ -255,7 +256,7 @@ def summarize(
     uniq, density = skymap.uniq, skymap.probdensity
     area10, area50, area90 = (float(a) for a in healpix.credible_areas(uniq, density))
     ra, dec = healpix.max_probability_position(uniq, density)
-    gal_l, gal_b = healpix.equatorial_to_galactic(ra, dec)
+    gal_l, gal_b = equatorial_to_galactic(ra, dec)
     distance = _distance(skymap)
     when = time if time is not None else skymap.header.get("DATE-OBS")
     extra = _ephemeris(when, ra, dec) if ephemeris and isinstance(when, str | datetime) else {}

@@ -3,8 +3,8 @@ exactly once.
 
 Planning inserts one row per action with an idempotency key (trigger, event, decision, action):
 a redelivered notice finds the key taken and plans nothing. The row is frozen: it holds the
-exact configuration the action runs (`frozen.snapshot`), the rule revision it came from and
-its typed values (null for a missing one), so that a reload or a restart with edited rules
+exact configuration the action runs (`CompiledAction.snapshot`), the rule revision it came
+from and its typed values (null for a missing one), so that a reload or a restart with edited rules
 never makes it run as another action; one that cannot be rebuilt is `superseded`, not run.
 Observation requests are arbitrated in the same transaction. Running claims a pending row
 atomically, so two workers never run one action; the dispatcher alone retries it
@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tracerules.dsl.values import Missing
+from tracerules.errors import exception_tail
 from tracerules.products.actions.observation import (
     ObservationPlan,
     ObservatoryMixin,
@@ -28,7 +28,6 @@ from tracerules.products.actions.observation import (
 )
 from tracerules.rules.compile import CompiledAction, CompiledTrigger
 from tracerules.runtime.dispatch.dispatcher import SUPERSEDED, Dispatcher, RunResult
-from tracerules.runtime.dispatch.frozen import snapshot
 from tracerules.runtime.engine.arbitration import Outcome, Request, arbitrate, planned_kind
 from tracerules.runtime.engine.decisions import ARBITRATION_PREFIX, ActionRecord, Decision, Source
 from tracerules.runtime.store.actions import PlannedRow
@@ -81,7 +80,7 @@ def _observation(
     try:
         planned = config.plan_observation(ctx)
     except Exception as err:  # a broken sky map refuses this request, never the decision
-        tail = traceback.format_exception_only(type(err), err)[-1].strip()
+        tail = exception_tail(err)
         planned = ObservationPlan((), config.duration, refused=f"planning failed: {tail}")
     request = Request(
         config.observatory,
@@ -124,7 +123,7 @@ def _row(
     assert decision.id is not None and decision.event_id is not None
     # A manual retrigger of the same event state reuses its key, so running it twice acts once.
     tag = f"manual-{decision.seq}" if decision.source is Source.MANUAL else str(decision.seq)
-    frozen = snapshot(action)
+    frozen = action.snapshot
     return PlannedRow(
         decision.id,
         trigger.id,

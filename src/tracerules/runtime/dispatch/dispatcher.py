@@ -14,12 +14,13 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from tracerules.errors import exception_tail
+from tracerules.products.actions.io import out_of_space
 from tracerules.products.actions.registry import ActionConfig, ActionOutcome, ActionRequest
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.destinations import FILES
@@ -40,6 +41,7 @@ class RunResult:
     action_id: int
     status: str
     log: str
+    disk_full: bool = False  # an attempt met a full disk (the action said so, not its log)
 
 
 def retryable(outcome: ActionOutcome) -> bool:
@@ -59,8 +61,8 @@ def attempt_once(frozen: Frozen, request: ActionRequest, timeout: float) -> Acti
         try:
             outcome = frozen.kind.run(frozen.config, request)
         except Exception as err:  # one failing action never stops the others
-            tail = traceback.format_exception_only(type(err), err)[-1].strip()
-            outcome = ActionOutcome(False, [f"failed: {tail}"])
+            tail = exception_tail(err)
+            outcome = ActionOutcome(False, [f"failed: {tail}"], disk_full=out_of_space(err))
         with lock:
             if not abandoned:
                 box.append(outcome)
@@ -142,13 +144,16 @@ class Dispatcher:
         request = self._request(row)
         log: list[str] = self._resent(row)
         tries: list[int] = []
+        disk_full = False
 
         def attempt() -> ActionOutcome:
+            nonlocal disk_full
             tries.append(len(tries) + 1)
             if not self._sending(row, frozen, len(tries)):
                 return ActionOutcome(False, [TAKEN_BACK], detail={"retryable": False})
             outcome = attempt_once(frozen, request, frozen.config.timeout)
             log.extend(outcome.log)
+            disk_full = disk_full or outcome.disk_full
             return outcome
 
         def note(number: int, delay: float) -> None:
@@ -165,7 +170,9 @@ class Dispatcher:
         outcome: ActionOutcome = retrying(attempt)
         files = outcome.files if outcome.ok else []  # a failed run's files are not its products
         expires = self._expires(row, frozen)
-        return self._finish(row, outcome.ok, log, files, retryable(outcome), expires, frozen)
+        result = self._finish(row, outcome.ok, log, files, retryable(outcome), expires, frozen)
+        result.disk_full = disk_full
+        return result
 
     def _sending(self, row: Any, frozen: Frozen, number: int) -> bool:
         """Record, durably and before it goes out, that an attempt may reach its receiver

@@ -8,13 +8,12 @@ with edited rules runs as it was planned. One whose configuration cannot be rebu
 is gone, its plugin is not installed, its options no longer validate) is *superseded*: it is
 reported and never run, and never replaced by whatever action now sits at its position.
 
-Snapshots are made once per compiled action and rebuilt once per distinct hash: no parsing
-per plan or per run beyond that.
+Snapshots are made once per action when the rules are compiled (`CompiledAction.snapshot`)
+and rebuilt once per distinct hash: no parsing per plan or per run beyond that.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -23,17 +22,11 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from tracerules.products.actions.registry import ActionConfig, ActionType, get
-from tracerules.rules.compile import CompiledAction, RuleSet
+from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.destinations import destination_of
 from tracerules.runtime.dispatch.retry import Policy, policy_of
 
 _CACHE_MOST: Final = 4096  # distinct configurations kept built (rules rarely hold more)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    text: str  # canonical JSON of the configuration
-    digest: str  # its sha256
 
 
 @dataclass(frozen=True)
@@ -57,29 +50,6 @@ class Superseded:
     """Why a planned action cannot run as planned."""
 
     reason: str
-
-
-def config_json(config: ActionConfig) -> str:
-    """The options as the rule wrote them (defaults left out, so that validating the JSON
-    again gives the same configuration), in a canonical form."""
-    options = config.model_dump(mode="json", exclude_unset=True)
-    return json.dumps(options, sort_keys=True, separators=(",", ":"))
-
-
-_snapshots: dict[int, tuple[ActionConfig, Snapshot]] = {}
-
-
-def snapshot(action: CompiledAction) -> Snapshot:
-    """The action's snapshot, made once per compiled configuration."""
-    held = _snapshots.get(id(action.config))
-    if held is not None and held[0] is action.config:
-        return held[1]
-    text = config_json(action.config)
-    made = Snapshot(text, hashlib.sha256(text.encode()).hexdigest())
-    if len(_snapshots) >= _CACHE_MOST:
-        _snapshots.clear()
-    _snapshots[id(action.config)] = (action.config, made)  # the config is kept: ids stay unique
-    return made
 
 
 def rebuild(text: str) -> Frozen | Superseded:

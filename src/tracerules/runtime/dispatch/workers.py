@@ -42,7 +42,7 @@ from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.dispatch.frozen import FROZEN, Frozen
 from tracerules.runtime.dispatch.retry import wait_after
-from tracerules.runtime.store.dialect import store_errors
+from tracerules.runtime.store.dialect import store_disk_full, store_errors
 from tracerules.runtime.store.store import Store
 
 MAX_CLAIMS: Final = 3
@@ -147,7 +147,7 @@ def disk_full(err: BaseException) -> bool:
     """A full disk, from the OS (ENOSPC, EDQUOT) or from SQLite."""
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(err, store_errors()) and "full" in str(err).lower()
+    return store_disk_full(err)
 
 
 class ActionWorkers:
@@ -316,7 +316,7 @@ class ActionWorkers:
         finally:
             with self._cond:
                 self._busy -= 1
-        if result.status != "done" and ("[Errno 28]" in result.log or "disk is full" in result.log):
+        if result.status != "done" and result.disk_full:
             self.on_error(OSError(errno.ENOSPC, "No space left on device (an action)"))
         self.log.info(
             "action",

@@ -9,13 +9,13 @@ check can call it on states built by hand and get the same decisions.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tracerules.dsl.context import Context
 from tracerules.dsl.values import Missing, Vote
+from tracerules.errors import exception_tail
 from tracerules.rules.compile import CompiledTrigger, RuleSet
 from tracerules.rules.providers import NoticeProvider
 from tracerules.runtime.engine.decisions import (
@@ -111,7 +111,7 @@ def read_notice(
         try:
             readings.append(TriggerReading(trigger, read(trigger, notice, doc, clock, extras)))
         except Exception as err:  # one trigger's failure never stops the others
-            readings.append(TriggerReading(trigger, None, error_line(err)))
+            readings.append(TriggerReading(trigger, None, exception_tail(err)))
     return ReadNotice(notice, notice_id, tuple(readings), extras)
 
 
@@ -185,7 +185,7 @@ def _judge(
         decision = decision_on(rules, trigger, after, read.notice_id, source, clock, votes)
         return Verdict(decision, after, trigger, ctx.values, ctx.extra)
     except Exception as err:  # one trigger's failure never stops the others
-        return undecided(rules, trigger, read.notice_id, source, clock, error_line(err))
+        return undecided(rules, trigger, read.notice_id, source, clock, exception_tail(err))
 
 
 def decision_on(
@@ -251,8 +251,3 @@ def history_readers(rules: RuleSet) -> frozenset[str]:
         if any("passed" in c.functions for c in t.conditions)
         or any("passed" in f.functions for f in t.fields)
     )
-
-
-def error_line(err: BaseException) -> str:
-    """The last line of the exception's text: what a decision says went wrong."""
-    return traceback.format_exception_only(type(err), err)[-1].strip()

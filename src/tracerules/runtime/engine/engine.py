@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracerules.errors import exception_tail
 from tracerules.rules.compile import CompiledTrigger, RuleSet
 from tracerules.rules.providers import NoticeProvider
 from tracerules.runtime.dispatch.actions import Dispatcher, plan
@@ -24,7 +25,6 @@ from tracerules.runtime.engine.decide import (
     Verdict,
     decide,
     decision_on,
-    error_line,
     history_readers,
     notice_extras,
     read_notice,
@@ -202,7 +202,7 @@ class Engine:
                 decision.notice_id,
                 decision.source,
                 decision.at,
-                error_line(err),
+                exception_tail(err),
             )
             self.store.save_decision(failed.decision, None)
             return failed.decision

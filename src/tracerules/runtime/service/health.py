@@ -31,6 +31,7 @@ from tracerules.runtime.store.store import Store
 from tracerules.timetext import utc_text
 
 LOG = logging.getLogger("tracerules.service")
+REST_S = 5.0  # after a status write failed, the next ones wait this long
 
 HEARTBEAT_TOPIC: Final = "gcn.heartbeat"
 OK_BELOW_S: Final = 5.0
@@ -116,20 +117,36 @@ class Recorder:
         self._last_failure = -1e9
         here = member_key(socket.gethostname(), os.getpid())
         self.member = here if store.is_postgresql else None  # SQLite: one service per store
+        self._rest_until = -1e9
 
     def put(self, key: str, **values: Any) -> None:
         """Merge `values` into the JSON object stored under `key`. Best effort: a store that
         refuses the write (a full disk) keeps the values for the next put."""
         try:
             value = self._values.get(key)
+            if value is None and self._resting():
+                return
             if value is None:  # read from the store once; later puts merge into this copy
                 value = self._values[key] = self.store.service_state(key)
             value.update(values)
-            self.store.put_service_state(key, value, time.time())
+            if not self._resting():
+                self.store.put_service_state(key, value, time.time())
         except store_errors() as err:
-            if time.monotonic() - self._last_failure > 30:
-                self._last_failure = time.monotonic()
-                LOG.warning("status not recorded", extra={"fields": {"error": str(err)}})
+            self._not_recorded(err)
+
+    def _resting(self) -> bool:
+        """Whether status writes are paused after a failure: a PostgreSQL server away costs
+        each write its connect timeout, which the notices waiting behind would pay."""
+        return time.monotonic() < self._rest_until
+
+    def _not_recorded(self, err: Exception) -> None:
+        """A status write the store refused (a full disk, its server away): said once in 30 s,
+        and never a reason to stop consuming."""
+        now = time.monotonic()
+        self._rest_until = now + REST_S
+        if now - self._last_failure > 30:
+            self._last_failure = now
+            LOG.warning("status not recorded", extra={"fields": {"error": str(err)}})
 
     def started(self, **info: Any) -> None:
         now = time.time()
@@ -167,7 +184,13 @@ class Recorder:
             self.put(self.member, partitions=[], left=time.time())
 
     def kafka(self, connected: bool, brokers: Mapping[str, str]) -> None:
-        old = self._values.get("kafka") or self.store.service_state("kafka")
+        if self._resting():
+            return
+        try:
+            old = self._values.get("kafka") or self.store.service_state("kafka")
+        except store_errors() as err:
+            self._not_recorded(err)
+            return
         since = old.get("since") if old.get("connected") == connected else time.time()
         self.put("kafka", connected=connected, since=since, brokers=dict(brokers))
 
@@ -181,7 +204,12 @@ class Recorder:
         self.put("kafka", last_error=message, last_error_at=now)
 
     def topic_error(self, topic: str, message: str) -> None:
-        self.store.topic_error(topic, message, time.time())
+        if self._resting():
+            return
+        try:
+            self.store.topic_error(topic, message, time.time())
+        except store_errors() as err:
+            self._not_recorded(err)
 
     def heartbeat(self, notice: Notice) -> str | None:
         """Count a heartbeat and date the stream by it; the reason when it is not usable."""
@@ -200,8 +228,12 @@ class Recorder:
 
     def offsets(self, group: str, rows: Sequence[Any]) -> None:
         """The group's lag per partition; none (between assignments) keeps the last known."""
-        if rows:
+        if not rows or self._resting():
+            return
+        try:
             self.store.replace_offsets(group, rows, time.time())
+        except store_errors() as err:
+            self._not_recorded(err)
 
 
 def _finite(value: Any) -> float:

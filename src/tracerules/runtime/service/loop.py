@@ -15,7 +15,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from tenacity import (
     stop_when_event_set,
 )
 
-from tracerules.errors import RuleError
+from tracerules.errors import RuleError, exception_tail
 from tracerules.rules.compile import RuleSet
 from tracerules.rules.functions import warm_up
 from tracerules.runtime.dispatch.retry import backoff
@@ -64,6 +63,7 @@ STOP_GRACE_S = 10.0  # how long running actions may take to finish at shutdown
 ECHO_IDLE_S = 1.0  # echo stops this long after every partition reached its end
 ECHO_NO_PARTITIONS_S = 60.0  # ... and gives up if none of the rules' topics exists
 DEAD_MARGIN_S = 1.0  # after a dead teammate's session timeout, before joining the group
+ERROR_MOST = 500  # characters of an error kept with a dead-lettered notice
 
 
 class ServiceSource(NoticeSource, Protocol):
@@ -243,7 +243,7 @@ class Service:
             return None
         except Exception as err:  # not even a dead letter could be written: say so, go on
             self.log.error("notice dropped", extra={"fields": _where(notice, err)})
-            return Processed(-1, "dead", reason="dropped: " + _error_text(err))
+            return Processed(-1, "dead", reason="dropped: " + exception_tail(err)[:ERROR_MOST])
 
     def _or_dead_letter(self, notice: Notice, work: Callable[[], Processed]) -> Processed:
         try:
@@ -252,7 +252,7 @@ class Service:
             raise
         except Exception as err:  # a payload the engine could not cope with: keep it
             self.log.error("notice crashed the engine", extra={"fields": _where(notice, err)})
-            return self._dead(notice, "evaluation crashed: " + _error_text(err))
+            return self._dead(notice, "evaluation crashed: " + exception_tail(err)[:ERROR_MOST])
 
     def _dead(self, notice: Notice, reason: str) -> Processed:
         stored = self.store.add_notice(notice, "dead")
@@ -497,14 +497,10 @@ def install_signal_handlers(service: Service) -> None:
     signal.signal(signal.SIGHUP, reload)
 
 
-def _error_text(err: BaseException) -> str:
-    return traceback.format_exception_only(type(err), err)[-1].strip()[:500]
-
-
 def _where(notice: Notice, err: BaseException) -> dict[str, object]:
     return {
         "topic": notice.topic,
         "partition": notice.partition,
         "offset": notice.offset,
-        "error": _error_text(err),
+        "error": exception_tail(err)[:ERROR_MOST],
     }

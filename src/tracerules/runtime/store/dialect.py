@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 # `--store`: a SQLite file, or a PostgreSQL URL (kept a string: a Path would fold its `//`).
@@ -116,3 +116,14 @@ def store_errors() -> tuple[type[Exception], ...]:
     if psycopg is None:
         return (sqlite3.Error,)
     return (sqlite3.Error, psycopg.Error)
+
+
+_PG_DISK_FULL: Final = "53100"  # SQLSTATE disk_full
+
+
+def store_disk_full(err: BaseException) -> bool:
+    """A store error that is a full disk, by its code (SQLite's SQLITE_FULL, PostgreSQL's
+    disk_full), not by the words of its message."""
+    if isinstance(err, sqlite3.Error):
+        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return getattr(err, "sqlstate", None) == _PG_DISK_FULL and isinstance(err, store_errors())

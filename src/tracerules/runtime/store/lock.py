@@ -4,6 +4,7 @@ an advisory lock every service holds shared (a relisten holds it exclusive)."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import socket
 import threading
@@ -11,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+LOG = logging.getLogger("tracerules.store")
 
 
 def lock_store(store: Path) -> IO[bytes] | None:
@@ -52,12 +55,15 @@ class DatabaseLock:
     """PostgreSQL's session advisory lock on a dedicated connection, held while it is open."""
 
     def __init__(self, url: str) -> None:
-        import psycopg
+        from tracerules.runtime.store.reach import open_connection
 
-        self._conn = psycopg.connect(url, autocommit=True, application_name=session_name())
+        self._url = url
+        self._conn = open_connection(url, autocommit=True, application_name=session_name())
         self._released = False
+        self._shared = False
 
     def try_acquire(self, shared: bool = False) -> bool:
+        self._shared = shared  # taken back the same way after a lost connection
         function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         row = self._conn.execute(f"SELECT {function}(%s)", (SERVICE_LOCK,)).fetchone()
         return bool(row and row[0])
@@ -73,24 +79,54 @@ class DatabaseLock:
         return "unknown" if row is None else f"{row[0]} (backend pid {row[1]})"
 
     def watch(self, on_lost: Callable[[str], None], every_s: float = 2.0) -> threading.Thread:
-        """Check the lock's connection every `every_s`; if it is gone (a server restart, a
-        network cut), the lock is too: `on_lost` is called once, and the service stops
-        (systemd starts it again, and it joins anew) rather than run unlisted, or beside a
-        relisten that took the lock meanwhile."""
+        """Check the lock's connection every `every_s`. If it is gone (a server restart, a
+        network cut), so is the lock: take it back once the server answers again, and go on
+        (the service's store writes wait for the server meanwhile). If a holder that excludes
+        this one took it first (a relisten, for a team's service; any service, for a
+        relisten), `on_lost` is called once, and the process must stop rather than run
+        beside it."""
 
         def check() -> None:
-            while not self._conn.closed:
+            while not self._released:
                 time.sleep(every_s)
                 try:
-                    self._conn.execute("SELECT 1")
-                except Exception as err:  # psycopg's, or a connection closed meanwhile
                     if not self._released:
-                        on_lost(f"lost the store's service lock: {err}")
-                    return
+                        self._conn.execute("SELECT 1")
+                except Exception as err:  # psycopg's, or a connection closed meanwhile
+                    lost = None if self._released else self._retake(str(err), every_s)
+                    if lost is not None:
+                        on_lost(lost)
+                        return
 
         thread = threading.Thread(target=check, name="store-lock-watch", daemon=True)
         thread.start()
         return thread
+
+    def _retake(self, why: str, every_s: float) -> str | None:
+        """Wait for the server and hold the lock again; why not, if another service has it."""
+        from tracerules.runtime.store.reach import StoreUnreachable, open_connection
+
+        LOG.warning(
+            "store connection lost; waiting for the server to take the service lock back",
+            extra={"fields": {"error": " ".join(why.split())}},
+        )
+        self._conn.close()
+        while not self._released:
+            try:
+                self._conn = open_connection(
+                    self._url, autocommit=True, application_name=session_name()
+                )
+            except StoreUnreachable:
+                time.sleep(every_s)
+                continue
+            if self._released:  # closed meanwhile: the service is stopping
+                self._conn.close()
+                return None
+            if self.try_acquire(self._shared):
+                LOG.info("store's service lock taken back; going on")
+                return None
+            return f"lost the store's service lock to another process ({self.holder()})"
+        return None
 
     def close(self) -> None:
         self._released = True

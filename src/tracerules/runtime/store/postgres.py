@@ -3,9 +3,9 @@
 `PgConnection` answers like the `sqlite3` connection the rest of the store package uses:
 `execute(sql, params)` with `?` placeholders, rows readable as `row[0]` and `row["name"]`.
 Each statement text is rewritten once (then cached): `?` becomes `%s`, a literal `%` is
-doubled, `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`, SQLite's `INDEXED BY` hint is
-dropped. `INSERT OR REPLACE` has no PostgreSQL equivalent without naming the key, so it is
-refused with a pointer to the portable `ON CONFLICT (key) DO UPDATE`.
+doubled, SQLite's `INDEXED BY` hint is dropped. The store writes conflicts the portable way
+(`ON CONFLICT ... DO NOTHING / DO UPDATE`, which both databases run); SQLite's own
+`INSERT OR IGNORE/REPLACE/...` is refused with a pointer to it, never rewritten.
 
 Connections come from a `psycopg_pool.ConnectionPool` per URL and access mode, so the web
 dashboard's per-request stores and the action workers' stores reuse them instead of paying
@@ -15,18 +15,27 @@ BEGIN and COMMIT itself, exactly as it does on SQLite.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
+import psycopg_pool
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg_pool import ConnectionPool
 
 from tracerules.runtime.store.dialect import Cursor, display_location
+from tracerules.runtime.store.reach import (
+    CONNECT_TIMEOUT_S,
+    StoreUnreachable,
+    connection_settings,
+    open_connection,
+    server_address,
+)
 
 if TYPE_CHECKING:
     from psycopg.rows import RowMaker
@@ -72,52 +81,79 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
-_OR_IGNORE = re.compile(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
-_RETURNING = re.compile(r"\s+RETURNING\b", re.IGNORECASE)
+_SQLITE_CONFLICT = re.compile(r"\bINSERT\s+OR\s+(ABORT|FAIL|IGNORE|REPLACE|ROLLBACK)\b", re.I)
 _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
 
 
 @lru_cache(maxsize=2048)
 def translate(sql: str) -> str:
     """The store's SQL (SQLite's `?` placeholders) as psycopg takes it."""
-    if re.search(r"\bINSERT\s+OR\s+REPLACE\b", sql, re.IGNORECASE):
+    refused = _SQLITE_CONFLICT.search(sql)
+    if refused is not None:
         raise ValueError(
-            "INSERT OR REPLACE is SQLite's: write INSERT ... ON CONFLICT (key) DO UPDATE SET "
-            f"..., which both databases run: {sql[:80]}"
+            f"INSERT OR {refused[1].upper()} is SQLite's: write INSERT ... ON CONFLICT DO "
+            f"NOTHING or ON CONFLICT (key) DO UPDATE SET ..., which both databases run: {sql[:80]}"
         )
     text = sql.replace("%", "%%").replace("?", "%s")
-    text = _INDEXED_BY.sub("", text)
-    if _OR_IGNORE.search(text):
-        text = _OR_IGNORE.sub("INSERT INTO", text)
-        head, returning, tail = _split_returning(text)
-        text = f"{head} ON CONFLICT DO NOTHING{returning}{tail}"
-    return text
-
-
-def _split_returning(text: str) -> tuple[str, str, str]:
-    found = _RETURNING.search(text)
-    if found is None:
-        return text.rstrip(), "", ""
-    return text[: found.start()], " RETURNING", text[found.end() :]
+    return _INDEXED_BY.sub("", text)
 
 
 class PgConnection:
-    """A pooled psycopg connection that runs the store's SQL (see the module's docstring)."""
+    """A pooled psycopg connection that runs the store's SQL (see the module's docstring).
 
-    def __init__(self, pool: ConnectionPool, conn: psycopg.Connection[Any]) -> None:
+    A store outlives its server's restarts: once the connection is found broken, the next
+    statement outside a transaction takes a fresh one from the pool (`StoreUnreachable`
+    while the server is still away, which the service's retries wait out). Inside a
+    transaction it never switches, since the statements before would be lost unseen: the
+    error goes up, and the ROLLBACK that follows is the one statement a broken transaction
+    still accepts (the server dropped the transaction with the connection).
+    """
+
+    def __init__(self, pool: ConnectionPool, conn: psycopg.Connection[Any], url: str) -> None:
         self._pool = pool
         self._conn = conn
+        self._url = url
         self._closed = False
+        self._in_transaction = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        if self._conn.broken and self._replaced(sql):
+            return _NO_ROWS
+        word = sql.lstrip()[:8].upper()
+        if word.startswith(("COMMIT", "ROLLBACK")):  # over, even if the statement fails
+            self._in_transaction = False
         # Always pass parameters, even none: psycopg then undoes the doubled `%`.
         cursor: Cursor = self._conn.execute(translate(sql), tuple(parameters))
+        if word.startswith("BEGIN"):
+            self._in_transaction = True
         return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> Cursor:
+        if self._conn.broken:
+            self._replaced(sql)
         cursor = self._conn.cursor()
         cursor.executemany(translate(sql), list(parameters))
         return cursor
+
+    def _replaced(self, sql: str) -> bool:
+        """Swap the broken connection for a new one; True if `sql` (a ROLLBACK of the
+        transaction the break ended) is then done already."""
+        rollback = sql.lstrip().upper().startswith("ROLLBACK")
+        if self._in_transaction and not rollback:
+            raise StoreUnreachable(
+                f"PostgreSQL at {server_address(self._url)}: the connection was lost "
+                "during a transaction"
+            )
+        self._in_transaction = False
+        try:
+            fresh = self._pool.getconn(timeout=CONNECT_TIMEOUT_S)
+        except psycopg_pool.PoolTimeout as err:
+            raise StoreUnreachable(
+                f"PostgreSQL at {server_address(self._url)}: no connection ({err})"
+            ) from err
+        self._pool.putconn(self._conn)  # the pool discards a broken connection
+        self._conn = fresh
+        return rollback
 
     def close(self) -> None:
         """Back to the pool (rolled back if mid-transaction); closing twice is harmless, as
@@ -125,10 +161,34 @@ class PgConnection:
         if self._closed:
             return
         self._closed = True
-        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        idle = self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if not idle and not self._conn.broken:
             self._conn.rollback()
         self._pool.putconn(self._conn)
 
+
+class _NoRows:
+    """The cursor of a statement that had nothing to do (a ROLLBACK after a lost connection)."""
+
+    rowcount = -1
+    description = None
+
+    def fetchone(self) -> Any:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+_NO_ROWS = _NoRows()
+
+
+# The pool says every failed connection attempt and every dropped connection on stderr, in
+# its own words; the store says it once, in the service's JSON log, with host and port.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 _POOLS: dict[tuple[str, bool], ConnectionPool] = {}
 _POOLS_LOCK = threading.Lock()
@@ -149,11 +209,14 @@ def _pool(url: str, read_only: bool) -> ConnectionPool:
     with _POOLS_LOCK:
         pool = _POOLS.get((url, read_only))
         if pool is None:
+            # One direct connection first: the pool would retry a server that refuses us
+            # for POOL_WAIT_S and then report only its own timeout.
+            open_connection(url).close()
             pool = ConnectionPool(
                 url,
                 min_size=1,
                 max_size=POOL_MAX,
-                kwargs={"autocommit": True},
+                kwargs={"autocommit": True, **connection_settings(url)},
                 configure=_configure(read_only),
                 timeout=POOL_WAIT_S,
                 name=f"tracerules {display_location(url)}{' ro' if read_only else ''}",
@@ -165,14 +228,12 @@ def _pool(url: str, read_only: bool) -> ConnectionPool:
 
 
 def connect(url: str, *, read_only: bool) -> PgConnection:
-    """A connection to the store at `url` (a clear error if the server cannot be reached)."""
+    """A connection to the store at `url`; `StoreUnreachable` saying why if there is none."""
+    pool = _pool(url, read_only)
     try:
-        pool = _pool(url, read_only)
-        return PgConnection(pool, pool.getconn())
-    except Exception as err:  # the pool's timeout hides the server's own message
-        raise psycopg.OperationalError(
-            f"cannot reach the PostgreSQL store {display_location(url)}: {err}"
-        ) from err
+        return PgConnection(pool, pool.getconn(), url)
+    except psycopg_pool.PoolTimeout as err:  # the server went away since the pool opened
+        raise StoreUnreachable(f"PostgreSQL at {server_address(url)}: {err}") from err
 
 
 def close_pool(url: str) -> None:

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
@@ -447,14 +446,3 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
                     (note, now, action_id),
                 )
         return found
-
-    # -- inspection ------------------------------------------------------------------------
-    # Raw SQL for tests, benchmarks and a look at a store by hand, like the sqlite3 shell.
-    # tracerules itself never calls these: its reads are the named methods of the read model.
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        return list(self.db.execute(sql, params))
-
-    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        row = self.db.execute(sql, params).fetchone()
-        return row[0] if row else None
