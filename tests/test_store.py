@@ -115,3 +115,18 @@ def test_offsets_dedupe_redeliveries_but_not_other_bytes_at_a_reused_offset(
     # Delivered again, it is recognised by its payload, and acts once.
     redelivered = store.add_notice(reused)
     assert (redelivered.status, redelivered.duplicate_of) == ("duplicate", kept.id)
+
+
+def test_a_new_bulk_store_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """Replays (bulk stores) write a month of notices at once: a new file gets 16 kB pages (a
+    4-5 kB notice in one page, no overflow page) and a 32 MB cache. A store written by the
+    service keeps SQLite's 4 kB pages, also when a replay opens it later."""
+    bulk = Store(tmp_path / "replay.sqlite", bulk=True)
+    assert sql_value(bulk, "PRAGMA page_size") == 16384
+    assert sql_value(bulk, "PRAGMA cache_size") == -32768
+    bulk.close()
+    Store(tmp_path / "service.sqlite").close()
+    reopened = Store(tmp_path / "service.sqlite", bulk=True)
+    assert sql_value(reopened, "PRAGMA page_size") == 4096
+    assert sql_value(reopened, "PRAGMA journal_mode") == "wal"
+    reopened.close()

@@ -125,26 +125,46 @@ _PROBE = etree.fromstring(f'<voe:VOEvent xmlns:voe="{VOEVENT_NS}"/>'.encode())
 class XmlDoc:
     """A parsed XML notice: its root, and an index of its Params built on first use.
 
-    Most VOEvent selectors are `//Param[@name='X']/@value`; one pass over the document
-    answers all of them, where each XPath would walk the whole tree again.
+    Most VOEvent selectors are `//Param[@name='X']/@value` or
+    `//Group[@name='G']/Param[@name='X']/@value`; one pass over the document answers all of
+    them, where each XPath would walk the whole tree again.
     """
 
-    __slots__ = ("_params", "root")
+    __slots__ = ("_by_name", "_params", "root")
 
     def __init__(self, root: Any) -> None:
         self.root = root
         self._params: dict[str, str] | None = None
+        self._by_name: dict[str, list[Any]] | None = None
 
     @property
     def params(self) -> dict[str, str]:
+        """The value of the first Param of each name."""
         if self._params is None:
-            index: dict[str, str] = {}
-            for param in self.root.iter("Param"):
-                name = param.get("name")
-                if name is not None and name not in index:
-                    index[name] = param.get("value") or ""
-            self._params = index
+            self._index()
+            assert self._params is not None
         return self._params
+
+    def params_named(self, name: str) -> list[Any]:
+        """Every Param element of this name, in document order."""
+        if self._by_name is None:
+            self._index()
+            assert self._by_name is not None
+        return self._by_name.get(name, [])
+
+    def _index(self) -> None:
+        first: dict[str, str] = {}
+        by_name: dict[str, list[Any]] = {}
+        for param in self.root.iter("Param"):
+            name = param.get("name")
+            if name is None:
+                continue
+            if name not in first:
+                first[name] = param.get("value") or ""
+                by_name[name] = [param]
+            else:
+                by_name[name].append(param)
+        self._params, self._by_name = first, by_name
 
 
 _PARAM_VALUE = re.compile(r"""^\s*//Param\[@name=(['"])([^'"]+)\1\]/@value\s*$""")
@@ -154,6 +174,95 @@ def _param_selector(name: str, text: str) -> Selector:
     def select(doc: Any) -> Any:
         params = doc.params if isinstance(doc, XmlDoc) else XmlDoc(doc).params
         value = params.get(name)
+        if value is None:
+            return Missing(f"no match for {text}")
+        value = value.strip()
+        return value if value else Missing(f"{text} is empty")
+
+    return select
+
+
+# `//Group[@name='G']/Param[@name='X']/@value`, the parent's predicate one or more
+# `@attribute='value'` joined by `or` (none at all: `//What/Param[...]`).
+_PARENT_PARAM = re.compile(
+    r"""^\s*//(?P<parent>[A-Za-z_][\w.-]*)(?:\[(?P<test>[^\]]*)\])?"""
+    r"""/Param\[@name=(['"])(?P<name>[^'"]+)\3\]/@value\s*$"""
+)
+_TEST = re.compile(r"""\s*@([A-Za-z_][\w.-]*)\s*=\s*(?:'([^']*)'|"([^"]*)")\s*(?:or\b|$)""")
+
+
+def _attribute_tests(test: str | None) -> tuple[tuple[str, str], ...] | None:
+    """`@type='A' or @name='B'` as ((type, A), (name, B)); None if it says anything else."""
+    if test is None:
+        return ()
+    tests, pos = [], 0
+    while pos < len(test):
+        match = _TEST.match(test, pos)
+        if match is None or match.end() == pos:
+            return None
+        tests.append(
+            (match.group(1), match.group(2) if match.group(2) is not None else match.group(3))
+        )
+        pos = match.end()
+    return tuple(tests) if tests else None
+
+
+def _parent_param_selector(
+    parent: str, tests: tuple[tuple[str, str], ...], name: str, text: str
+) -> Selector:
+    def select(doc: Any) -> Any:
+        params = doc if isinstance(doc, XmlDoc) else XmlDoc(doc.getroottree().getroot())
+        for param in params.params_named(name):
+            group = param.getparent()
+            if group is None or group.tag != parent:
+                continue
+            if tests and not any(group.get(a) == v for a, v in tests):
+                continue
+            value = param.get("value")
+            if value is None:
+                continue  # no @value: XPath goes on to the next Param
+            value = value.strip()
+            return value if value else Missing(f"{text} is empty")
+        return Missing(f"no match for {text}")
+
+    return select
+
+
+# `//A/B/C` (names without prefix or predicate): `Who/Date`, `Position2D/Value2/C1`, and
+# `/*/@role`. lxml evaluates these XPaths by walking the whole tree, each time; finding the
+# first element named C whose parents are B then A (in document order, as XPath would) is a
+# few times cheaper. Other XPaths run through lxml.
+_NAME = r"[A-Za-z_][\w.-]*"
+_DESCENDANT_PATH = re.compile(rf"^\s*//({_NAME}(?:/{_NAME})*)\s*$")
+_ROOT_ATTRIBUTE = re.compile(rf"^\s*/\*/@({_NAME})\s*$")
+
+
+def _path_selector(steps: tuple[str, ...], text: str) -> Selector:
+    last, parents = steps[-1], steps[-2::-1]
+
+    def select(doc: Any) -> Any:
+        root = doc.root if isinstance(doc, XmlDoc) else doc
+        for element in root.getroottree().getroot().iter(last):
+            node = element
+            for name in parents:
+                node = node.getparent()
+                if node is None or node.tag != name:
+                    break
+            else:
+                value = element.text
+                if value is None:
+                    return Missing(f"{text} is empty")
+                value = value.strip()
+                return value if value else Missing(f"{text} is empty")
+        return Missing(f"no match for {text}")
+
+    return select
+
+
+def _root_attribute_selector(name: str, text: str) -> Selector:
+    def select(doc: Any) -> Any:
+        root = doc.root if isinstance(doc, XmlDoc) else doc
+        value = root.getroottree().getroot().get(name)
         if value is None:
             return Missing(f"no match for {text}")
         value = value.strip()
@@ -196,6 +305,16 @@ def _compile_xpath(text: str, namespaces: tuple[tuple[str, str], ...]) -> Select
     fast = _PARAM_VALUE.match(text)
     if fast is not None:
         return _param_selector(fast.group(2), text)
+    grouped = _PARENT_PARAM.match(text)
+    tests = _attribute_tests(grouped.group("test")) if grouped is not None else None
+    if grouped is not None and tests is not None:
+        return _parent_param_selector(grouped.group("parent"), tests, grouped.group("name"), text)
+    steps = _DESCENDANT_PATH.match(text)
+    if steps is not None:
+        return _path_selector(tuple(steps.group(1).split("/")), text)
+    attribute = _ROOT_ATTRIBUTE.match(text)
+    if attribute is not None:
+        return _root_attribute_selector(attribute.group(1), text)
 
     def select(doc: Any) -> Any:
         root = doc.root if isinstance(doc, XmlDoc) else doc
