@@ -310,7 +310,15 @@ class ActionRows:
             changed = db.execute(
                 "UPDATE actions SET status=?, log=log || ?, files=?, retry_at=?, updated_at=?, "
                 "finished_runs=finished_runs + ? WHERE id=? AND status='running'",
-                (status, log, json.dumps(files), retry_at, now, int(status == "pending"), action_id),
+                (
+                    status,
+                    log,
+                    json.dumps(files),
+                    retry_at,
+                    now,
+                    int(status == "pending"),
+                    action_id,
+                ),
             ).rowcount
         return bool(changed)
 
