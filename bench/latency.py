@@ -15,10 +15,19 @@ By default a bench-only trigger (pretend mode, no conditions, no actions) subscr
 archive topic the example rules leave out, so the whole month goes through parsing and
 evaluation, not only the tenth of it the examples read. `--examples-only` drops it.
 
-Tansu holds every fetch request for the whole `fetch.wait.max.ms` even when records are
-waiting (Kafka answers as soon as `fetch.min.bytes` is there), so the service runs here
-with `-X fetch.wait.max.ms=10`; with librdkafka's default of 500 ms the median latency on
-Tansu is about 250 ms, all of it spent waiting inside the broker.
+Tansu does not wake a waiting fetch when a record arrives (Kafka answers as soon as
+`fetch.min.bytes` is there): it reads every partition of the request, then sleeps half the
+time left of `fetch.wait.max.ms`, reads again, and so on, answering at the first read that
+finds records. So the service runs here with `-X fetch.wait.max.ms=10`; with librdkafka's
+default of 500 ms the median latency on Tansu is over 100 ms, spent waiting inside the broker.
+Lower is not better on 2 cores: each read covers every subscribed partition (69 with the
+catch-all), and at 10 ms Tansu already uses about half a core (printed as the broker's CPU);
+at 1 ms it starves the service. On GCN's Kafka the service keeps librdkafka's 500 ms.
+
+Printed beside the latency: the time inside the service (poll returned -> logged, after the
+commit), the rest (in transit: the producer, the broker, the consumer's fetch), the part of
+that until the broker's ack, and the CPU time the service and the broker used in the phase.
+The producer sends each notice on its own (`linger.ms=0`, flushed), as GCN's notices come.
 
 Targets (issue 5): p50 <= 20 ms, p99 <= 100 ms, RSS < 200 MB after the month archive.
 
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -184,14 +194,29 @@ class Service:
         return self.proc.wait(60)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def produce(
-    producer: Producer, items: list[Item], pace: float, sent: dict[tuple[str, int, int], float]
+    producer: Producer,
+    items: list[Item],
+    pace: float,
+    sent: dict[tuple[str, int, int], float],
+    acked: dict[tuple[str, int, int], float] | None = None,
 ) -> None:
+    """Produces `items`; `sent` gets each record's produce() time, `acked` its broker ack's."""
+
     def record(started: float) -> Any:
         def on_delivery(error: Any, message: Any) -> None:
             if error is not None:
                 raise RuntimeError(error)
-            sent[(message.topic(), message.partition(), message.offset())] = started
+            key = (message.topic(), message.partition(), message.offset())
+            sent[key] = started
+            if acked is not None:
+                acked[key] = time.time()
 
         return on_delivery
 
@@ -215,20 +240,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency_phase(service: Service, bootstrap: str, probes: list[Item], pace: float) -> None:
-    """Paced notices; prints produce -> stored latency over all of them and with decisions."""
+def latency_phase(
+    service: Service, broker_pid: int, bootstrap: str, probes: list[Item], pace: float
+) -> None:
+    """Paced notices; prints produce -> stored latency over all of them and with decisions,
+    and the CPU time the service and the broker used meanwhile."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     # The producer looks a topic up on its first message to it: done before the clock starts,
     # or the first probe of each topic times the bench's metadata request, not the service.
     for topic in sorted({topic for topic, _ in probes}):
         producer.list_topics(topic, timeout=10)
     sent: dict[tuple[str, int, int], float] = {}
-    produce(producer, probes, pace, sent)
+    acked: dict[tuple[str, int, int], float] = {}
+    pids = {"service": service.proc.pid, "broker": broker_pid}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    began = time.monotonic()
+    produce(producer, probes, pace, sent, acked)
     service.wait(len(sent), 120)
+    wall = time.monotonic() - began
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     seen = {key: service.seen[key] for key in sent}
     latencies = [(when(seen[key]) - started) * 1000 for key, started in sent.items()]
     decided = [(when(seen[k]) - s) * 1000 for k, s in sent.items() if seen[k]["decisions"]]
     inside = [float(entry["ms"]) for entry in seen.values()]
+    # the log line is written `ms` after the poll returned the notice: the rest is transit
+    transit = [lat - float(seen[key]["ms"]) for key, lat in zip(sent, latencies, strict=True)]
+    ack = [(acked[key] - started) * 1000 for key, started in sent.items()]
     print(
         f"latency, produce -> notice and decisions stored ({len(latencies)} notices, "
         f"one every {pace * 1000:.0f} ms):"
@@ -244,6 +281,19 @@ def latency_phase(service: Service, bootstrap: str, probes: list[Item], pace: fl
     print(
         f"  inside the service (store + evaluate + plan): p50 {statistics.median(inside):.2f} ms"
         f", p99 {percentile(inside, 0.99):.2f} ms"
+    )
+    print(
+        f"  in transit (produce -> the service's poll returns it): p50 "
+        f"{statistics.median(transit):.2f} ms, p99 {percentile(transit, 0.99):.2f} ms"
+    )
+    print(
+        f"    of which produce -> the broker's ack: p50 {statistics.median(ack):.2f} ms, "
+        f"p99 {percentile(ack, 0.99):.2f} ms"
+    )
+    print(
+        f"  CPU over the phase's {wall:.1f} s: service {cpu['service']:.2f} s "
+        f"({cpu['service'] / len(sent) * 1000:.2f} ms a notice), broker {cpu['broker']:.2f} s; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
 
 
@@ -312,7 +362,8 @@ def main() -> None:
             while ("", -1, -1) not in service.seen:
                 service.read_log()
                 time.sleep(0.05)
-            latency_phase(service, broker.bootstrap, probes, args.pace)
+            assert broker.pid is not None
+            latency_phase(service, broker.pid, broker.bootstrap, probes, args.pace)
             if not args.latency_only:
                 month_phase(service, broker.bootstrap, archive, rules.subscribed_topics)
             print(f"service exit status after SIGTERM: {service.stop()}")

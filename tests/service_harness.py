@@ -323,13 +323,27 @@ class ServiceProcess:
         return rows_at(self.store, sql, params)
 
     def processed(self, produced: Iterable[Produced]) -> bool:
-        """Every produced message is in the store and no longer waiting for evaluation."""
-        wanted = {(p.topic, p.partition, p.offset) for p in produced if p.topic in self.subscribed}
+        """Every produced message is in the store and no longer waiting for evaluation.
+
+        A message is matched by its payload too, not by its offset alone: after a memory
+        broker restarts, its new log reuses offsets the store already holds, and the old row
+        there must not count as the new message (the new one is stored without its offset,
+        named "... (offset reused)")."""
+        wanted = {
+            (p.topic, p.partition, p.offset, hashlib.sha256(p.payload).hexdigest())
+            for p in produced
+            if p.topic in self.subscribed
+        }
         if not self._exists():
             return False
-        rows = self.sql_rows('SELECT topic, partition, "offset", status FROM notices')
-        done = {(t, p, o) for t, p, o, s in rows if s != "new"}
-        return wanted <= done
+        rows = self.sql_rows('SELECT topic, partition, "offset", sha256, status, name FROM notices')
+        evaluated = [row for row in rows if row[4] != "new"]
+        done = {(t, p, o, sha) for t, p, o, sha, _, _ in evaluated}
+        reused = {(t, sha, name) for t, _, o, sha, _, name in evaluated if o < 0}
+        return all(
+            (t, p, o, sha) in done or (t, sha, f"{t}[{p}]@{o} (offset reused)") in reused
+            for t, p, o, sha in wanted
+        )
 
     def wait_processed(self, produced: Iterable[Produced], timeout: float = 30) -> None:
         items = list(produced)

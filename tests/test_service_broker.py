@@ -19,6 +19,7 @@ import pytest
 from tests import kafka_broker as kb
 from tests.service_harness import (
     SUBSCRIBED,
+    Produced,
     Publisher,
     ServiceProcess,
     check_exactly_once,
@@ -28,6 +29,8 @@ from tests.service_harness import (
     wait_until,
 )
 from tracerules.runtime.service.health import HEARTBEAT_TOPIC
+from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.store import Store
 
 pytestmark = pytest.mark.kafka
 
@@ -123,3 +126,25 @@ def test_broker_going_away_mid_stream_is_reported_then_the_service_recovers(
         assert service.stop() == 0
     finally:
         service.close()
+
+
+def test_a_reused_offset_is_processed_only_once_its_new_payload_is_stored(tmp_path: Path) -> None:
+    """What the restart test waits on: after a memory broker restarts, its new log reuses
+    offsets the store holds, so the old row at an offset must not pass for the new message
+    (the restart test once found no "(offset reused)" row: it had stopped waiting early)."""
+    topic = sorted(SUBSCRIBED)[0]
+    old, new = SWIFT[0].read_bytes(), SWIFT[1].read_bytes()
+    service = ServiceProcess(tmp_path, "127.0.0.1:9")  # never started: its store is read
+    store = Store(service.store)
+    try:
+        first = store.add_notice(Notice(topic, old, 0, 3))
+        store.set_notice_status(first.id, "evaluated")
+        again = Produced(topic, 0, 3, new, SWIFT[1].name)  # the new log's record at offset 3
+        assert not service.processed([again])
+        second = store.add_notice(Notice(topic, new, 0, 3))
+        assert not service.processed([again])  # stored, not yet evaluated
+        store.set_notice_status(second.id, "evaluated")
+        assert service.processed([again])
+        assert service.processed([Produced(topic, 0, 3, old, SWIFT[0].name)])
+    finally:
+        store.close()

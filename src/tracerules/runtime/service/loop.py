@@ -43,6 +43,7 @@ from tracerules.runtime.service.kafka import KafkaStats, NoticeSource, SourceHoo
 from tracerules.runtime.service.kafka_settings import StartPosition
 from tracerules.runtime.service.watch import RuleWatcher
 from tracerules.runtime.sources.notices import Notice
+from tracerules.runtime.store.checkpoint import BackgroundCheckpoints
 from tracerules.runtime.store.dialect import (
     StoreLocation,
     display_location,
@@ -94,6 +95,7 @@ class Service:
         self.options = options
         self.log = log or logging.getLogger("tracerules.service")
         self.store = Store(options.store)
+        self.checkpoints = BackgroundCheckpoints(self.store)  # syncs off the notices' commits
         self.engine = Engine(rules, self.store, out_dir=options.out_dir, run_actions=False)
         self._warm_up(rules)
         self.recorder = None if options.echo else Recorder(self.store)
@@ -150,6 +152,7 @@ class Service:
         """Consume until stopped; the exit status (0 after a clean stop)."""
         source = self._source_factory(self)  # raises on settings librdkafka refuses
         self._started()
+        self.checkpoints.start()
         self.workers.start()
         self.watcher.start()
         try:
@@ -428,6 +431,7 @@ class Service:
                 "service stopped",
                 extra={"fields": {"reason": self._stop_reason, "exit": self._exit_code}},
             )
+            self.checkpoints.stop()
             self.store.close()
 
 
