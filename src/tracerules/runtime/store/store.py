@@ -393,8 +393,7 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
         else:
             stats[0] += 1
             stats[1] += len(notice.payload)
-            if notice.received > stats[2]:
-                stats[2] = notice.received
+            stats[2] = max(stats[2], notice.received)
         if not self.bulk:
             self.flush_stats()
 
