@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from tests.sql import rows_at
 from tracerules.rules.compile import load_ruleset
-from tracerules.runtime.service.health import HEARTBEAT_TOPIC, snapshot
+from tracerules.runtime.service.health import HEARTBEAT_TOPIC, member_key, snapshot
 from tracerules.runtime.sources.files import guess_topic
 from tracerules.runtime.store.store import Store
 
@@ -250,17 +251,28 @@ class ServiceProcess:
             return {}  # not created yet
         return json.loads(rows[0][0]) if rows else {}
 
+    def member(self) -> dict[str, Any]:
+        """This run's own record on a team's PostgreSQL store (the shared `service` key is
+        written by every service of the team)."""
+        return self.state(member_key(socket.gethostname(), self.pid or 0))
+
     def wait_assigned(self, timeout: float = 40) -> list[str]:
         """Wait until this run of the service has its partitions."""
 
         def assigned() -> list[str] | None:
             self.check_alive()
+            if isinstance(self.store, str):
+                return self.partitions() or None
             service = self.state("service")
             if service.get("pid") != self.pid or not service.get("assigned_at"):
                 return None
             return list(service.get("assignment") or []) or None
 
         return list(wait_until(assigned, timeout, "the partition assignment"))
+
+    def partitions(self) -> list[str]:
+        """The partitions this run of a team's service consumes now, as it recorded them."""
+        return list(self.member().get("partitions") or [])
 
     @property
     def pid(self) -> int | None:

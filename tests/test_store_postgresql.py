@@ -22,11 +22,13 @@ from typer.testing import CliRunner
 from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get_page
 from tests.postgres_server import PostgresServer
+from tests.service_harness import wait_until
 from tests.sql import end_sessions, old_store, sql_rows, sql_run, sql_value
 from tracerules.cli.main import app
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.dispatch.workers import UNOWNED_GRACE_S, recover
 from tracerules.runtime.engine.replay import replay
+from tracerules.runtime.service.health import member_key
 from tracerules.runtime.sources.files import iter_notices
 from tracerules.runtime.sources.notices import Notice
 from tracerules.runtime.store import history, transfer
@@ -282,77 +284,94 @@ def test_workers_of_two_services_never_claim_the_same_action(store: Store) -> No
     assert sql_value(store, "SELECT max(attempts) FROM actions") == 1
 
 
-def test_a_second_service_waits_as_standby_and_takes_over_when_the_first_is_killed(
+_HOLDER = (
+    "import sys, time\n"
+    "from tracerules.runtime.store.lock import DatabaseLock\n"
+    "lock = DatabaseLock(sys.argv[1])\n"
+    "print('held' if lock.try_acquire(shared=sys.argv[2] == 'shared') else 'refused', flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+def _holder(database: str, how: str) -> subprocess.Popen[str]:
+    """Another process holding the store's service lock: as a service ("shared") or as a
+    relisten ("alone"); it says whether it got it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, database, how], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_services_share_the_store_and_wait_only_for_a_relisten_killed_or_done(
     database: str,
 ) -> None:
-    """kill -9 of the active service closes its connection; PostgreSQL frees its lock at once
-    and the standby takes over (it then resumes from the group's committed offsets)."""
-    code = (
-        "import sys, time\n"
-        "from tracerules.runtime.store.lock import DatabaseLock\n"
-        "lock = DatabaseLock(sys.argv[1])\n"
-        "print('held' if lock.try_acquire() else 'refused', flush=True)\n"
-        "time.sleep(120)\n"
-    )
-    active = subprocess.Popen(
-        [sys.executable, "-c", code, database], stdout=subprocess.PIPE, text=True
-    )
+    """Services hold the lock together; a relisten holds it alone, and a service waits for
+    it. kill -9 of the relisten closes its connection; PostgreSQL frees its lock at once."""
+    relisten = _holder(database, "alone")
     try:
-        assert active.stdout is not None and active.stdout.readline().strip() == "held"
         told: list[str] = []
         taken: list[DatabaseLock] = []
-        standby = threading.Thread(
-            target=lambda: taken.append(wait_for_database_lock(database, told.append, 0.05))
+        service = threading.Thread(
+            target=lambda: taken.append(
+                wait_for_database_lock(database, told.append, 0.05, shared=True)
+            )
         )
-        standby.start()
+        service.start()
         time.sleep(1.0)
-        assert standby.is_alive() and not taken  # waiting, not running beside it
+        assert service.is_alive() and not taken  # waiting, not running beside the relisten
         assert len(told) == 1 and "backend pid" in told[0]
-        os.kill(active.pid, signal.SIGKILL)
+        os.kill(relisten.pid, signal.SIGKILL)
         killed = time.monotonic()
-        standby.join(timeout=10)
+        service.join(timeout=10)
         assert taken and time.monotonic() - killed < 5
     finally:
-        active.kill()
-        active.communicate()
-    third = DatabaseLock(database)
-    assert not third.try_acquire()  # the new active service holds it now
+        relisten.kill()
+        relisten.communicate()
+    second = DatabaseLock(database)
+    assert second.try_acquire(shared=True)  # a second service beside the first
+    echo = DatabaseLock(database)
+    assert not echo.try_acquire()  # a relisten is refused while services run
     taken[0].close()
-    # The server ends the closed session's backend, and its locks, a moment later.
-    deadline = time.monotonic() + 5
-    while not third.try_acquire():
-        assert time.monotonic() < deadline, "the closed session's lock was never freed"
-        time.sleep(0.05)
-    third.close()
+    second.close()  # the server ends their sessions, and frees the lock, a moment later
+    assert wait_until(echo.try_acquire, 10, "the lock freed")
+    echo.close()
 
 
 def test_status_shows_every_service_on_a_postgresql_store(database: str) -> None:
-    """The active service and the standbys, as PostgreSQL sees their sessions: host, pid,
-    role, and the partitions the active one consumes."""
+    """Every service of the team, as PostgreSQL sees their sessions: host, pid, and as each
+    recorded them, the partitions it consumes (none: a standby in the group) and its beat."""
+    host = socket.gethostname()
     store = Store(database)
-    store.replace_offsets("g", [_Offsets("gcn.notices.swift.bat.guano", 0)], 1.0)
-    store.put_service_state("service", {"state": "running", "group": "g", "beat": 7.0}, 1.0)
+    record = {"partitions": ["gcn.notices.swift.bat.guano[0]"], "beat": 7.0}
+    store.put_service_state(member_key(host, os.getpid()), record, 1.0)
     store.close()
     active = DatabaseLock(database)
-    assert active.try_acquire()
-    standby = DatabaseLock(database)
-    assert not standby.try_acquire()
-    shown = _cli("status", "--store", database, "-f", "json")
-    services = json.loads(shown.stdout)["services"]
-    host = socket.gethostname()
-    assert [(s["role"], s["host"], s["pid"]) for s in services] == [
-        ("active", host, os.getpid()),
-        ("standby", host, os.getpid()),
-    ]
-    assert services[0]["partitions"] == ["gcn.notices.swift.bat.guano[0]"]
-    assert services[1]["partitions"] == []
-    assert (services[0]["last_heartbeat"], services[1]["last_heartbeat"]) == (7.0, None)
-    text = _cli("status", "--store", database).stdout
-    assert f"active pid {os.getpid()} on {host}" in text and "standby" in text
+    assert active.try_acquire(shared=True)
+    standby = _holder(database, "shared")
+    try:
+        shown = _cli("status", "--store", database, "-f", "json")
+        services = json.loads(shown.stdout)["services"]
+        assert [(s["role"], s["host"], s["pid"]) for s in services] == [
+            ("active", host, os.getpid()),
+            ("standby", host, standby.pid),
+        ]
+        assert services[0]["partitions"] == ["gcn.notices.swift.bat.guano[0]"]
+        assert services[1]["partitions"] == []
+        assert (services[0]["last_heartbeat"], services[1]["last_heartbeat"]) == (7.0, None)
+        text = _cli("status", "--store", database).stdout
+        assert f"active pid {os.getpid()} on {host}" in text
+        assert f"standby pid {standby.pid} on {host}" in text
+    finally:
+        standby.kill()
+        standby.communicate()
     active.close()
-    standby.close()
-    after = json.loads(_cli("status", "--store", database, "-f", "json").stdout)
-    assert after["services"] == []
+
+    def gone() -> bool:
+        after = json.loads(_cli("status", "--store", database, "-f", "json").stdout)
+        return after["services"] == []
+
+    assert wait_until(gone, 10, "the sessions ended")
 
 
 @dataclass(frozen=True)
@@ -383,24 +402,23 @@ def test_an_action_claimed_by_a_service_on_another_machine_is_reclaimed_after_it
     assert again is not None and again["id"] == claimed["id"]  # taken up by a live service
 
 
-def test_an_active_service_that_loses_its_lock_connection_is_told_to_stop(
+def test_a_service_that_loses_its_lock_connection_to_a_relisten_is_told_to_stop(
     database: str,
 ) -> None:
-    """A server restart or a network cut ends the lock's session: if a standby took the lock
-    meanwhile it may be active already, so the service must stop rather than go on beside
-    it."""
+    """A server restart or a network cut ends the lock's session: if a relisten took the lock
+    alone meanwhile, the service must stop rather than go on beside it."""
     lock = DatabaseLock(database)
-    assert lock.try_acquire()
+    assert lock.try_acquire(shared=True)
     lost: list[str] = []
     watcher = lock.watch(lost.append, every_s=1.0)
     time.sleep(0.5)
     assert lost == []  # a healthy lock is left alone
     end_sessions(database, session_name())
-    standby = DatabaseLock(database)
-    assert standby.try_acquire()  # the standby's turn, before the service is back
+    relisten = DatabaseLock(database)
+    assert wait_until(relisten.try_acquire, 10, "the relisten's turn")  # before the service
     watcher.join(timeout=10)
-    assert len(lost) == 1 and "lost the store's service lock to another service" in lost[0]
-    standby.close()
+    assert len(lost) == 1 and "lost the store's service lock to another process" in lost[0]
+    relisten.close()
     lock.close()
 
 
@@ -408,9 +426,9 @@ def test_a_service_that_loses_its_lock_connection_takes_the_lock_back_if_free(
     database: str,
 ) -> None:
     """When no other service took it (the server restarted under the only one), the lock is
-    taken back and the service goes on: no restart, no alert lost meanwhile."""
+    taken back (shared, as it was) and the service goes on: no restart, no alert lost."""
     lock = DatabaseLock(database)
-    assert lock.try_acquire()
+    assert lock.try_acquire(shared=True)
     lost: list[str] = []
     watcher = lock.watch(lost.append, every_s=0.1)
     end_sessions(database, session_name())
@@ -437,8 +455,95 @@ def test_echo_is_refused_while_a_service_is_active_on_a_postgresql_store(databas
     at once (never left waiting as a standby), as on SQLite."""
     Store(database).close()
     active = DatabaseLock(database)
-    assert active.try_acquire()
+    assert active.try_acquire(shared=True)
     refused = _cli("echo", "1h", RULES, "--store", database, "--bootstrap-servers", "127.0.0.1:9")
     active.close()
     assert refused.exit_code == 1
     assert "another `tracerules run` or `echo` is using the store" in refused.output
+
+
+# -- several services deciding at once: what the database serialises ----------------------------
+
+
+def _blocked_while_held(
+    database: str, hold: Any, wait: Any, release: Any
+) -> tuple[bool, list[Any]]:
+    """`hold(store)` in an open transaction; `wait(store)` in another store's transaction on a
+    thread: whether it was still blocked 0.5 s later, and what it returned once `release`
+    committed the first."""
+    first, second = Store(database), Store(database)
+    got: list[Any] = []
+    try:
+        with first.transaction():
+            hold(first)
+
+            def other() -> None:
+                with second.transaction():
+                    got.append(wait(second))
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            time.sleep(0.5)
+            blocked = thread.is_alive()
+            release(first)
+        thread.join(timeout=10)
+        return blocked, got
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_an_event_being_decided_by_one_service_waits_for_the_other(store: Store) -> None:
+    """The advisory lock of an event holds a second decision on it until the first commits,
+    including an event not stored yet; another event is not held."""
+    key = [("lvk", "S1")]
+    blocked, got = _blocked_while_held(
+        str(store.path),
+        lambda s: s.lock_events(key),
+        lambda s: (s.lock_events(key), sql_value(s, "SELECT count(*) FROM events"))[1],
+        lambda s: sql_run(
+            s,
+            "INSERT INTO events (trigger, event_id, first_seen, last_seen) "
+            "VALUES ('lvk', 'S1', 1, 1)",
+        ),
+    )
+    assert blocked and got == [1]  # it read the state the first one committed
+    free, _ = _blocked_while_held(
+        str(store.path),
+        lambda s: s.lock_events(key),
+        lambda s: s.lock_events([("lvk", "S2")]),
+        lambda s: None,
+    )
+    assert not free
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_notice_evaluated_meanwhile_by_another_service_is_not_evaluated_again(
+    store: Store,
+) -> None:
+    stored = store.add_notice(Notice("t", b"<x/>", 0, 5, 1.0, 1.0))
+    blocked, got = _blocked_while_held(
+        str(store.path),
+        lambda s: s.take_for_evaluation(stored.id),
+        lambda s: s.take_for_evaluation(stored.id),
+        lambda s: s.set_notice_status(stored.id, "evaluated"),
+    )
+    assert blocked and got == [False]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_arbitration_of_one_observatory_by_two_services_is_serialised(store: Store) -> None:
+    """A second service reading an observatory's current observation waits until the first
+    has recorded its own, and then sees it (never both taking a free telescope)."""
+    _pending_actions(store, 1)
+    from tracerules.runtime.store.actions import ObservationRow
+
+    row = ObservationRow("ATCA", False, 1, "all", "E1", 10, 1.0, 2.0, 5.0, 1e12)
+    blocked, got = _blocked_while_held(
+        str(store.path),
+        lambda s: s.current_observation("ATCA", False, 10.0),
+        lambda s: s.current_observation("ATCA", False, 10.0),
+        lambda s: s.start_observation(row),
+    )
+    assert blocked and got[0] is not None and got[0]["event_id"] == "E1"

@@ -191,10 +191,10 @@ def serve(
         print("the rules do not load: see `tracerules validate`", file=sys.stderr)
         return 1
     file = store_file(store)
-    # Held until the process exits. PostgreSQL: a second service waits as a standby.
-    lock = lock_store(file) if file is not None else _database_lock(store, wait=not echo)
+    # Held until the process exits. PostgreSQL: every service holds it shared; echo alone.
+    lock = lock_store(file) if file is not None else _database_lock(store, team=not echo)
     if lock is None:
-        # Two engines on one store would each trust their own cache of the events' state.
+        # SQLite: two engines on one file would each trust their own cache of event states.
         print(
             "error: another `tracerules run` or `echo` is using the store "
             f"{display_location(store)}; stop it first",
@@ -203,7 +203,7 @@ def serve(
         return 1
     group = resolve_group(store, group_id, echo)
     if file is None and not echo:
-        kafka_settings = _one_member(kafka_settings, group)
+        kafka_settings = _team_member(kafka_settings)
     options = ServiceOptions(
         rules_paths,
         store,
@@ -216,6 +216,7 @@ def serve(
         echo=echo,
         secrets=kafka_settings.secrets(),
         allow_empty=allow_empty,
+        session_timeout_s=float(kafka_settings.config.get("session.timeout.ms", 45000)) / 1000,
     )
     service = Service(
         options,
@@ -233,22 +234,25 @@ def serve(
         return 2
 
 
-def _one_member(settings: KafkaSettings, group: str) -> KafkaSettings:
-    """The services of a PostgreSQL store take turns as one static member of the group
-    (`group.instance.id`, unless -X sets one): the standby that takes over replaces the dead
-    one at once instead of waiting for a rebalance, and fences it should it still be alive."""
+def _team_member(settings: KafkaSettings) -> KafkaSettings:
+    """The services of a team are dynamic members of the group (no group.instance.id unless
+    -X sets one) that rebalance incrementally (cooperative-sticky, unless -X sets another
+    strategy): a member joining or leaving moves only the partitions it takes or gives up,
+    and the others are consumed meanwhile. Why not static: docs/store.md, "Several services
+    on one store". Every service of the group must use the same strategy."""
     import dataclasses
 
-    config = {"group.instance.id": f"{group}.active", **settings.config}
+    config = {"partition.assignment.strategy": "cooperative-sticky", **settings.config}
     return dataclasses.replace(settings, config=config)
 
 
-def _database_lock(store: str, *, wait: bool) -> DatabaseLock | None:
-    """The PostgreSQL store's service lock: waited for as a standby, or (`echo`) only if free."""
+def _database_lock(store: str, *, team: bool) -> DatabaseLock | None:
+    """The PostgreSQL store's service lock: shared by the services of a team (waiting only
+    while a relisten has it), or for `echo` alone and only if no service runs."""
     from tracerules.runtime.store.lock import DatabaseLock, wait_for_database_lock
 
-    if wait:
-        return wait_for_database_lock(store, lambda who: _standby(store, who))
+    if team:
+        return wait_for_database_lock(store, lambda who: _waiting(store, who), shared=True)
     lock = DatabaseLock(store)
     if lock.try_acquire():
         return lock
@@ -256,12 +260,12 @@ def _database_lock(store: str, *, wait: bool) -> DatabaseLock | None:
     return None
 
 
-def _standby(store: str, holder: str) -> None:
+def _waiting(store: str, holder: str) -> None:
     from tracerules.runtime.store.dialect import display_location
 
     print(
-        f"standby: another `tracerules run` (from {holder}) is active on the store "
-        f"{display_location(store)}; this one takes over when it stops",
+        f"waiting: a relisten (`tracerules echo`, from {holder}) is using the store "
+        f"{display_location(store)}; this service starts when it ends",
         file=sys.stderr,
         flush=True,
     )

@@ -33,6 +33,7 @@ LOG = logging.getLogger("tracerules.actions")
 # The status of an action that cannot run as it was planned (its configuration cannot be
 # rebuilt): reported, never run, never retried.
 SUPERSEDED: Final = "superseded"
+TAKEN_BACK: Final = "not sent: crash recovery took the action back from this run"
 
 
 @dataclass
@@ -141,11 +142,15 @@ class Dispatcher:
         if isinstance(frozen, Superseded):
             return self._supersede(row, frozen)
         request = self._request(row)
-        log: list[str] = []
+        log: list[str] = self._resent(row)
+        tries: list[int] = []
         disk_full = False
 
         def attempt() -> ActionOutcome:
             nonlocal disk_full
+            tries.append(len(tries) + 1)
+            if not self._sending(row, frozen, len(tries)):
+                return ActionOutcome(False, [TAKEN_BACK], detail={"retryable": False})
             outcome = attempt_once(frozen, request, frozen.config.timeout)
             log.extend(outcome.log)
             disk_full = disk_full or outcome.disk_full
@@ -168,6 +173,26 @@ class Dispatcher:
         result = self._finish(row, outcome.ok, log, files, retryable(outcome), expires, frozen)
         result.disk_full = disk_full
         return result
+
+    def _sending(self, row: Any, frozen: Frozen, number: int) -> bool:
+        """Record, durably and before it goes out, that an attempt may reach its receiver
+        (not for file products, nor in a dry run, where nothing leaves the machine). False
+        when the action is no longer this run's: recovery took it back, so nothing is sent."""
+        if self.dry_run or frozen.destination == FILES:
+            return True
+        note = f"sending try {number} with Idempotency-Key {row['idempotency_key']}\n"
+        return self.store.record_sending(row["id"], note, self.clock())
+
+    @staticmethod
+    def _resent(row: Any) -> list[str]:
+        """A run after one that may have reached the receiver (a crash or a failure after
+        the request went out) sends the same Idempotency-Key again: say so in its log."""
+        if row["sending_at"] is None:
+            return []
+        return [
+            f"resent with the same Idempotency-Key {row['idempotency_key']}: an earlier "
+            "attempt may have reached the receiver, which drops a key it has seen"
+        ]
 
     def _request(self, row: Any) -> ActionRequest:
         payload_row = self.store.notice(row["notice_id"]) if row["notice_id"] else None

@@ -40,7 +40,7 @@ from tracerules.runtime.engine.decisions import (
     tally,
 )
 from tracerules.runtime.engine.evaluate import ExtraFactories, Reading, earliest, fold, read
-from tracerules.runtime.engine.events import EventBook
+from tracerules.runtime.engine.events import EVENT_CACHE, EventBook
 from tracerules.runtime.sources.notices import Notice, NoticeError, parse_payload
 from tracerules.runtime.store import history
 from tracerules.runtime.store.store import Store
@@ -73,7 +73,9 @@ class Engine:
         products: bool = False,
     ) -> None:
         self.store = store
-        self.events = EventBook(store)
+        # On PostgreSQL other services decide on the same events: their state is read under
+        # the event's lock in each decision's transaction, never from this process's memory.
+        self.events = EventBook(store, capacity=0 if store.is_postgresql else EVENT_CACHE)
         self.dry_run = dry_run
         # A dry run may render file products (into out_dir only), and never acts otherwise.
         self.products = products and dry_run
@@ -135,7 +137,10 @@ class Engine:
         seen = read_notice(triggers, notice, notice_id, doc, clock, self._extras(notice, doc))
         try:
             with self.store.transaction():
+                if not self.store.take_for_evaluation(notice_id):
+                    return Processed(notice_id, "duplicate", reason="evaluated by another service")
                 keys = wanted(seen, self.rules, self.history_readers)
+                self.store.lock_events(keys)
                 states = EventStates(self.events.states(keys))
                 verdicts = decide(self.rules, states, seen, clock, self.source)
                 decisions = [self._persist(v, notice_id) for v in verdicts]
@@ -273,6 +278,7 @@ class Engine:
         factors, reading = replay
         votes = tally(factors)
         with self.store.transaction():
+            self.store.lock_events([(trigger_id, event_id)])
             state = self.events.states([(trigger_id, event_id)])[(trigger_id, event_id)]
             assert state.pk is not None  # stored: the replay found its notices
             replayed = dataclasses.replace(state, factors=factors)

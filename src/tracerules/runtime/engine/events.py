@@ -2,7 +2,8 @@
 
 The state a decision needs (the event's time, its latest factors, whether it has passed)
 lives in the store; a bounded cache keeps recent events in memory so a busy stream does not
-re-read them, and memory stays flat however long the service runs.
+re-read them, and memory stays flat however long the service runs. With capacity 0 (a
+PostgreSQL store, which several services decide on) every state is read from the store.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from tracerules.dsl.values import Missing
 from tracerules.runtime.engine.decisions import EventState
 from tracerules.runtime.store.store import Store
 
-__all__ = ["EventBook", "EventState", "event_key"]
+__all__ = ["EVENT_CACHE", "EventBook", "EventState", "event_key"]
+
+EVENT_CACHE = 4096  # events kept in memory (SQLite: one service per store)
 
 
 def event_key(value: Any) -> str | Missing:
@@ -33,7 +36,7 @@ def event_key(value: Any) -> str | Missing:
 class EventBook:
     """Loads event states from the store, with a bounded in-memory cache of stored ones."""
 
-    def __init__(self, store: Store, capacity: int = 4096) -> None:
+    def __init__(self, store: Store, capacity: int = EVENT_CACHE) -> None:
         self.store = store
         self.capacity = capacity
         self._cache: OrderedDict[tuple[str, str], EventState] = OrderedDict()

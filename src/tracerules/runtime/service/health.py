@@ -102,6 +102,12 @@ def plausible(made: float, notice: Notice) -> float | Missing:
     return made
 
 
+def member_key(host: str, pid: int) -> str:
+    """The service_state key of one service of a team (PostgreSQL): its own partitions and
+    beat, which the others' records under the shared keys would overwrite."""
+    return f"member {host} {pid}"
+
+
 class Recorder:
     """Writes the service's state for `status`; used from the consumer thread only."""
 
@@ -109,6 +115,8 @@ class Recorder:
         self.store = store
         self._values: dict[str, dict[str, Any]] = {}
         self._last_failure = -1e9
+        here = member_key(socket.gethostname(), os.getpid())
+        self.member = here if store.is_postgresql else None  # SQLite: one service per store
         self._rest_until = -1e9
 
     def put(self, key: str, **values: Any) -> None:
@@ -156,10 +164,24 @@ class Recorder:
         )
 
     def beat(self) -> None:
-        self.put("service", beat=time.time())
+        now = time.time()
+        self.put("service", beat=now)
+        if self.member is not None:
+            self.put(self.member, beat=now)
+
+    def assigned(self, shown: list[str] | None, partitions: list[str]) -> None:
+        """The partitions this service holds after Kafka assigned it `shown` (with their
+        start offsets; None: some were revoked). None held: it waits in the group."""
+        now = time.time()
+        if shown is not None:
+            self.put("service", assignment=shown, assigned_at=now)
+        if self.member is not None:
+            self.put(self.member, partitions=partitions, assigned_at=now)
 
     def stopped(self, reason: str) -> None:
         self.put("service", state="stopped", stopped=time.time(), reason=reason)
+        if self.member is not None:  # it left the group: nobody need wait for its session
+            self.put(self.member, partitions=[], left=time.time())
 
     def kafka(self, connected: bool, brokers: Mapping[str, str]) -> None:
         if self._resting():
@@ -264,22 +286,41 @@ def service_info(store: Store, now: float) -> dict[str, Any]:
     return {**info, "running": running, "summary": summary}
 
 
-def services(store: Store, lag: dict[str, Any], beat: Any) -> list[dict[str, Any]]:
-    """Every service on a PostgreSQL store: host, pid, active or standby, connected since,
-    and for the active one the partitions it consumes and its last heartbeat (as it last
-    recorded them). A standby's liveness is its open session, which PostgreSQL tracks."""
-    assigned = [f"{p['topic']}[{p['partition']}]" for p in lag["partitions"]]
-    return [
-        {
-            "host": s.host,
-            "pid": s.pid,
-            "role": "active" if s.active else "standby",
-            "since": s.since,
-            "partitions": assigned if s.active else [],
-            "last_heartbeat": beat if s.active else None,
-        }
-        for s in store.service_sessions(SERVICE_LOCK, SESSION_NAME)
-    ]
+def last_death(store: Store, within: float, now: float) -> float | None:
+    """The last beat of the latest service of the team that died (its PostgreSQL session is
+    gone, and it never recorded leaving the group) less than `within` seconds ago."""
+    alive = {member_key(s.host, s.pid) for s in store.service_sessions(SERVICE_LOCK, SESSION_NAME)}
+    beats = [
+        float(state["beat"])
+        for key, state in store.service_states("member ").items()
+        if key not in alive and not state.get("left") and isinstance(state.get("beat"), float)
+        and now - float(state["beat"]) < within
+    ]  # fmt: skip
+    return max(beats, default=None)
+
+
+def services(store: Store) -> list[dict[str, Any]]:
+    """Every service on a PostgreSQL store, as PostgreSQL sees their sessions (a dead one's
+    ends with it): host, pid, connected since, and as each recorded them, the partitions
+    Kafka assigned it and its last beat. `active` consumes partitions; `standby` is in the
+    group with none (a one-partition topic has one consumer); `waiting` has not joined yet
+    (a relisten holds the store)."""
+    found = []
+    for s in store.service_sessions(SERVICE_LOCK, SESSION_NAME):
+        member = store.service_state(member_key(s.host, s.pid))
+        partitions = [str(p) for p in member.get("partitions") or []]
+        role = "active" if partitions else "standby" if s.joined else "waiting"
+        found.append(
+            {
+                "host": s.host,
+                "pid": s.pid,
+                "role": role,
+                "since": s.since,
+                "partitions": partitions,
+                "last_heartbeat": member.get("beat"),
+            }
+        )
+    return sorted(found, key=lambda f: (f["role"] != "active", f["since"]))
 
 
 def _kafka(store: Store, running: bool) -> dict[str, Any]:
@@ -359,7 +400,7 @@ def snapshot(store: Store, now: float | None = None, decisions: int = 10) -> dic
         "store": store.location,
         "now": now,
         "service": service,
-        "services": services(store, lag, service.get("beat")),
+        "services": services(store),
         "stream": {
             "health": health.state,
             "reason": health.reason,

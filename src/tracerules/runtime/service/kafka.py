@@ -44,6 +44,9 @@ class NoticeSource(Protocol):
     def close(self) -> None: ...
 
 
+Key = tuple[str, int]
+
+
 class SourceHooks(Protocol):
     """What a Kafka source reports to the service, from inside `poll`."""
 
@@ -53,7 +56,12 @@ class SourceHooks(Protocol):
 
     def kafka_stats(self, stats: KafkaStats) -> None: ...
 
-    def assigned(self, partitions: list[tuple[str, int, int]], how: str) -> None: ...
+    def assigned(self, partitions: list[tuple[str, int, int]], how: str, held: list[Key]) -> None:
+        """`partitions` were assigned (with their start offsets); `held`: all this consumer
+        has now (more than `partitions` in an incremental, cooperative rebalance)."""
+
+    def revoked(self, held: list[Key]) -> None:
+        """Partitions were taken away; `held`: those this consumer keeps."""
 
     def stored_position(self, topic: str, partition: int) -> tuple[int, str] | None:
         """The highest offset the store holds for a partition and its payload's sha256."""
@@ -133,9 +141,6 @@ def notice_of_message(message: Message, received: float) -> Notice:
     )
 
 
-Key = tuple[str, int]
-
-
 class KafkaSource:
     """Notices from a consumer group, with explicit start positions and commits after storage.
 
@@ -155,8 +160,12 @@ class KafkaSource:
         *,
         commit: bool = True,
         log: logging.Logger | None = None,
+        cooperative: bool = False,
     ) -> None:
         self.consumer, self.start, self.hooks, self.commit = consumer, start, hooks, commit
+        # The incremental rebalance protocol (cooperative-sticky): a rebalance adds or takes
+        # away some partitions, and the others go on being consumed meanwhile.
+        self.cooperative = cooperative
         self.log = log or logging.getLogger("tracerules.kafka")
         self._cutoff: dict[Key, float] = {}
         self._to_commit: dict[Key, int] = {}
@@ -182,7 +191,9 @@ class KafkaSource:
         config["error_cb"] = lambda err: hooks.kafka_error(str(err), err.fatal())
         config["stats_cb"] = lambda text: hooks.kafka_stats(parse_stats(text))
         config["logger"] = logger
-        return cls(open_consumer(settings, config), start, hooks, commit=not echo, log=logger)
+        cooperative = "cooperative" in str(config.get("partition.assignment.strategy", ""))
+        consumer = open_consumer(settings, config)
+        return cls(consumer, start, hooks, commit=not echo, log=logger, cooperative=cooperative)
 
     def subscribe(self, topics: Iterable[str]) -> None:
         self.consumer.subscribe(
@@ -272,12 +283,23 @@ class KafkaSource:
         fresh = [tp for tp in committed if not (tp.offset >= 0 or tp.offset == OFFSET_STORED)]
         known = self._from_store(fresh)
         started = self._start_positions(consumer, [tp for tp in fresh if tp not in known])
-        consumer.assign(resumed + known + started)
-        self.assignment = {(tp.topic, tp.partition) for tp in resumed + known + started}
-        self.at_end.clear()
-        report = [(tp.topic, tp.partition, tp.offset) for tp in resumed + known + started]
+        chosen = resumed + known + started
+        keys = {(tp.topic, tp.partition) for tp in chosen}
+        if self.cooperative:  # `partitions` are those added
+            consumer.incremental_assign(chosen)
+            self.assignment |= keys
+            self.at_end -= keys
+        else:  # eager: `partitions` are the whole new assignment
+            consumer.assign(chosen)
+            self.assignment = keys
+            self.at_end.clear()
+        report = [(tp.topic, tp.partition, tp.offset) for tp in chosen]
         how = f"{len(resumed)} resumed, {len(known)} from the store"
-        self.hooks.assigned(report, f"{how}, {len(started)} from {self.start}")
+        self.hooks.assigned(report, f"{how}, {len(started)} from {self.start}", self.held())
+
+    def held(self) -> list[Key]:
+        """Every partition assigned to this consumer now, sorted."""
+        return sorted(self.assignment)
 
     def _from_store(self, fresh: list[TopicPartition]) -> list[TopicPartition]:
         """Partitions the group has no offset for (a restarted broker, expired offsets) but the
@@ -364,6 +386,8 @@ class KafkaSource:
         self._forget({(tp.topic, tp.partition) for tp in partitions})
 
     def _forget(self, keys: set[Key]) -> None:
+        if keys & self.assignment:
+            self.hooks.revoked(sorted(self.assignment - keys))
         self.assignment -= keys
         self.at_end -= keys
         for key in keys:

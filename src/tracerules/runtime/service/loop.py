@@ -38,7 +38,12 @@ from tracerules.runtime.dispatch.workers import ActionWorkers, disk_full
 from tracerules.runtime.engine.engine import Engine, Processed
 from tracerules.runtime.secrets import rule_secrets
 from tracerules.runtime.service.disk import DiskWatch
-from tracerules.runtime.service.health import HEARTBEAT_TOPIC, Recorder, remembered_group
+from tracerules.runtime.service.health import (
+    HEARTBEAT_TOPIC,
+    Recorder,
+    last_death,
+    remembered_group,
+)
 from tracerules.runtime.service.kafka import KafkaStats, NoticeSource, SourceHooks
 from tracerules.runtime.service.kafka_settings import StartPosition
 from tracerules.runtime.service.watch import RuleWatcher
@@ -59,6 +64,7 @@ BEAT_S = 1.0
 STOP_GRACE_S = 10.0  # how long running actions may take to finish at shutdown
 ECHO_IDLE_S = 1.0  # echo stops this long after every partition reached its end
 ECHO_NO_PARTITIONS_S = 60.0  # ... and gives up if none of the rules' topics exists
+DEAD_MARGIN_S = 1.0  # after a dead teammate's session timeout, before joining the group
 ERROR_MOST = 500  # characters of an error kept with a dead-lettered notice
 
 
@@ -81,6 +87,7 @@ class ServiceOptions:
     echo: bool = False  # relisten: no heartbeat or health records, stop when caught up
     secrets: list[str] = field(default_factory=list)  # Kafka secrets, for log redaction
     allow_empty: bool = False  # accept a rule set without a trigger (at start and on reload)
+    session_timeout_s: float = 45.0  # the group's (librdkafka's default)
 
 
 class Service:
@@ -157,6 +164,7 @@ class Service:
         self.workers.start()
         self.watcher.start()
         try:
+            self._after_the_dead()
             source.subscribe(self.topics())
             while not self._stop.is_set():
                 self._housekeeping(source)
@@ -169,6 +177,29 @@ class Service:
         finally:
             self._shutdown(source)
         return self._exit_code
+
+    def _after_the_dead(self) -> None:
+        """On a team's store, join the group only once a teammate that just died (a kill -9:
+        no goodbye to Kafka) has been dropped by it, one session timeout after its last
+        beat. Joining earlier starts a rebalance in which the dead member still holds its
+        partitions, and the broker drops it in a second one: Tansu answers each join after
+        half a session timeout, so the partitions would wait for both. The survivors take
+        them over meanwhile; this service waits for nothing a dead member does not hold."""
+        if self.recorder is None or self.recorder.member is None:
+            return
+        while not self._stop.is_set():  # another may die meanwhile
+            try:
+                beat = last_death(self.store, self.options.session_timeout_s, time.time())
+            except store_errors():  # an optimisation: never a reason not to start
+                return
+            if beat is None:
+                return
+            wait = beat + self.options.session_timeout_s - time.time()
+            if wait + DEAD_MARGIN_S <= 0:
+                return
+            fields = {"s": round(wait + DEAD_MARGIN_S, 1)}
+            self.log.info("waiting for a dead service to leave the group", extra={"fields": fields})
+            self._stop.wait(wait + DEAD_MARGIN_S)
 
     def _handle(self, source: ServiceSource, notice: Notice) -> None:
         """The one path of every message, heartbeats included: whatever the payload, it ends
@@ -424,12 +455,19 @@ class Service:
         self.recorder.kafka(stats.connected, stats.brokers)
         self.recorder.offsets(self.options.group_id, stats.partitions)
 
-    def assigned(self, partitions: list[tuple[str, int, int]], how: str) -> None:
+    def assigned(
+        self, partitions: list[tuple[str, int, int]], how: str, held: list[tuple[str, int]]
+    ) -> None:
         self._assigned_at = time.monotonic()
         shown = [f"{t}:{p}@{o}" for t, p, o in partitions]
         self.log.info("partitions assigned", extra={"fields": {"how": how, "partitions": shown}})
         if self.recorder is not None:
-            self.recorder.put("service", assignment=shown, assigned_at=time.time())
+            self.recorder.assigned(shown, [f"{t}[{p}]" for t, p in held])
+
+    def revoked(self, held: list[tuple[str, int]]) -> None:
+        self.log.info("partitions revoked", extra={"fields": {"kept": len(held)}})
+        if self.recorder is not None:
+            self.recorder.assigned(None, [f"{t}[{p}]" for t, p in held])
 
     def stored_position(self, topic: str, partition: int) -> tuple[int, str] | None:
         return self.store.last_offset(topic, partition)

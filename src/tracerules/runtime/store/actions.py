@@ -35,6 +35,39 @@ ALTER TABLE actions ADD COLUMN rule_commit TEXT;
 ALTER TABLE actions ADD COLUMN expiry REAL
 """
 
+# The next migration: an attempt about to reach a receiver is recorded durably before it goes
+# out, so that recovery after a crash knows whether the receiver may already have it.
+SCHEMA_ACTIONS_SENDING: Final = """
+-- when the current claim's latest attempt was recorded as going out (NULL: none went out)
+ALTER TABLE actions ADD COLUMN sending_at REAL
+"""
+
+# What a run's log says when its outcome sent the action back to pending: how recovery told
+# finished runs from crashes before `finished_runs` was a column. Read once, to fill that
+# column for rows written before it (the migration below, and an older store's export).
+_REQUEUED_BY_OUTCOME: Final = ("failed; tried again", "interrupted")
+
+
+def _count_in_log(mark: str) -> str:
+    return f"(length(log) - length(replace(log, '{mark}', ''))) / length('{mark}')"
+
+
+def finished_runs_in_log(log: str) -> int:
+    """`finished_runs` of a row written before the column, from its log's wording."""
+    return sum(log.count(mark) for mark in _REQUEUED_BY_OUTCOME)
+
+
+# The next migration: how many of an action's claims ended with a recorded outcome that sent
+# it back to pending, counted as they happen, so that recovery never reads its log's wording
+# (a receiver's error text echoed there could say "interrupted").
+SCHEMA_ACTIONS_FINISHED_RUNS: Final = f"""
+-- claims that ended with an outcome sending the action back to pending (a failure to be
+-- tried again, a run interrupted): every other claim counted in `attempts` was a crash
+ALTER TABLE actions ADD COLUMN finished_runs INTEGER NOT NULL DEFAULT 0;
+-- rows from before the column: counted once from their log, as recovery used to count
+UPDATE actions SET finished_runs = {" + ".join(map(_count_in_log, _REQUEUED_BY_OUTCOME))}
+"""
+
 
 @dataclass(frozen=True)
 class PlannedRow:
@@ -90,6 +123,8 @@ class ActionRows:
     if TYPE_CHECKING:
 
         def transaction(self) -> AbstractContextManager[Connection]: ...
+
+        def lock_observatory(self, observatory: str, test: bool) -> None: ...
 
     # -- planning (inside the decision's transaction) -----------------------------------------
 
@@ -148,7 +183,9 @@ class ActionRows:
 
     def current_observation(self, observatory: str, test: bool, now: float) -> sqlite3.Row | None:
         """The observation in progress at an observatory (test or live), with its action's
-        plan as `planned`."""
+        plan as `planned`. Locked (PostgreSQL) until the decision's transaction ends, so that
+        two services never both take a free observatory."""
+        self.lock_observatory(observatory, test)
         row: sqlite3.Row | None = self.db.execute(
             "SELECT o.*, a.request AS planned FROM observations o "
             "LEFT JOIN actions a ON a.id = o.action "
@@ -216,10 +253,21 @@ class ActionRows:
                 return None
             db.execute(
                 "UPDATE actions SET status='running', attempts=attempts+1, retry_at=NULL, "
-                "child=NULL, owner=?, updated_at=? WHERE id=?",
+                "child=NULL, sending_at=NULL, owner=?, updated_at=? WHERE id=?",
                 (owner, now, row["id"]),
             )
             return row
+
+    def record_sending(self, action_id: int, note: str, now: float) -> bool:
+        """Before an attempt goes out: say so durably (committed before the request is sent),
+        so that a crash before its outcome is stored is known to have maybe reached the
+        receiver. False when the action is no longer this run's (taken back by recovery)."""
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE actions SET sending_at=?, log=log || ? WHERE id=? AND status='running'",
+                (now, note, action_id),
+            ).rowcount
+        return bool(changed)
 
     def record_action_child(self, action_id: int, token: str) -> None:
         """The process an action started (a command, a plugin script)."""
@@ -256,12 +304,21 @@ class ActionRows:
         retry_at: float | None,
         now: float,
     ) -> bool:
-        """Record a run's outcome, once: only an action still 'running' takes it."""
+        """Record a run's outcome, once: only an action still 'running' takes it. An outcome
+        that sends it back to pending counts as a finished run (not a crash)."""
         with self.transaction() as db:
             changed = db.execute(
-                "UPDATE actions SET status=?, log=log || ?, files=?, retry_at=?, updated_at=? "
-                "WHERE id=? AND status='running'",
-                (status, log, json.dumps(files), retry_at, now, action_id),
+                "UPDATE actions SET status=?, log=log || ?, files=?, retry_at=?, updated_at=?, "
+                "finished_runs=finished_runs + ? WHERE id=? AND status='running'",
+                (
+                    status,
+                    log,
+                    json.dumps(files),
+                    retry_at,
+                    now,
+                    int(status == "pending"),
+                    action_id,
+                ),
             ).rowcount
         return bool(changed)
 
@@ -285,7 +342,8 @@ class ActionRows:
         return iter(
             self.db.execute(
                 "SELECT id, trigger, position, type, config_hash, decision, attempts, owner, "
-                "child, log, updated_at FROM actions WHERE status='running'"
+                "child, finished_runs, updated_at, sending_at, idempotency_key FROM actions "
+                "WHERE status='running'"
             ).fetchall()
         )
 
@@ -302,10 +360,10 @@ class ActionRows:
         return bool(changed)
 
     def release_action(self, action_id: int, retry_at: float, note: str, now: float) -> None:
-        """A running action whose run broke back to pending."""
+        """A running action whose run broke back to pending (a finished run, not a crash)."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE actions SET status='pending', retry_at=?, log=log || ?, updated_at=? "
-                "WHERE id=? AND status='running'",
+                "UPDATE actions SET status='pending', retry_at=?, log=log || ?, updated_at=?, "
+                "finished_runs=finished_runs + 1 WHERE id=? AND status='running'",
                 (retry_at, note, now, action_id),
             )

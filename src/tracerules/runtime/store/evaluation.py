@@ -6,8 +6,10 @@ these methods, and writes no SQL itself. The caller holds the transaction.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
 
 from tracerules.dsl.values import Vote
 from tracerules.runtime.engine.decisions import Decision, EventState, Factor, notice_label
@@ -32,12 +34,62 @@ _FACTORS = (
     "SELECT name, vote, inherited, reason, detail FROM factors WHERE decision=? ORDER BY position"
 )
 
+# PostgreSQL advisory lock spaces (the two-key form, apart from the one-key locks of the
+# service and of migration): an event, and an observatory's current observation.
+EVENT_LOCKS: Final = 0x7472_6576  # "trev"
+OBSERVATORY_LOCKS: Final = 0x7472_6F62  # "trob"
+
+
+def lock_id(text: str) -> int:
+    """A stable 32-bit key for a name, the same in every process (Python's hash is not)."""
+    return int.from_bytes(
+        hashlib.blake2b(text.encode(), digest_size=4).digest(), "big", signed=True
+    )
+
 
 class EvaluationRows:
     """Event state in, decisions out: the SQL of evaluation."""
 
     db: Connection
     dialect: Dialect
+
+    if TYPE_CHECKING:  # Store's
+
+        @property
+        def is_postgresql(self) -> bool: ...
+
+    # -- several services on one store (PostgreSQL) ---------------------------------------
+    # SQLite has one writer at a time (BEGIN IMMEDIATE) and one service per file (its lock
+    # file): these are no-ops there, and its engine keeps its cache of event states. On
+    # PostgreSQL the services of a team decide at once, each on its own partitions, so the
+    # database serialises what one process's memory used to: who evaluates a notice, the
+    # state of an event, an observatory's current observation. Each lock is held until the
+    # decision's transaction ends.
+
+    def take_for_evaluation(self, notice_id: int) -> bool:
+        """Lock the notice's row for this transaction: False if it was evaluated meanwhile
+        (by another service, handed the partition in a rebalance while this one was on it)."""
+        if not self.is_postgresql:
+            return True
+        row = self.db.execute("SELECT status FROM notices WHERE id=? FOR UPDATE", (notice_id,))
+        found = row.fetchone()
+        return found is not None and found[0] == "new"
+
+    def lock_events(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Lock the events (trigger, event id) a decision reads and writes, in one order
+        everywhere (no deadlock). An advisory lock rather than SELECT ... FOR UPDATE of the
+        events row: an event's first notice finds no row to lock, and two services inserting
+        the same new event must wait for each other too."""
+        if not self.is_postgresql:
+            return
+        for key in sorted({lock_id(f"{trigger}\x1f{event_id}") for trigger, event_id in keys}):
+            self.db.execute("SELECT pg_advisory_xact_lock(?, ?)", (EVENT_LOCKS, key))
+
+    def lock_observatory(self, observatory: str, test: bool) -> None:
+        """Lock an observatory's current observation while a decision arbitrates it."""
+        if self.is_postgresql:
+            key = lock_id(f"{observatory}\x1f{int(test)}")
+            self.db.execute("SELECT pg_advisory_xact_lock(?, ?)", (OBSERVATORY_LOCKS, key))
 
     # -- reading an event's state ---------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""One service per store: an exclusive lock on the store file itself (SQLite), or
-PostgreSQL's advisory lock (a standby waits for it)."""
+"""One service per SQLite store: an exclusive lock on the store file itself. On PostgreSQL,
+an advisory lock every service holds shared (a relisten holds it exclusive)."""
 
 from __future__ import annotations
 
@@ -36,13 +36,12 @@ def lock_store(store: Path) -> IO[bytes] | None:
     return handle
 
 
-# One active service per PostgreSQL store, for now: the engine keeps the state of the events
-# it touches in memory, so two engines deciding on one store at once could each trust a stale
-# copy. A second `tracerules run` on the same database waits as a standby instead of being
-# refused: PostgreSQL releases a session's advisory lock the moment its connection ends (a
-# kill -9 closes the socket), and the standby then takes over, resuming from the consumer
-# group's committed offsets. Lifting this for several active services needs the engine to
-# lock event rows itself (issue 15, next step).
+# The services of a team share a PostgreSQL store: each holds this advisory lock *shared*
+# for its life, on a connection named after it, so that `status` lists every service by its
+# session (PostgreSQL ends it, and the lock, the moment a process dies: a kill -9 closes the
+# socket). They decide at once, each on the partitions Kafka assigned it; the database
+# serialises what must not happen twice (runtime/store/evaluation.py). A relisten (`echo`)
+# wants it *exclusive*: it is refused while a service runs, and a service waits for it.
 SERVICE_LOCK = 0x7472_7275  # "trru"
 SESSION_NAME = "tracerules run"  # application_name prefix: `status` finds every service by it
 
@@ -61,13 +60,16 @@ class DatabaseLock:
         self._url = url
         self._conn = open_connection(url, autocommit=True, application_name=session_name())
         self._released = False
+        self._shared = False
 
-    def try_acquire(self) -> bool:
-        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (SERVICE_LOCK,)).fetchone()
+    def try_acquire(self, shared: bool = False) -> bool:
+        self._shared = shared  # taken back the same way after a lost connection
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        row = self._conn.execute(f"SELECT {function}(%s)", (SERVICE_LOCK,)).fetchone()
         return bool(row and row[0])
 
     def holder(self) -> str:
-        """Who holds it: the active service's client address and backend pid, for the log."""
+        """Who holds it: a holder's client address and backend pid, for the log."""
         row = self._conn.execute(
             "SELECT coalesce(a.client_addr::text, 'local'), a.pid FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
@@ -79,9 +81,10 @@ class DatabaseLock:
     def watch(self, on_lost: Callable[[str], None], every_s: float = 2.0) -> threading.Thread:
         """Check the lock's connection every `every_s`. If it is gone (a server restart, a
         network cut), so is the lock: take it back once the server answers again, and go on
-        (the service's store writes wait for the server meanwhile). If another service took
-        it first, it may be active already: `on_lost` is called once, and the service must
-        stop rather than run beside it."""
+        (the service's store writes wait for the server meanwhile). If a holder that excludes
+        this one took it first (a relisten, for a team's service; any service, for a
+        relisten), `on_lost` is called once, and the process must stop rather than run
+        beside it."""
 
         def check() -> None:
             while not self._released:
@@ -119,10 +122,10 @@ class DatabaseLock:
             if self._released:  # closed meanwhile: the service is stopping
                 self._conn.close()
                 return None
-            if self.try_acquire():
+            if self.try_acquire(self._shared):
                 LOG.info("store's service lock taken back; going on")
                 return None
-            return f"lost the store's service lock to another service ({self.holder()})"
+            return f"lost the store's service lock to another process ({self.holder()})"
         return None
 
     def close(self) -> None:
@@ -131,12 +134,13 @@ class DatabaseLock:
 
 
 def wait_for_database_lock(
-    url: str, on_wait: Callable[[str], None], poll_s: float = 0.2
+    url: str, on_wait: Callable[[str], None], poll_s: float = 0.2, *, shared: bool = False
 ) -> DatabaseLock:
-    """Hold the store's service lock, waiting as a standby while another service has it."""
+    """Hold the store's service lock (`shared`: beside the other services), waiting while a
+    holder excludes this one."""
     lock = DatabaseLock(url)
     told = False
-    while not lock.try_acquire():
+    while not lock.try_acquire(shared):
         if not told:
             on_wait(lock.holder())
             told = True

@@ -69,11 +69,11 @@ class DecisionAction(NamedTuple):
 
 
 class ServiceSession(NamedTuple):
-    """A `tracerules run` connected to a PostgreSQL store: the active one or a standby."""
+    """A `tracerules run` connected to a PostgreSQL store."""
 
     host: str
     pid: int
-    active: bool  # holds the service lock (the others wait for it)
+    joined: bool  # holds the service lock (shared by the team's services; a relisten's alone)
     since: float  # when it connected, POSIX seconds
 
 
@@ -88,6 +88,9 @@ class ServiceRows(ReadModel):
 
         def _writable(self) -> None: ...
 
+        @property
+        def is_postgresql(self) -> bool: ...
+
     def service_state(self, key: str) -> dict[str, Any]:
         """The JSON object recorded under `key`; empty when none (or a store too old to have
         the table, opened read-only and so never migrated)."""
@@ -99,6 +102,23 @@ class ServiceRows(ReadModel):
         except ValueError:
             return {}
         return value if isinstance(value, dict) else {}
+
+    def service_states(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every JSON object recorded under a key starting with `prefix`."""
+        if not self.has_table("service_state"):
+            return {}
+        rows = self.db.execute(
+            "SELECT key, value FROM service_state WHERE key LIKE ?", (prefix + "%",)
+        ).fetchall()
+        found = {}
+        for key, raw in rows:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                found[str(key)] = value
+        return found
 
     def put_service_state(self, key: str, value: dict[str, Any], at: float) -> None:
         self._writable()
@@ -128,9 +148,16 @@ class ServiceRows(ReadModel):
         )
 
     def replace_offsets(self, group: str, rows: Sequence[Offsets], at: float) -> None:
-        """The group's offsets and lag per partition, replacing those recorded before."""
+        """The group's offsets and lag per partition, replacing those recorded before (on
+        PostgreSQL, those of the same partitions: the other services record theirs)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM consumer_offsets WHERE group_id=?", (group,))
+            if self.is_postgresql:  # each service of the team replaces its own partitions'
+                db.executemany(
+                    "DELETE FROM consumer_offsets WHERE group_id=? AND topic=? AND partition=?",
+                    [(group, r.topic, r.partition) for r in rows],
+                )
+            else:
+                db.execute("DELETE FROM consumer_offsets WHERE group_id=?", (group,))
             db.executemany(
                 "INSERT INTO consumer_offsets VALUES (?,?,?,?,?,?,?,?)",
                 [
@@ -141,8 +168,8 @@ class ServiceRows(ReadModel):
 
     def service_sessions(self, lock: int, name: str) -> list[ServiceSession]:
         """Every service connected to a PostgreSQL store, by its session's name (`name HOST
-        PID`), active (holding the advisory lock `lock`) first. None on SQLite: one service
-        per file, which `service_state` describes."""
+        PID`), those holding the advisory lock `lock` first. None on SQLite: one service per
+        file, which `service_state` describes."""
         if self.dialect.name != "postgresql":
             return []
         rows = self.db.execute(
