@@ -197,3 +197,18 @@ def full_and_not_full_errors(folder: Path) -> tuple[sqlite3.Error, sqlite3.Error
     db.close()
     full, other = errors
     return full, other
+
+
+def run_at(location: str | Path, statements: Iterable[tuple[str, Params]]) -> None:
+    """Writes on a plain sqlite3 or psycopg connection (no tracerules: an older store is not
+    upgraded on open), committed together. `?` placeholders on both."""
+    if _postgresql(location):
+        import psycopg
+
+        with psycopg.connect(str(location)) as pg:
+            for sql, params in statements:
+                pg.execute(translate(sql), params)
+        return
+    with contextlib.closing(sqlite3.connect(location, timeout=30)) as db, db:
+        for sql, params in statements:
+            db.execute(sql, params)

@@ -19,7 +19,9 @@ runs again (its idempotency key is unchanged, and file products are written atom
 the same path, so a rerun replaces rather than adds). An action claimed without an owner (run
 inline by another command) is treated the same once its whole run budget (its retry
 policy's `budget`: every attempt timing out, plus the waits; and a grace period) has passed.
-After `MAX_CLAIMS` crashes an action is failed instead. An action whose owner or child is
+After `MAX_CLAIMS` crashes an action is failed instead: its claims (`attempts`) less those that
+ended with a recorded outcome sending it back to pending (`finished_runs`, counted by the
+store, never read from the log's wording). An action whose owner or child is
 alive is never touched, so no action runs twice at once.
 """
 
@@ -117,7 +119,7 @@ def recover(store: Store, rules: RuleSet, now: float | None = None) -> list[int]
             continue
         why = f"process {owner} died" if alive is False else "no live owner"
         why += _reached(row)
-        crashes = int(row["attempts"]) - _finished_runs(str(row["log"]))
+        crashes = int(row["attempts"]) - int(row["finished_runs"])  # this one included
         if crashes >= MAX_CLAIMS:
             status, note = "failed", f"abandoned {crashes} times ({why}): given up"
         else:
@@ -136,11 +138,6 @@ def _reached(row: Any) -> str:
         f" after a request went out with Idempotency-Key {row['idempotency_key']}; it is sent "
         "again with the same key, which a receiver that honours it drops"
     )
-
-
-def _finished_runs(log: str) -> int:
-    """Claims that ended with a recorded outcome and went back to pending (not crashes)."""
-    return sum(log.count(mark) for mark in ("failed; tried again", "interrupted"))
 
 
 def disk_full(err: BaseException) -> bool:

@@ -42,6 +42,32 @@ SCHEMA_ACTIONS_SENDING: Final = """
 ALTER TABLE actions ADD COLUMN sending_at REAL
 """
 
+# What a run's log says when its outcome sent the action back to pending: how recovery told
+# finished runs from crashes before `finished_runs` was a column. Read once, to fill that
+# column for rows written before it (the migration below, and an older store's export).
+_REQUEUED_BY_OUTCOME: Final = ("failed; tried again", "interrupted")
+
+
+def _count_in_log(mark: str) -> str:
+    return f"(length(log) - length(replace(log, '{mark}', ''))) / length('{mark}')"
+
+
+def finished_runs_in_log(log: str) -> int:
+    """`finished_runs` of a row written before the column, from its log's wording."""
+    return sum(log.count(mark) for mark in _REQUEUED_BY_OUTCOME)
+
+
+# The next migration: how many of an action's claims ended with a recorded outcome that sent
+# it back to pending, counted as they happen, so that recovery never reads its log's wording
+# (a receiver's error text echoed there could say "interrupted").
+SCHEMA_ACTIONS_FINISHED_RUNS: Final = f"""
+-- claims that ended with an outcome sending the action back to pending (a failure to be
+-- tried again, a run interrupted): every other claim counted in `attempts` was a crash
+ALTER TABLE actions ADD COLUMN finished_runs INTEGER NOT NULL DEFAULT 0;
+-- rows from before the column: counted once from their log, as recovery used to count
+UPDATE actions SET finished_runs = {" + ".join(map(_count_in_log, _REQUEUED_BY_OUTCOME))}
+"""
+
 
 @dataclass(frozen=True)
 class PlannedRow:
@@ -278,12 +304,21 @@ class ActionRows:
         retry_at: float | None,
         now: float,
     ) -> bool:
-        """Record a run's outcome, once: only an action still 'running' takes it."""
+        """Record a run's outcome, once: only an action still 'running' takes it. An outcome
+        that sends it back to pending counts as a finished run (not a crash)."""
         with self.transaction() as db:
             changed = db.execute(
-                "UPDATE actions SET status=?, log=log || ?, files=?, retry_at=?, updated_at=? "
-                "WHERE id=? AND status='running'",
-                (status, log, json.dumps(files), retry_at, now, action_id),
+                "UPDATE actions SET status=?, log=log || ?, files=?, retry_at=?, updated_at=?, "
+                "finished_runs=finished_runs + ? WHERE id=? AND status='running'",
+                (
+                    status,
+                    log,
+                    json.dumps(files),
+                    retry_at,
+                    now,
+                    int(status == "pending"),
+                    action_id,
+                ),
             ).rowcount
         return bool(changed)
 
@@ -307,7 +342,7 @@ class ActionRows:
         return iter(
             self.db.execute(
                 "SELECT id, trigger, position, type, config_hash, decision, attempts, owner, "
-                "child, log, updated_at, sending_at, idempotency_key FROM actions "
+                "child, finished_runs, updated_at, sending_at, idempotency_key FROM actions "
                 "WHERE status='running'"
             ).fetchall()
         )
@@ -325,10 +360,10 @@ class ActionRows:
         return bool(changed)
 
     def release_action(self, action_id: int, retry_at: float, note: str, now: float) -> None:
-        """A running action whose run broke back to pending."""
+        """A running action whose run broke back to pending (a finished run, not a crash)."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE actions SET status='pending', retry_at=?, log=log || ?, updated_at=? "
-                "WHERE id=? AND status='running'",
+                "UPDATE actions SET status='pending', retry_at=?, log=log || ?, updated_at=?, "
+                "finished_runs=finished_runs + 1 WHERE id=? AND status='running'",
                 (retry_at, note, now, action_id),
             )

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from tracerules.runtime.store.actions import SCHEMA_ACTIONS_FROZEN, SCHEMA_ACTIONS_SENDING
+from tracerules.runtime.store.actions import (
+    SCHEMA_ACTIONS_FINISHED_RUNS,
+    SCHEMA_ACTIONS_FROZEN,
+    SCHEMA_ACTIONS_SENDING,
+)
 
 SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -163,5 +167,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     SCHEMA_V3,
     SCHEMA_ACTIONS_FROZEN,
     SCHEMA_ACTIONS_SENDING,
+    SCHEMA_ACTIONS_FINISHED_RUNS,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

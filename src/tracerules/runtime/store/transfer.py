@@ -8,7 +8,8 @@ actions at their decisions, and the services carry on with the same consumer gro
 The export is one JSON object per line: first a header, then one line per row,
 `{"table": ..., "row": {column: value}}`, tables in an order where every row comes after the
 rows it references. Bytes (notice payloads) are `{"base64": ...}`. Columns are those of the
-exporting store; an import fills columns a newer schema added with their defaults (NULL).
+exporting store; an import fills columns a newer schema added with their defaults (NULL),
+except an action's `finished_runs`, counted from its log as the migration that added it does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
+from tracerules.runtime.store.actions import finished_runs_in_log
 from tracerules.runtime.store.dialect import store_errors
 from tracerules.runtime.store.read import marks
 from tracerules.runtime.store.store import Store
@@ -186,6 +188,8 @@ def _import(store: Store, lines: Iterable[str]) -> Counts:
         for table, row in _records(lines):
             if table not in columns:
                 columns[table] = _columns(store, table)
+            if table == "actions" and "finished_runs" in columns[table]:
+                _derive_finished_runs(row)
             unknown = set(row) - columns[table]
             if unknown:
                 raise TransferError(
@@ -202,6 +206,13 @@ def _import(store: Store, lines: Iterable[str]) -> Counts:
         for table in WITH_IDS:
             store.resume_ids(table)
     return counts
+
+
+def _derive_finished_runs(row: dict[str, Any]) -> None:
+    """An action exported before `finished_runs` was a column: count it from its log."""
+    if "finished_runs" not in row:
+        log = row.get("log")
+        row["finished_runs"] = finished_runs_in_log(log) if isinstance(log, str) else 0
 
 
 def _flush(db: Any, batch: list[tuple[str, tuple[str, ...], tuple[Any, ...]]]) -> None:
