@@ -130,41 +130,45 @@ class XmlDoc:
     them, where each XPath would walk the whole tree again.
     """
 
-    __slots__ = ("_by_name", "_params", "root")
+    __slots__ = ("_by_name", "_first", "_named", "root")
 
     def __init__(self, root: Any) -> None:
         self.root = root
-        self._params: dict[str, str] | None = None
-        self._by_name: dict[str, list[Any]] | None = None
+        self._named: list[tuple[str | None, Any]] | None = None
+        self._first: dict[str | None, Any] | None = None
+        self._by_name: dict[str | None, list[Any]] | None = None
 
-    @property
-    def params(self) -> dict[str, str]:
-        """The value of the first Param of each name."""
-        if self._params is None:
+    def param_value(self, name: str) -> str | None:
+        """The value of the first Param of this name ("" without one); None if none."""
+        if self._first is None:
             self._index()
-            assert self._params is not None
-        return self._params
+            assert self._first is not None
+        param = self._first.get(name)
+        return None if param is None else (param.get("value") or "")
 
     def params_named(self, name: str) -> list[Any]:
         """Every Param element of this name, in document order."""
         if self._by_name is None:
-            self._index()
-            assert self._by_name is not None
+            by_name: dict[str | None, list[Any]] = {}
+            for key, param in self._params():
+                by_name.setdefault(key, []).append(param)
+            self._by_name = by_name
         return self._by_name.get(name, [])
 
+    def _params(self) -> list[tuple[str | None, Any]]:
+        if self._named is None:
+            self._index()
+            assert self._named is not None
+        return self._named
+
     def _index(self) -> None:
-        first: dict[str, str] = {}
-        by_name: dict[str, list[Any]] = {}
-        for param in self.root.iter("Param"):
-            name = param.get("name")
-            if name is None:
-                continue
-            if name not in first:
-                first[name] = param.get("value") or ""
-                by_name[name] = [param]
-            else:
-                by_name[name].append(param)
-        self._params, self._by_name = first, by_name
+        # One walk; the first Param of each name wins by assigning in reverse. A value is
+        # read only for the names a selector asks for, not for every Param of the notice.
+        named = [(param.get("name"), param) for param in self.root.iter("Param")]
+        first: dict[str | None, Any] = {}
+        for name, param in reversed(named):
+            first[name] = param
+        self._named, self._first = named, first
 
 
 _PARAM_VALUE = re.compile(r"""^\s*//Param\[@name=(['"])([^'"]+)\1\]/@value\s*$""")
@@ -172,8 +176,7 @@ _PARAM_VALUE = re.compile(r"""^\s*//Param\[@name=(['"])([^'"]+)\1\]/@value\s*$""
 
 def _param_selector(name: str, text: str) -> Selector:
     def select(doc: Any) -> Any:
-        params = doc.params if isinstance(doc, XmlDoc) else XmlDoc(doc).params
-        value = params.get(name)
+        value = (doc if isinstance(doc, XmlDoc) else XmlDoc(doc)).param_value(name)
         if value is None:
             return Missing(f"no match for {text}")
         value = value.strip()

@@ -22,7 +22,7 @@ from tracerules.dsl.builtins import Builtin
 from tracerules.dsl.compiler import Compiled, Compiler
 from tracerules.dsl.context import Context
 from tracerules.dsl.convert import CONVERSIONS, Converter, to_duration
-from tracerules.dsl.display import DURATION, TIME
+from tracerules.dsl.display import DURATION, TIME, readable_duration
 from tracerules.dsl.parser import parse
 from tracerules.dsl.selectors import Selector, compile_jsonpath, compile_xpath
 from tracerules.dsl.templates import compile_template
@@ -160,6 +160,11 @@ class CompiledTrigger:
 
     revision: str
     lint_disabled: frozenset[str]
+
+    @functools.cached_property
+    def expiry_text(self) -> str:
+        """The expiry as decisions show it (`2 h`): the same text for every notice."""
+        return readable_duration(self.expiry)
 
     @functools.cached_property
     def selected_masks(self) -> tuple[CompiledField, ...]:

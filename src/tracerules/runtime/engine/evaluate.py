@@ -72,10 +72,7 @@ def expiry_factor(trigger: CompiledTrigger, event_time: float | None, now: float
         )
     age = now - event_time
     within = age <= trigger.expiry
-    detail = (
-        f"age {readable_duration(age)} {'<=' if within else '>'} "
-        f"expiry {readable_duration(trigger.expiry)}"
-    )
+    detail = f"age {readable_duration(age)} {'<=' if within else '>'} expiry {trigger.expiry_text}"
     return Factor(EXPIRY, Vote.PASS if within else Vote.MAYBE, detail=detail)
 
 
