@@ -115,6 +115,17 @@ class Engine:
             return Processed(stored.id, "duplicate", reason=why)
         return self.evaluate(notice, stored.id)
 
+    def process_atomically(self, notice: Notice) -> Processed:
+        """`process` in one transaction: the notice and its decisions are committed together,
+        one commit per notice (the service). A failure anywhere, the COMMIT included, rolls
+        both back and empties the event cache, which may hold state the rollback undid."""
+        try:
+            with self.store.transaction():
+                return self.process(notice)
+        except BaseException:
+            self.events.forget()
+            raise
+
     def stored_notice(self, notice_id: int) -> Notice:
         row = self.store.notice(notice_id)
         if row is None:

@@ -225,8 +225,7 @@ class Service:
         # costs 0.5-1 ms of WAL writes on a busy machine). Still durable before the offset is
         # committed; a crash in between rolls both back, and the redelivery (or `_dead`,
         # for a notice that crashes the engine) stores it again.
-        with self.store.transaction():
-            return self.engine.process(notice)
+        return self.engine.process_atomically(notice)
 
     def _durably(self, notice: Notice, work: Callable[[], Processed]) -> Processed | None:
         """`work`, retried while the store fails (a full disk, a lock held too long) until
