@@ -212,3 +212,21 @@ def run_at(location: str | Path, statements: Iterable[tuple[str, Params]]) -> No
     with contextlib.closing(sqlite3.connect(location, timeout=30)) as db, db:
         for sql, params in statements:
             db.execute(sql, params)
+
+
+class CommitFailsOnce:
+    """A real SQLite connection whose next COMMIT fails as SQLite's does on an I/O error:
+    the transaction is rolled back and the error raised."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.armed = db, True
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT" and self.armed:
+            self.armed = False
+            self.db.execute("ROLLBACK")
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)

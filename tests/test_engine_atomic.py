@@ -16,31 +16,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import gbm_rules, sequence
-from tests.sql import sql_value
+from tests.sql import CommitFailsOnce, sql_value
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.store.store import Store
 
 ACTION = """      - type: command
         argv: ["true"]
 """  # planned, not run: a dry run
-
-
-class CommitFailsOnce:
-    """A real SQLite connection whose next COMMIT fails as SQLite's does on an I/O error:
-    the transaction is rolled back and the error raised."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db, self.armed = db, True
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "COMMIT" and self.armed:
-            self.armed = False
-            self.db.execute("ROLLBACK")
-            raise sqlite3.OperationalError("disk I/O error")
-        return self.db.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.db, name)
 
 
 def _decided(engine: Engine, notices: list[Any]) -> list[tuple[Any, ...]]:
