@@ -126,3 +126,28 @@ triggers:
 {actions}"""
     )
     return load_ruleset([DATA / "rules" / "topics.yaml", path])
+
+
+def webhook_rules(folder: Path, topic: str, url: str, option: str) -> RuleSet:
+    """One trigger on an XML topic whose every notice (its IVORN is the event) fires a
+    webhook to `url`/notice, with one more webhook `option` line (e.g. `timeout: 30`)."""
+    folder.mkdir()
+    (folder / "hook.yaml").write_text(
+        "schema_version: 1\n"
+        f"topics:\n  - {{name: {topic}, format: xml}}\n"
+        "triggers:\n"
+        "  - id: every-notice\n"
+        f"    topics: [{topic}]\n"
+        "    event_id: ivorn\n"
+        "    event_time: made\n"
+        "    expiry: 36500 d\n"
+        "    priority: 10\n"
+        "    fields:\n"
+        '      ivorn: {xpath: "/*/@ivorn", as: string}\n'
+        '      made: {xpath: "//Who/Date", as: time}\n'
+        "    actions:\n"
+        "      - type: webhook\n"
+        f'        url: "{url}/notice"\n'
+        f"        {option}\n"
+    )
+    return load_ruleset([folder])

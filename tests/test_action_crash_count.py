@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from tests import loopback
-from tests.conftest import NOTICES
+from tests.conftest import NOTICES, webhook_rules
 from tests.sql import old_store, run_at, sql_rows, sql_run
-from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.dispatch.workers import MAX_CLAIMS, owner_token, recover
 from tracerules.runtime.engine.engine import Engine
@@ -29,29 +29,6 @@ SWIFT = NOTICES / "swift_chain" / "01_BAT_QuickLook_Pos_1201696-784.xml"
 TOPIC = "gcn.classic.voevent.SWIFT_BAT_QL_POS"
 # What a receiver in trouble may answer: words recovery once read as finished runs.
 ECHOED = b'{"error": "upstream interrupted, interrupted again; failed; tried again later"}'
-
-
-def _rules(folder: Path, url: str) -> RuleSet:
-    folder.mkdir()
-    (folder / "hook.yaml").write_text(
-        "schema_version: 1\n"
-        f"topics:\n  - {{name: {TOPIC}, format: xml}}\n"
-        "triggers:\n"
-        "  - id: every-notice\n"
-        f"    topics: [{TOPIC}]\n"
-        "    event_id: ivorn\n"
-        "    event_time: made\n"
-        "    expiry: 36500 d\n"
-        "    priority: 10\n"
-        "    fields:\n"
-        '      ivorn: {xpath: "/*/@ivorn", as: string}\n'
-        '      made: {xpath: "//Who/Date", as: time}\n'
-        "    actions:\n"
-        "      - type: webhook\n"
-        f'        url: "{url}/notice"\n'
-        "        attempts: 1\n"
-    )
-    return load_ruleset([folder])
 
 
 def _planned(store: Store, rules: RuleSet, out: Path) -> int:
@@ -80,7 +57,7 @@ def test_a_receivers_words_in_the_log_do_not_change_the_crash_count(
 ) -> None:
     with loopback.serve() as hook:
         hook.script["/notice"] = [(500, ECHOED, 0.0)]
-        rules = _rules(tmp_path / "rules", hook.url)
+        rules = webhook_rules(tmp_path / "rules", TOPIC, hook.url, "attempts: 1")
         action_id = _planned(store, rules, tmp_path / "out")
         dispatcher = Dispatcher(store, lambda: rules, tmp_path / "out", retry_later=True)
         result = dispatcher.run(dispatcher.claim(action_id, owner=owner_token()))
@@ -101,7 +78,7 @@ def test_a_receivers_words_in_the_log_do_not_change_the_crash_count(
 
 
 def test_an_interrupted_run_is_a_finished_run_not_a_crash(store: Store, tmp_path: Path) -> None:
-    rules = _rules(tmp_path / "rules", "http://127.0.0.1:9")
+    rules = webhook_rules(tmp_path / "rules", TOPIC, "http://127.0.0.1:9", "attempts: 1")
     action_id = _planned(store, rules, tmp_path / "out")
     for _ in range(MAX_CLAIMS):  # broken runs that recorded that they broke
         store.claim_action(time.time() + 3600.0, action_id, owner=_dead_owner())

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from tests import loopback
-from tests.conftest import NOTICES
+from tests.conftest import NOTICES, webhook_rules
 from tests.service_harness import wait_until
 from tests.sql import sql_rows
-from tracerules.rules.compile import RuleSet, load_ruleset
+from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.dispatch.workers import owner_token, recover
 from tracerules.runtime.engine.engine import Engine
@@ -44,29 +44,6 @@ dispatcher.run(row)
 """
 
 
-def _rules(folder: Path, url: str) -> RuleSet:
-    folder.mkdir()
-    (folder / "hook.yaml").write_text(
-        "schema_version: 1\n"
-        f"topics:\n  - {{name: {TOPIC}, format: xml}}\n"
-        "triggers:\n"
-        "  - id: every-notice\n"
-        f"    topics: [{TOPIC}]\n"
-        "    event_id: ivorn\n"
-        "    event_time: made\n"
-        "    expiry: 36500 d\n"
-        "    priority: 10\n"
-        "    fields:\n"
-        '      ivorn: {xpath: "/*/@ivorn", as: string}\n'
-        '      made: {xpath: "//Who/Date", as: time}\n'
-        "    actions:\n"
-        "      - type: webhook\n"
-        f'        url: "{url}/notice"\n'
-        "        timeout: 30\n"
-    )
-    return load_ruleset([folder])
-
-
 def _planned(store: Store, rules: RuleSet, out: Path) -> int:
     engine = Engine(rules, store, out_dir=out, run_actions=False)
     processed = engine.process(notice_from_file(SWIFT, offset=0))
@@ -85,7 +62,7 @@ def test_a_webhook_cut_off_after_its_request_went_out_is_resent_with_the_same_ke
     with loopback.serve() as hook:
         # the first request hangs (the receiver got it; its answer never comes back)
         hook.script["/notice"] = [(200, b"{}", 60.0), (200, b'{"accepted": true}', 0.0)]
-        rules = _rules(tmp_path / "rules", hook.url)
+        rules = webhook_rules(tmp_path / "rules", TOPIC, hook.url, "timeout: 30")
         action_id = _planned(store, rules, tmp_path / "out")
         worker = subprocess.Popen(
             [sys.executable, "-c", WORKER, str(store.path), str(tmp_path / "rules"), "out"],
@@ -123,7 +100,7 @@ def test_a_run_cut_off_before_its_request_went_out_is_known_to_have_sent_nothing
 ) -> None:
     """The control: a claim whose process died before any sending was recorded."""
     with loopback.serve() as hook:
-        rules = _rules(tmp_path / "rules", hook.url)
+        rules = webhook_rules(tmp_path / "rules", TOPIC, hook.url, "timeout: 30")
         action_id = _planned(store, rules, tmp_path / "out")
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
         gone.wait(10)
