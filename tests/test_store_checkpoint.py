@@ -14,7 +14,7 @@ import pytest
 from tests.sql import sql_value
 from tracerules.runtime.sources.notices import Notice
 from tracerules.runtime.store.checkpoint import (
-    BACKSTOP_PAGES,
+    BACKSTOP_BYTES,
     DEFAULT_PAGES,
     BackgroundCheckpoints,
 )
@@ -51,7 +51,7 @@ def test_with_background_checkpoints_the_commits_leave_the_log_to_the_side_threa
     checkpoints = BackgroundCheckpoints(store, interval=3600)  # its thread stays idle here
     checkpoints.start()
     try:
-        assert sql_value(store, "PRAGMA wal_autocheckpoint") == BACKSTOP_PAGES
+        assert sql_value(store, "PRAGMA wal_autocheckpoint") == BACKSTOP_BYTES // PAGE
         write_pages(store, 1600)
         assert log_pages(tmp_path / "s.sqlite") > 1500  # no commit copied the log back
         with contextlib.closing(sqlite3.connect(tmp_path / "s.sqlite")) as side:
@@ -106,4 +106,26 @@ def test_a_postgresql_or_memory_store_needs_no_checkpoints() -> None:
     checkpoints.start()  # nothing started, nothing set
     assert sql_value(store, "PRAGMA wal_autocheckpoint") == DEFAULT_PAGES
     checkpoints.stop()
+    store.close()
+
+
+def test_a_bulk_batch_copies_its_log_back_on_the_side_and_keeps_it_bounded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bulk.sqlite"
+    store = Store(path, bulk=True)
+    page = sql_value(store, "PRAGMA page_size")
+    with store.batch():
+        assert sql_value(store, "PRAGMA wal_autocheckpoint") == BACKSTOP_BYTES // page
+        for offset in range(6000):  # 120 MB in batches of 1 MB: three times the backstop
+            store.add_notice(Notice("bench.topic", os.urandom(20_000), 0, offset))
+            if offset % 50 == 49:
+                store.commit_batch()
+            if offset == 499:
+                time.sleep(0.5)  # the side thread's turn: the file holds the first 10 MB
+                assert path.stat().st_size > 8_000_000
+        # The log restarted from its beginning, again and again: its file, as long as the
+        # log ever was, stays well under what was written.
+        assert Path(f"{path}-wal").stat().st_size < 1.75 * BACKSTOP_BYTES
+    assert sql_value(store, "PRAGMA wal_autocheckpoint") == 2500  # the bulk store's own again
     store.close()

@@ -10,9 +10,13 @@ service connection's own threshold to a backstop.
 
 The backstop is needed because the log restarts from its beginning only when a commit finds
 it wholly copied back: under a steady stream of commits every background checkpoint overlaps
-one, and the log file would grow without end. At BACKSTOP_PAGES the service's commit
+one, and the log file would grow without end. At BACKSTOP_BYTES of log the service's commit
 checkpoints as before, but the background has already copied nearly everything, so it is a
 short one; the same holds should this thread stall.
+
+A bulk store (a replay, `Store.batch`) runs them too, every tenth of a second: its batches
+commit megabytes at a time, and the copy back then overlaps the next batch's evaluation on
+the second core instead of stopping it every 40 MB.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from tracerules.runtime.store.store import Store
+if TYPE_CHECKING:  # the store starts them for its batches: no import cycle at run time
+    from tracerules.runtime.store.store import Store
 
 LOG = logging.getLogger("tracerules.store")
 INTERVAL_S: Final = 1.0
-BACKSTOP_PAGES: Final = 10_000  # 40 MB of 4 kB pages
+BULK_INTERVAL_S: Final = 0.1
+BACKSTOP_BYTES: Final = 40 << 20  # 10,240 pages of 4 kB, 2,560 of a bulk store's 16 kB
 DEFAULT_PAGES: Final = 1000  # SQLite's wal_autocheckpoint
 
 
@@ -39,6 +45,7 @@ class BackgroundCheckpoints:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        self._threshold = DEFAULT_PAGES  # the connection's own, put back by stop()
 
     @property
     def applies(self) -> bool:
@@ -47,22 +54,26 @@ class BackgroundCheckpoints:
     def start(self) -> None:
         if not self.applies or self._thread is not None:
             return
-        self._set_threshold(BACKSTOP_PAGES)
+        self._threshold = self._pragma("wal_autocheckpoint")
+        self._set_threshold(max(self._threshold, BACKSTOP_BYTES // self._pragma("page_size")))
         self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread; the store's own commits checkpoint as SQLite does by default."""
+        """Stop the thread; the store's own commits checkpoint as they did before `start`."""
         if self._thread is None:
             return
         self._stop.set()
         self._thread.join(timeout=10)
         self._thread = None
-        self._set_threshold(DEFAULT_PAGES)
+        self._set_threshold(self._threshold)
 
     def _set_threshold(self, pages: int) -> None:
         # A setting of this connection only, harmless inside another thread's transaction.
         self.store.db.execute(f"PRAGMA wal_autocheckpoint={pages}").fetchall()
+
+    def _pragma(self, name: str) -> int:
+        return int(self.store.db.execute(f"PRAGMA {name}").fetchone()[0])
 
     def _run(self) -> None:
         # timeout: a passive checkpoint never waits for a writer, only for its own connection

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from tracerules.runtime.sources.notices import DEFAULT_MAX_BYTES, STORED_PREFIX, Notice
 from tracerules.runtime.store.actions import ActionRows
 from tracerules.runtime.store.browse import BrowseRows
+from tracerules.runtime.store.checkpoint import BULK_INTERVAL_S, BackgroundCheckpoints
 from tracerules.runtime.store.dialect import (
     POSTGRESQL,
     SQLITE,
@@ -263,10 +264,18 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Group many notices into few transactions (replays); see `commit_batch`."""
-        with self.transaction():
-            yield
-            self.flush_stats()
+        """Group many notices into few transactions (replays); see `commit_batch`. A bulk
+        store copies its log back on a side thread meanwhile (checkpoint.py)."""
+        checkpoints = BackgroundCheckpoints(self, BULK_INTERVAL_S) if self.bulk else None
+        if checkpoints is not None:
+            checkpoints.start()
+        try:
+            with self.transaction():
+                yield
+                self.flush_stats()
+        finally:
+            if checkpoints is not None:
+                checkpoints.stop()
 
     def commit_batch(self) -> None:
         """Inside `batch`, make the work so far durable and carry on in a new transaction."""
