@@ -308,33 +308,41 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
         new notice is kept without an offset, so that it is not taken for the old one. A
         replayed notice (a file, never on Kafka) already stored is found, not stored again.
         """
-        return self._add(notice, status, _replayed(notice))
-
-    def _add(self, notice: Notice, status: str, replayed: bool) -> StoredNotice:
         with self._lock:
             if self._depth:  # inside a batch or the caller's transaction: join it, cheaply
-                return self._add_in(self.db, notice, status, replayed)
+                return self._add_in(self.db, notice, status)
         with self.transaction() as db:
-            return self._add_in(db, notice, status, replayed)
+            return self._add_in(db, notice, status)
 
-    def _add_in(self, db: Connection, notice: Notice, status: str, replayed: bool) -> StoredNotice:
-        """`_add` inside a transaction: one INSERT in the common case (most notices of a
-        month are on topics no trigger reads, so this is the engine's hottest path)."""
+    def _add_in(
+        self, db: Connection, notice: Notice, status: str, replayed: bool | None = None
+    ) -> StoredNotice:
+        """`add_notice` inside a transaction. Most notices of a month are on topics no trigger
+        reads, so this is the engine's hottest path: one INSERT, its counts, nothing else."""
         notice_id = self._insert(db, notice, status, None)
         if notice_id is None:  # a unique index holds it already (no error: PostgreSQL
-            found = self._find(db, notice)  # would abort the whole transaction)
-            if isinstance(found, StoredNotice):
-                return found
-            if isinstance(found, int) and replayed:
-                return self._stored(db, found)
-            if found is None:
-                return self._add_in(db, _without_offset(notice), status, False)
-            notice_id = self._insert(db, notice, "duplicate", found)
-            assert notice_id is not None  # a duplicate is in neither unique index
-            self._count(notice)
-            return StoredNotice(notice_id, True, "duplicate", found)
+            # would abort the whole transaction)
+            known = _replayed(notice) if replayed is None else replayed
+            return self._add_known(db, notice, status, known)
         self._count(notice)
         return StoredNotice(notice_id, True, status)
+
+    def _add_known(
+        self, db: Connection, notice: Notice, status: str, replayed: bool
+    ) -> StoredNotice:
+        """A notice a unique index already holds: the same one again, a re-send under a new
+        offset (kept as a duplicate row: its arrival is news), or a reused offset."""
+        found = self._find(db, notice)
+        if isinstance(found, StoredNotice):
+            return found
+        if isinstance(found, int) and replayed:
+            return self._stored(db, found)
+        if found is None:
+            return self._add_in(db, _without_offset(notice), status, replayed=False)
+        notice_id = self._insert(db, notice, "duplicate", found)
+        assert notice_id is not None  # a duplicate is in neither unique index
+        self._count(notice)
+        return StoredNotice(notice_id, True, "duplicate", found)
 
     _INSERT = (
         'INSERT INTO notices (topic, partition, "offset", created, received, source, name, '
@@ -347,6 +355,7 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
     ) -> int | None:
         """The new row's id; None if a unique index already holds this notice."""
         payload = notice.payload
+        size = len(payload)
         cursor = db.execute(
             self._insert_sql,
             (
@@ -357,9 +366,9 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
                 notice.received,
                 notice.source,
                 notice.name,
-                len(payload),  # the size and hash of the whole payload, always
+                size,  # the size and hash of the whole payload, always
                 notice.digest,
-                payload if len(payload) <= DEFAULT_MAX_BYTES else stored_payload(payload),
+                payload if size <= DEFAULT_MAX_BYTES else stored_payload(payload),
                 status,
                 duplicate_of,
             ),
