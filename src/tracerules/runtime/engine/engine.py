@@ -9,7 +9,6 @@ of this is in runtime/store/evaluation.py.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -211,9 +210,7 @@ class Engine:
         event_pk = None
         if event is not None:
             event_pk = self.store.save_event(event, notice_id, decision.at)
-            self.events.remember(
-                event if event.pk is not None else dataclasses.replace(event, pk=event_pk)
-            )
+            self.events.remember(event if event.pk is not None else event._replace(pk=event_pk))
         return self._record(verdict, event_pk)
 
     def _record(self, verdict: Verdict, event_pk: int | None) -> Decision:
@@ -321,7 +318,7 @@ class Engine:
             self.store.lock_events([(trigger_id, event_id)])
             state = self.events.states([(trigger_id, event_id)])[(trigger_id, event_id)]
             assert state.pk is not None  # stored: the replay found its notices
-            replayed = dataclasses.replace(state, factors=factors)
+            replayed = state._replace(factors=factors)
             notice_id = self.store.last_event_notice(state.pk)
             decision = decision_on(
                 self.rules, trigger, replayed, notice_id, Source.MANUAL, now, votes
@@ -330,7 +327,7 @@ class Engine:
             verdict = Verdict(decision, None, trigger, reading.ctx.values, reading.ctx.extra)
             decision = self._record(verdict, state.pk)
             if decision.passed:
-                self.events.remember(dataclasses.replace(state, passed=True))
+                self.events.remember(state._replace(passed=True))
         if self.run_actions:
             self._run(decision.actions)
         return decision
