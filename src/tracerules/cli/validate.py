@@ -6,7 +6,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracerules.errors import Diagnostic, Span, render_github, render_human, render_json
+from tracerules.errors import (
+    Diagnostic,
+    Span,
+    exception_tail,
+    render_github,
+    render_human,
+    render_json,
+)
 from tracerules.rules.compile import RuleSet, compile_loaded
 from tracerules.rules.guard import empty_set
 from tracerules.rules.loader import LoadResult, load_paths
@@ -57,6 +64,6 @@ def _compiled(result: LoadResult, paths: Sequence[Path]) -> tuple[RuleSet | None
         return compile_loaded(result)
     except Exception as err:
         where = Span(", ".join(str(p) for p in paths), 1, 1)
-        problem = f"the rules could not be checked: {type(err).__name__}: {str(err)[:200]}"
+        problem = f"the rules could not be checked: {exception_tail(err)[:250]}"
         hint = "please report this as a tracerules bug, with the rule files"
         return None, [*result.diagnostics, Diagnostic("E100", problem, where, hint)]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from tracerules.errors import Diagnostic, Span
+from tracerules.errors import Diagnostic, Span, exception_tail
 
 T = TypeVar("T")
 
@@ -275,7 +275,7 @@ def never_raising(load: Callable[[Path, Any], T | None], path: Path, result: Any
         result.diagnostics.append(
             Diagnostic(
                 "E100",
-                f"this file could not be checked: {type(err).__name__}: {str(err)[:200]}",
+                f"this file could not be checked: {exception_tail(err)[:250]}",
                 Span(str(path), 1, 1),
                 "simplify the file; please report it as a tracerules bug",
             )

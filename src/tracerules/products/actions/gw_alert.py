@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 
 from tracerules.dsl.convert import to_angle
 from tracerules.dsl.values import Missing
+from tracerules.errors import exception_tail
 from tracerules.products.actions import gw_names
 from tracerules.products.actions.io import atomic_write, claim_folder, out_of_space, safe_relative
 from tracerules.products.actions.provenance import Provenance
@@ -112,7 +113,7 @@ class _Writer:
         except Exception as err:  # one broken part must not lose the others
             self.failed = True
             self.disk_full = self.disk_full or out_of_space(err)
-            self.log.append(f"{part} failed: {type(err).__name__}: {err}")
+            self.log.append(f"{part} failed: {exception_tail(err)}")
             return None
         finally:
             self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from tracerules.errors import exception_tail
 from tracerules.products.actions.process import stop_children
 from tracerules.rules.compile import RuleSet
 from tracerules.runtime.dispatch.dispatcher import Dispatcher
@@ -242,7 +243,7 @@ class ActionWorkers:
             store.close()
 
     def _failed(self, err: Exception, failures: int) -> None:
-        fields = {"error": f"{type(err).__name__}: {err}", "disk_full": disk_full(err)}
+        fields = {"error": exception_tail(err), "disk_full": disk_full(err)}
         if failures == 1 or failures % 30 == 0:
             self.log.error("action worker error; carrying on", extra={"fields": fields})
         with contextlib.suppress(Exception):  # recording it may fail for the same reason
@@ -334,7 +335,7 @@ class ActionWorkers:
 
     def _release(self, store: Store, row: Any, err: Exception) -> None:
         """Put an action whose run broke back to pending, trying until the store takes it."""
-        note = f"interrupted: {type(err).__name__}: {err}; it runs again\n"
+        note = f"interrupted: {exception_tail(err)}; it runs again\n"
         for attempt in range(1, 1000):
             try:
                 now = time.time()

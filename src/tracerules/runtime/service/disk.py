@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from tracerules.errors import exception_tail
+
 LOW_BYTES: Final = 1 << 20  # under 1 MiB free, no product or store page can be relied on
 RECENT_S: Final = 30.0  # a recorded full disk counts this long
 
@@ -57,7 +59,7 @@ class DiskWatch:
         self._was_full = False
 
     def saw(self, err: BaseException) -> None:
-        self._seen = (time.time(), f"{type(err).__name__}: {err}")
+        self._seen = (time.time(), exception_tail(err))
 
     def has_room(self) -> bool:
         return all((free_bytes(f) or 0) >= LOW_BYTES for f in self.folders)
