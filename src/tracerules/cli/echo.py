@@ -19,7 +19,6 @@ from tracerules.cli.run import (
     StoreOpt,
     WorkersOpt,
     serve,
-    store_failed,
 )
 
 
@@ -44,24 +43,20 @@ def echo(
     """
     from tracerules.dsl.convert import to_duration
     from tracerules.runtime.service.kafka_settings import StartPosition
-    from tracerules.runtime.store.dialect import store_errors
 
     seconds = to_duration(duration)
     if not isinstance(seconds, float) or seconds <= 0:
         raise typer.BadParameter(f"{duration!r} is not a positive duration", param_hint="DURATION")
-    try:
-        code = serve(
-            rules or [Path("rules")],
-            store,
-            out,
-            StartPosition("time", time.time() - seconds),
-            None,
-            kafka=(domain, bootstrap_servers, kafka_config, kafka_setting or []),
-            workers=workers,
-            watch=False,
-            log_level=log_level,
-            echo=True,
-        )
-    except store_errors() as err:
-        code = store_failed(store, err)
+    code = serve(
+        rules or [Path("rules")],
+        store,
+        out,
+        StartPosition("time", time.time() - seconds),
+        None,
+        kafka=(domain, bootstrap_servers, kafka_config, kafka_setting or []),
+        workers=workers,
+        watch=False,
+        log_level=log_level,
+        echo=True,
+    )
     raise typer.Exit(code)

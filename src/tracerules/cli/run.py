@@ -105,28 +105,24 @@ def run(
     current notice, commit and exit 0.
     """
     from tracerules.runtime.service.kafka_settings import StartPosition
-    from tracerules.runtime.store.dialect import store_errors
 
     try:
         position = StartPosition.parse(start)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--start") from None
-    try:
-        code = serve(
-            rules or [Path("rules")],
-            store,
-            out,
-            position,
-            group_id,
-            kafka=(domain, bootstrap_servers, kafka_config, kafka_setting or []),
-            workers=workers,
-            watch=watch,
-            log_level=log_level,
-            echo=False,
-            allow_empty=allow_empty,
-        )
-    except store_errors() as err:
-        code = store_failed(store, err)
+    code = serve(
+        rules or [Path("rules")],
+        store,
+        out,
+        position,
+        group_id,
+        kafka=(domain, bootstrap_servers, kafka_config, kafka_setting or []),
+        workers=workers,
+        watch=watch,
+        log_level=log_level,
+        echo=False,
+        allow_empty=allow_empty,
+    )
     raise typer.Exit(code)
 
 
@@ -153,7 +149,42 @@ def serve(
     echo: bool,
     allow_empty: bool = False,
 ) -> int:
-    """Load settings and rules, then run the service (or a relisten); the exit status."""
+    """Load settings and rules, then run the service (or a relisten); the exit status. A
+    store that cannot be opened is one line and status 2 (`store_failed`)."""
+    from tracerules.runtime.store.dialect import store_errors
+
+    try:
+        return _serve(
+            rules_paths,
+            store,
+            out,
+            start,
+            group_id,
+            kafka=kafka,
+            workers=workers,
+            watch=watch,
+            log_level=log_level,
+            echo=echo,
+            allow_empty=allow_empty,
+        )
+    except store_errors() as err:
+        return store_failed(store, err)
+
+
+def _serve(
+    rules_paths: list[Path],
+    store: str,
+    out: Path,
+    start: StartPosition,
+    group_id: str | None,
+    *,
+    kafka: tuple[str | None, str | None, Path | None, list[str]],
+    workers: int,
+    watch: bool,
+    log_level: str,
+    echo: bool,
+    allow_empty: bool,
+) -> int:
     from confluent_kafka import KafkaException
 
     from tracerules.errors import RuleError, SourceCache, render_human
