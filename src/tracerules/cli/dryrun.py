@@ -11,7 +11,6 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +196,7 @@ def event_json(view: EventView) -> dict[str, Any]:
                 "votes": d.votes.value,
                 "conclusion": d.conclusion.value,
                 "error": d.error,
-                "factors": [{**asdict(f), "vote": f.vote.value} for f in d.factors],
+                "factors": [{**f._asdict(), "vote": f.vote.value} for f in d.factors],
                 "actions": [
                     {"type": a.type, "label": a.label, "status": a.status, "files": a.files}
                     for a in d.actions

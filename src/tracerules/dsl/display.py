@@ -37,6 +37,8 @@ def readable_duration(seconds: float) -> str:
 def show(value: Any, unit: str | None = None) -> str:
     """A value read by a condition; `unit` is an angle or duration unit word, DURATION or
     TIME for values of those kinds, None for anything else."""
+    if unit is None and type(value) is float:  # most values, beside every vote
+        return f"{value:.6g}"
     if isinstance(value, Missing):
         return "missing"
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -118,6 +118,11 @@ class CompiledCondition:
     # "duration" / "time" (runtime/display.py); names absent here are shown as they are
     units: Mapping[str, str] = field(default_factory=dict)
     functions: frozenset[str] = frozenset()  # the built-in functions it calls
+    # (name, unit) for each of `names`: what every decision shows, looked up once here
+    shown_units: tuple[tuple[str, str | None], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shown_units", tuple((n, self.units.get(n)) for n in self.names))
 
 
 @dataclass(frozen=True, slots=True)

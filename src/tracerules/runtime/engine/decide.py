@@ -138,9 +138,10 @@ def decide(
     def history(trigger: str, event_id: str) -> bool:
         return (trigger, event_id) in passed_here or states.passed(trigger, event_id)
 
+    extras = {**read.extras, "history": lambda: history}
     verdicts = []
     for reading in read.readings:
-        verdict = _judge(rules, states, read, reading, clock, source, history)
+        verdict = _judge(rules, states, read, reading, clock, source, extras)
         decision = verdict.decision
         if decision.passed and decision.event_id is not None:
             passed_here.add((decision.trigger, decision.event_id))
@@ -155,7 +156,7 @@ def _judge(
     reading: TriggerReading,
     clock: float,
     source: Source,
-    history: Callable[[str, str], bool],
+    extras: ExtraFactories,
 ) -> Verdict:
     trigger, seen = reading.trigger, reading.reading
     try:
@@ -167,7 +168,7 @@ def _judge(
             return undecided(rules, trigger, read.notice_id, source, clock, why, unknown)
         before = states.get(trigger.id, seen.event_id)
         # A context of its own: the reading stays as it was, whatever state it is folded into.
-        ctx = Context(dict(seen.ctx.values), clock, {**read.extras, "history": lambda: history})
+        ctx = Context(dict(seen.ctx.values), clock, extras)
         mine = Reading(ctx, seen.event_id, seen.event_time)
         event_time = earliest(before.event_time, seen.event_time)
         factors, votes = fold(trigger, mine, event_time, before.factors, before.factors_from)

@@ -9,9 +9,8 @@ of this is in runtime/store/evaluation.py.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,10 @@ from tracerules.runtime.engine.evaluate import ExtraFactories, Reading, earliest
 from tracerules.runtime.engine.events import EVENT_CACHE, EventBook
 from tracerules.runtime.sources.notices import Notice, NoticeError, parse_payload
 from tracerules.runtime.store import history
-from tracerules.runtime.store.store import Store
+from tracerules.runtime.store.store import Store, StoredNotice
 from tracerules.timetext import utc_text
+
+RUN = 1000  # notices on unsubscribed topics stored in one statement, at most
 
 
 @dataclass
@@ -55,6 +56,14 @@ class Processed:
     status: str  # evaluated, unsubscribed, dead, duplicate
     decisions: list[Decision] = field(default_factory=list)
     reason: str | None = None  # for dead letters and duplicates
+
+
+def _duplicate(stored: StoredNotice) -> Processed:
+    """A notice the store already held (the same offset, or the same payload)."""
+    why = (
+        f"same payload as notice {stored.duplicate_of}" if stored.duplicate_of else "already stored"
+    )
+    return Processed(stored.id, "duplicate", reason=why)
 
 
 class Engine:
@@ -102,17 +111,36 @@ class Engine:
 
     def process(self, notice: Notice) -> Processed:
         """Store the notice durably, then evaluate it (unless it was already evaluated)."""
-        subscribed = notice.topic in self.rules.by_topic
-        stored = self.store.add_notice(notice, "new" if subscribed else "unsubscribed")
+        status = "new" if notice.topic in self.rules.by_topic else "unsubscribed"
+        return self._stored(notice, self.store.add_notice(notice, status))
+
+    def process_many(self, notices: Iterable[Notice]) -> Iterator[Processed]:
+        """`process` for each notice in turn (a replay, a benchmark), with the same outcome.
+        A run of notices on topics no trigger reads (nine in ten of a month's) is stored in
+        one statement, when the next subscribed notice comes or after RUN of them."""
+        run: list[Notice] = []
+        for notice in notices:
+            if notice.topic in self.rules.by_topic:
+                yield from self._store_run(run)
+                run.clear()
+                yield self.process(notice)
+            else:
+                run.append(notice)
+                if len(run) == RUN:
+                    yield from self._store_run(run)
+                    run.clear()
+        yield from self._store_run(run)
+
+    def _store_run(self, run: list[Notice]) -> Iterator[Processed]:
+        stored = self.store.add_notices([(notice, "unsubscribed") for notice in run])
+        return (self._stored(notice, s) for notice, s in zip(run, stored, strict=True))
+
+    def _stored(self, notice: Notice, stored: StoredNotice) -> Processed:
+        """What becomes of a notice the store was given: evaluated if it is new to evaluation."""
         if stored.status == "unsubscribed":
             return Processed(stored.id, "unsubscribed")  # stored and counted, never parsed
         if stored.status == "duplicate" or (not stored.new and stored.status != "new"):
-            why = (
-                f"same payload as notice {stored.duplicate_of}"
-                if stored.duplicate_of
-                else "already stored"
-            )
-            return Processed(stored.id, "duplicate", reason=why)
+            return _duplicate(stored)
         return self.evaluate(notice, stored.id)
 
     def process_atomically(self, notice: Notice) -> Processed:
@@ -182,9 +210,7 @@ class Engine:
         event_pk = None
         if event is not None:
             event_pk = self.store.save_event(event, notice_id, decision.at)
-            self.events.remember(
-                event if event.pk is not None else dataclasses.replace(event, pk=event_pk)
-            )
+            self.events.remember(event if event.pk is not None else event._replace(pk=event_pk))
         return self._record(verdict, event_pk)
 
     def _record(self, verdict: Verdict, event_pk: int | None) -> Decision:
@@ -292,7 +318,7 @@ class Engine:
             self.store.lock_events([(trigger_id, event_id)])
             state = self.events.states([(trigger_id, event_id)])[(trigger_id, event_id)]
             assert state.pk is not None  # stored: the replay found its notices
-            replayed = dataclasses.replace(state, factors=factors)
+            replayed = state._replace(factors=factors)
             notice_id = self.store.last_event_notice(state.pk)
             decision = decision_on(
                 self.rules, trigger, replayed, notice_id, Source.MANUAL, now, votes
@@ -301,7 +327,7 @@ class Engine:
             verdict = Verdict(decision, None, trigger, reading.ctx.values, reading.ctx.extra)
             decision = self._record(verdict, state.pk)
             if decision.passed:
-                self.events.remember(dataclasses.replace(state, passed=True))
+                self.events.remember(state._replace(passed=True))
         if self.run_actions:
             self._run(decision.actions)
         return decision

@@ -91,9 +91,9 @@ def votes(trigger: CompiledTrigger, ctx: Context) -> list[Factor]:
     values = ctx.values
     for cond in trigger.conditions:
         vote = cond.vote(ctx)
-        units = cond.units
-        shown = [f"{n}={show(values[n], units.get(n))}" for n in cond.names if n in values]
-        shown += [f"{text}={show(figure(ctx))}" for text, figure in cond.shown]
+        shown = [f"{n}={show(values[n], unit)}" for n, unit in cond.shown_units if n in values]
+        if cond.shown:
+            shown += [f"{text}={show(figure(ctx))}" for text, figure in cond.shown]
         detail = ", ".join(shown)
         if isinstance(vote, Missing):
             reason = why_unknown(vote, cond.names, values)

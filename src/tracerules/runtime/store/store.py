@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -60,6 +60,26 @@ def stored_payload(payload: bytes) -> bytes:
     """What the store keeps of a payload: all of it, or the first STORED_PREFIX bytes of one
     over the parse limit (refused for evaluation anyway); its size and sha256 are kept whole."""
     return payload if len(payload) <= DEFAULT_MAX_BYTES else payload[:STORED_PREFIX]
+
+
+def _row(notice: Notice, status: str, duplicate_of: int | None) -> tuple[object, ...]:
+    """A notice's values for `Store._INSERT`, in its order."""
+    payload = notice.payload
+    size = len(payload)
+    return (
+        notice.topic,
+        notice.partition,
+        notice.offset,
+        notice.created,
+        notice.received,
+        notice.source,
+        notice.name,
+        size,  # the size and hash of the whole payload, always
+        notice.digest,
+        payload if size <= DEFAULT_MAX_BYTES else stored_payload(payload),
+        status,
+        duplicate_of,
+    )
 
 
 def _without_offset(notice: Notice) -> Notice:
@@ -308,33 +328,75 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
         new notice is kept without an offset, so that it is not taken for the old one. A
         replayed notice (a file, never on Kafka) already stored is found, not stored again.
         """
-        return self._add(notice, status, _replayed(notice))
-
-    def _add(self, notice: Notice, status: str, replayed: bool) -> StoredNotice:
         with self._lock:
             if self._depth:  # inside a batch or the caller's transaction: join it, cheaply
-                return self._add_in(self.db, notice, status, replayed)
+                return self._add_in(self.db, notice, status)
         with self.transaction() as db:
-            return self._add_in(db, notice, status, replayed)
+            return self._add_in(db, notice, status)
 
-    def _add_in(self, db: Connection, notice: Notice, status: str, replayed: bool) -> StoredNotice:
-        """`_add` inside a transaction: one INSERT in the common case (most notices of a
-        month are on topics no trigger reads, so this is the engine's hottest path)."""
+    def add_notices(self, notices: Sequence[tuple[Notice, str]]) -> list[StoredNotice]:
+        """`add_notice` for each (notice, status) in turn, with the same ids and outcomes, in
+        one statement when none of them is stored yet (a replay's run of notices on topics no
+        trigger reads: most of a month).
+
+        SQLite gives each new row the id after the largest, so the run's rows have the last
+        len(notices) ids and are known without asking for each. Should a unique index hold
+        any of them already, the rows it added (the largest ids) are deleted again and the
+        notices are added one at a time. (A SAVEPOINT would undo it too, but makes SQLite
+        copy every page the statement changes into a journal first.)"""
+        if self.is_postgresql or len(notices) < 2:  # PostgreSQL: each id from RETURNING
+            return [self.add_notice(notice, status) for notice, status in notices]
+        with self.transaction() as db:
+            rows = [_row(notice, status, None) for notice, status in notices]
+            added = db.executemany(self._INSERT, rows).rowcount
+            if added == len(notices):
+                first = self._last_id(db) - added + 1
+                for notice, _ in notices:
+                    self._count(notice)
+                return [
+                    StoredNotice(first + i, True, status) for i, (_, status) in enumerate(notices)
+                ]
+            if added:
+                db.execute(
+                    "DELETE FROM notices WHERE id IN "
+                    "(SELECT id FROM notices ORDER BY id DESC LIMIT ?)",
+                    (added,),
+                )
+            return [self._add_in(db, notice, status) for notice, status in notices]
+
+    @staticmethod
+    def _last_id(db: Connection) -> int:
+        return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+    def _add_in(
+        self, db: Connection, notice: Notice, status: str, replayed: bool | None = None
+    ) -> StoredNotice:
+        """`add_notice` inside a transaction. Most notices of a month are on topics no trigger
+        reads, so this is the engine's hottest path: one INSERT, its counts, nothing else."""
         notice_id = self._insert(db, notice, status, None)
         if notice_id is None:  # a unique index holds it already (no error: PostgreSQL
-            found = self._find(db, notice)  # would abort the whole transaction)
-            if isinstance(found, StoredNotice):
-                return found
-            if isinstance(found, int) and replayed:
-                return self._stored(db, found)
-            if found is None:
-                return self._add_in(db, _without_offset(notice), status, False)
-            notice_id = self._insert(db, notice, "duplicate", found)
-            assert notice_id is not None  # a duplicate is in neither unique index
-            self._count(notice)
-            return StoredNotice(notice_id, True, "duplicate", found)
+            # would abort the whole transaction)
+            known = _replayed(notice) if replayed is None else replayed
+            return self._add_known(db, notice, status, known)
         self._count(notice)
         return StoredNotice(notice_id, True, status)
+
+    def _add_known(
+        self, db: Connection, notice: Notice, status: str, replayed: bool
+    ) -> StoredNotice:
+        """A notice a unique index already holds: the same one again, a re-send under a new
+        offset (kept as a duplicate row: its arrival is news), or a reused offset."""
+        found = self._find(db, notice)
+        if isinstance(found, StoredNotice):
+            return found
+        if isinstance(found, int) and replayed:
+            return self._stored(db, found)
+        if found is None:
+            return self._add_in(db, _without_offset(notice), status, replayed=False)
+        notice_id = self._insert(db, notice, "duplicate", found)
+        assert notice_id is not None  # a duplicate is in neither unique index
+        self._count(notice)
+        return StoredNotice(notice_id, True, "duplicate", found)
 
     _INSERT = (
         'INSERT INTO notices (topic, partition, "offset", created, received, source, name, '
@@ -346,25 +408,7 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
         self, db: Connection, notice: Notice, status: str, duplicate_of: int | None
     ) -> int | None:
         """The new row's id; None if a unique index already holds this notice."""
-        payload = notice.payload
-        cursor = db.execute(
-            self._insert_sql,
-            (
-                notice.topic,
-                notice.partition,
-                notice.offset,
-                notice.created,
-                notice.received,
-                notice.source,
-                notice.name,
-                len(payload),  # the size and hash of the whole payload, always
-                notice.digest,
-                payload if len(payload) <= DEFAULT_MAX_BYTES else stored_payload(payload),
-                status,
-                duplicate_of,
-            ),
-        )
-        return self._new_id(cursor)
+        return self._new_id(db.execute(self._insert_sql, _row(notice, status, duplicate_of)))
 
     def _find(self, db: Connection, notice: Notice) -> StoredNotice | int | None:
         """The stored copy at the same offset; None if other bytes hold that offset; else the
