@@ -151,40 +151,6 @@ def serve(
 ) -> int:
     """Load settings and rules, then run the service (or a relisten); the exit status. A
     store that cannot be opened is one line and status 2 (`store_failed`)."""
-    from tracerules.runtime.store.dialect import store_errors
-
-    try:
-        return _serve(
-            rules_paths,
-            store,
-            out,
-            start,
-            group_id,
-            kafka=kafka,
-            workers=workers,
-            watch=watch,
-            log_level=log_level,
-            echo=echo,
-            allow_empty=allow_empty,
-        )
-    except store_errors() as err:
-        return store_failed(store, err)
-
-
-def _serve(
-    rules_paths: list[Path],
-    store: str,
-    out: Path,
-    start: StartPosition,
-    group_id: str | None,
-    *,
-    kafka: tuple[str | None, str | None, Path | None, list[str]],
-    workers: int,
-    watch: bool,
-    log_level: str,
-    echo: bool,
-    allow_empty: bool,
-) -> int:
     from confluent_kafka import KafkaException
 
     from tracerules.errors import RuleError, SourceCache, render_human
@@ -199,7 +165,7 @@ def _serve(
         install_signal_handlers,
         resolve_group,
     )
-    from tracerules.runtime.store.dialect import display_location, store_file
+    from tracerules.runtime.store.dialect import display_location, store_errors, store_file
     from tracerules.runtime.store.lock import DatabaseLock, lock_store
 
     domain, servers, config_file, settings = kafka
@@ -221,48 +187,52 @@ def _serve(
             print(render_human(diag, SourceCache()), file=sys.stderr)
         print("the rules do not load: see `tracerules validate`", file=sys.stderr)
         return 1
-    file = store_file(store)
-    # Held until the process exits. PostgreSQL: every service holds it shared; echo alone.
-    lock = lock_store(file) if file is not None else _database_lock(store, team=not echo)
-    if lock is None:
-        # SQLite: two engines on one file would each trust their own cache of event states.
-        print(
-            "error: another `tracerules run` or `echo` is using the store "
-            f"{display_location(store)}; stop it first",
-            file=sys.stderr,
+    try:  # from here on the store is opened
+        file = store_file(store)
+        # Held until the process exits. PostgreSQL: every service holds it shared; echo alone.
+        lock = lock_store(file) if file is not None else _database_lock(store, team=not echo)
+        if lock is None:
+            # SQLite: two engines on one file would each trust their own cache of event states.
+            print(
+                "error: another `tracerules run` or `echo` is using the store "
+                f"{display_location(store)}; stop it first",
+                file=sys.stderr,
+            )
+            return 1
+        group = resolve_group(store, group_id, echo)
+        if file is None and not echo:
+            kafka_settings = _team_member(kafka_settings)
+        options = ServiceOptions(
+            rules_paths,
+            store,
+            out,
+            start,
+            group,
+            where=kafka_settings.where,
+            workers=workers,
+            watch_interval=1.0 if watch else None,
+            echo=echo,
+            secrets=kafka_settings.secrets(),
+            allow_empty=allow_empty,
+            session_timeout_s=float(kafka_settings.config.get("session.timeout.ms", 45000)) / 1000,
         )
-        return 1
-    group = resolve_group(store, group_id, echo)
-    if file is None and not echo:
-        kafka_settings = _team_member(kafka_settings)
-    options = ServiceOptions(
-        rules_paths,
-        store,
-        out,
-        start,
-        group,
-        where=kafka_settings.where,
-        workers=workers,
-        watch_interval=1.0 if watch else None,
-        echo=echo,
-        secrets=kafka_settings.secrets(),
-        allow_empty=allow_empty,
-        session_timeout_s=float(kafka_settings.config.get("session.timeout.ms", 45000)) / 1000,
-    )
-    service = Service(
-        options,
-        rules,
-        lambda hooks: KafkaSource.open(kafka_settings, group, start, hooks, echo=echo),
-    )
-    logs.setup(log_level, service.secrets)
-    install_signal_handlers(service)
-    if isinstance(lock, DatabaseLock):
-        lock.watch(lambda why: service.request_stop(why, 1))  # 1: systemd restarts it
-    try:
-        return service.run()
-    except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
-        print(f"error: Kafka client: {err}", file=sys.stderr)
-        return 2
+        service = Service(
+            options,
+            rules,
+            lambda hooks: KafkaSource.open(kafka_settings, group, start, hooks, echo=echo),
+        )
+        logs.setup(log_level, service.secrets)
+        install_signal_handlers(service)
+        if isinstance(lock, DatabaseLock):
+            lock.watch(lambda why: service.request_stop(why, 1))  # 1: systemd restarts it
+        try:
+            return service.run()
+        except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
+            print(f"error: Kafka client: {err}", file=sys.stderr)
+            return 2
+
+    except store_errors() as err:
+        return store_failed(store, err)
 
 
 def _team_member(settings: KafkaSettings) -> KafkaSettings:
