@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import NOTICES, sequence
 from tests.sql import sql_rows
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.engine.engine import Engine, Processed
+from tracerules.runtime.engine.engine import RUN, RUN_BYTES, Engine, Processed, runs
 from tracerules.runtime.sources.files import iter_notices, notice_from_file
 from tracerules.runtime.sources.notices import Notice
 from tracerules.runtime.store.store import Store, StoredNotice
@@ -110,3 +110,12 @@ def test_process_many_decides_as_process_does_notice_by_notice(
     decisions = "SELECT trigger, event_id, notice_id, seq, conclusion FROM decisions ORDER BY id"
     assert sql_rows(many.store, decisions) == sql_rows(singles.store, decisions)
     assert sql_rows(many.store, ROWS) == sql_rows(singles.store, ROWS)
+
+
+def test_runs_end_at_a_thousand_notices_or_eight_megabytes_of_payload() -> None:
+    small = [Notice("t", b"x" * 100, 0, i) for i in range(2500)]
+    assert [len(run) for run in runs(small)] == [RUN, RUN, 500]
+    huge = [Notice("t", b"x" * (3 << 20), 0, i) for i in range(7)]  # three LVK-sized alerts
+    assert [len(run) for run in runs(huge)] == [3, 3, 1]
+    assert sum(len(n.payload) for n in next(runs(huge))) <= RUN_BYTES + (3 << 20)
+    assert list(runs([])) == []

@@ -230,7 +230,6 @@ def serve(
         except KafkaException as err:  # e.g. an unknown -X setting: librdkafka refuses it
             print(f"error: Kafka client: {err}", file=sys.stderr)
             return 2
-
     except store_errors() as err:
         return store_failed(store, err)
 

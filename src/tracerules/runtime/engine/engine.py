@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from tracerules.errors import exception_tail
 from tracerules.rules.compile import CompiledTrigger, RuleSet
@@ -45,7 +45,24 @@ from tracerules.runtime.store import history
 from tracerules.runtime.store.store import Store, StoredNotice
 from tracerules.timetext import utc_text
 
-RUN = 1000  # notices on unsubscribed topics stored in one statement, at most
+# Notices stored in one statement (`Store.add_notices`), at most: RUN of them, or fewer
+# holding RUN_BYTES of payload (a run of LVK alerts, 1-2 MB each).
+RUN: Final = 1000
+RUN_BYTES: Final = 8 << 20
+
+
+def runs(notices: Iterable[Notice]) -> Iterator[list[Notice]]:
+    """The notices in lists of RUN, or fewer when they hold RUN_BYTES of payload."""
+    run: list[Notice] = []
+    size = 0
+    for notice in notices:
+        run.append(notice)
+        size += len(notice.payload)
+        if len(run) == RUN or size >= RUN_BYTES:
+            yield run
+            run, size = [], 0
+    if run:
+        yield run
 
 
 @dataclass
@@ -116,20 +133,18 @@ class Engine:
 
     def process_many(self, notices: Iterable[Notice]) -> Iterator[Processed]:
         """`process` for each notice in turn (a replay, a benchmark), with the same outcome.
-        A run of notices on topics no trigger reads (nine in ten of a month's) is stored in
-        one statement, when the next subscribed notice comes or after RUN of them."""
-        run: list[Notice] = []
-        for notice in notices:
-            if notice.topic in self.rules.by_topic:
-                yield from self._store_run(run)
-                run.clear()
-                yield self.process(notice)
-            else:
-                run.append(notice)
-                if len(run) == RUN:
-                    yield from self._store_run(run)
-                    run.clear()
-        yield from self._store_run(run)
+        The notices on topics no trigger reads (nine in ten of a month's) between two
+        subscribed ones are stored in one statement (within a run of `runs`)."""
+        for chunk in runs(notices):
+            unsubscribed: list[Notice] = []
+            for notice in chunk:
+                if notice.topic in self.rules.by_topic:
+                    yield from self._store_run(unsubscribed)
+                    unsubscribed = []
+                    yield self.process(notice)
+                else:
+                    unsubscribed.append(notice)
+            yield from self._store_run(unsubscribed)
 
     def _store_run(self, run: list[Notice]) -> Iterator[Processed]:
         stored = self.store.add_notices([(notice, "unsubscribed") for notice in run])

@@ -10,7 +10,7 @@ maps, requests written as files) are rendered there and nowhere else.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.engine.engine import RUN, Engine, Processed
+from tracerules.runtime.engine.engine import Engine, Processed, runs
 from tracerules.runtime.service.health import record_products
 from tracerules.runtime.sources.files import Skipped
 from tracerules.runtime.sources.notices import Notice
@@ -32,7 +32,6 @@ from tracerules.runtime.store.store import Store
 # BATCH_BYTES of payload, so that a run of LVK alerts (1-2 MB each) keeps it as small.
 BATCH: Final = 5000
 BATCH_BYTES: Final = 32 << 20
-RUN_BYTES: Final = 8 << 20  # and a run stored in one statement (RUN notices) holds at most
 
 
 class Batches:
@@ -114,7 +113,7 @@ def _store_all(rules: RuleSet, store: Store, notices: Iterable[Notice], result: 
     """Every notice stored first, as it comes, so that evaluation can go in time order; a few
     hundred at a time, in one statement (`Store.add_notices`)."""
     batches = Batches(store)
-    for run in _runs(notices):
+    for run in runs(notices):
         items = [(n, "new" if n.topic in rules.by_topic else "unsubscribed") for n in run]
         for notice, stored in zip(run, store.add_notices(items), strict=True):
             if stored.status == "duplicate" or not stored.new:
@@ -123,20 +122,6 @@ def _store_all(rules: RuleSet, store: Store, notices: Iterable[Notice], result: 
                 result.count("unsubscribed")
             batches.add(notice)
     store.commit_batch()
-
-
-def _runs(notices: Iterable[Notice]) -> Iterator[list[Notice]]:
-    """The notices in lists of RUN, or fewer when they hold RUN_BYTES of payload."""
-    run: list[Notice] = []
-    size = 0
-    for notice in notices:
-        run.append(notice)
-        size += len(notice.payload)
-        if len(run) == RUN or size >= RUN_BYTES:
-            yield run
-            run, size = [], 0
-    if run:
-        yield run
 
 
 def _evaluate_pending(

@@ -64,8 +64,6 @@ def stored_payload(payload: bytes) -> bytes:
 
 def _row(notice: Notice, status: str, duplicate_of: int | None) -> tuple[object, ...]:
     """A notice's values for `Store._INSERT`, in its order."""
-    payload = notice.payload
-    size = len(payload)
     return (
         notice.topic,
         notice.partition,
@@ -74,9 +72,9 @@ def _row(notice: Notice, status: str, duplicate_of: int | None) -> tuple[object,
         notice.received,
         notice.source,
         notice.name,
-        size,  # the size and hash of the whole payload, always
+        len(notice.payload),  # the size and hash of the whole payload, always
         notice.digest,
-        payload if size <= DEFAULT_MAX_BYTES else stored_payload(payload),
+        stored_payload(notice.payload),
         status,
         duplicate_of,
     )
