@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,29 @@ Params = tuple[Any, ...]
 
 
 # -- on a store's own connection ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def vm_steps(store: Store) -> Iterator[list[int]]:
+    """Counts the work SQLite's virtual machine does for the store's statements meanwhile,
+    in hundreds of its instructions (`[count]`, read after the block): the same on a busy
+    machine as on a quiet one, and it grows with every row a statement reads."""
+    count = [0]
+
+    def step() -> int:
+        count[0] += 1
+        return 0  # go on
+
+    store.db.set_progress_handler(step, 100)  # type: ignore[attr-defined]
+    try:
+        yield count
+    finally:
+        store.db.set_progress_handler(None, 0)  # type: ignore[attr-defined]
+
+
+def query_plan(store: Store, sql: str, params: Params = ()) -> str:
+    """SQLite's plan for a statement, its steps joined by newlines."""
+    return "\n".join(str(r[3]) for r in store.db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
 
 
 def sql_rows(store: Store, sql: str, params: Params = ()) -> list[Any]:

@@ -21,7 +21,8 @@ from tracerules.runtime.dispatch.dispatcher import Dispatcher
 from tracerules.runtime.dispatch.workers import MAX_CLAIMS, owner_token, recover
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.sources.files import notice_from_file
-from tracerules.runtime.store.schema import SCHEMA_VERSION
+from tracerules.runtime.store.actions import SCHEMA_ACTIONS_FINISHED_RUNS
+from tracerules.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tracerules.runtime.store.store import Store
 from tracerules.runtime.store.transfer import export, import_rows
 
@@ -111,7 +112,8 @@ _OLD_LOGS = {
 def test_the_migration_counts_finished_runs_of_existing_rows_from_their_log(
     store_location: str | Path,
 ) -> None:
-    old_store(store_location, SCHEMA_VERSION - 1, with_notice=False)
+    # the store as it was just before the migration that added `finished_runs`
+    old_store(store_location, MIGRATIONS.index(SCHEMA_ACTIONS_FINISHED_RUNS), with_notice=False)
     rows = [(_ACTION, (n, f"key-{n}", 5, log)) for n, log in _OLD_LOGS.items()]
     run_at(store_location, [(_DECISION, ()), *rows])
     store = Store(store_location)  # opening it upgrades it in place

@@ -132,23 +132,22 @@ class Engine:
         return self._stored(notice, self.store.add_notice(notice, status))
 
     def process_many(self, notices: Iterable[Notice]) -> Iterator[Processed]:
-        """`process` for each notice in turn (a replay, a benchmark), with the same outcome.
-        The notices on topics no trigger reads (nine in ten of a month's) between two
-        subscribed ones are stored in one statement (within a run of `runs`)."""
-        for chunk in runs(notices):
-            unsubscribed: list[Notice] = []
-            for notice in chunk:
-                if notice.topic in self.rules.by_topic:
-                    yield from self._store_run(unsubscribed)
-                    unsubscribed = []
-                    yield self.process(notice)
-                else:
-                    unsubscribed.append(notice)
-            yield from self._store_run(unsubscribed)
-
-    def _store_run(self, run: list[Notice]) -> Iterator[Processed]:
-        stored = self.store.add_notices([(notice, "unsubscribed") for notice in run])
-        return (self._stored(notice, s) for notice, s in zip(run, stored, strict=True))
+        """`process` for each notice in turn (a replay, a benchmark), with the same outcome,
+        but the notices stored a run (`runs`) at a time, each run in one statement, before
+        its notices are evaluated in turn, as a replay stores its notices first."""
+        by_topic = self.rules.by_topic
+        for run in runs(notices):
+            items = [(n, "new" if n.topic in by_topic else "unsubscribed") for n in run]
+            added: set[int] = set()
+            for notice, stored in zip(run, self.store.add_notices(items), strict=True):
+                if stored.new:
+                    added.add(stored.id)
+                elif stored.status == "new" and stored.id in added:
+                    # The same notice twice in one run: its first copy, stored by this run and
+                    # not evaluated when the run was stored, is evaluated once.
+                    yield _duplicate(stored)
+                    continue
+                yield self._stored(notice, stored)
 
     def _stored(self, notice: Notice, stored: StoredNotice) -> Processed:
         """What becomes of a notice the store was given: evaluated if it is new to evaluation."""

@@ -160,6 +160,18 @@ ALTER TABLE actions ADD COLUMN retry_at REAL;
 ALTER TABLE actions ADD COLUMN child TEXT
 """
 
+# Version 7: indexes on the columns that point at a notice. Deleting a notice (`add_notices`
+# undoing the rows of a run that met a stored notice) makes SQLite look up the rows that
+# reference it; without these it read every notice's payload to find `duplicate_of` (a
+# run of 1000 into a store of 20,000 notices took 39 s, now 0.06 s). The dashboard's notice
+# pages look decisions and events up by notice too. Only duplicates enter the first index.
+SCHEMA_NOTICE_REFERENCES: Final = """
+CREATE INDEX notices_duplicates ON notices (duplicate_of) WHERE duplicate_of IS NOT NULL;
+CREATE INDEX decisions_by_notice ON decisions (notice_id);
+CREATE INDEX event_notices_by_notice ON event_notices (notice_id);
+CREATE INDEX actions_by_notice ON actions (notice_id)
+"""
+
 # Each entry upgrades the schema by one version; the list only ever grows.
 MIGRATIONS: Final[tuple[str, ...]] = (
     SCHEMA_V1,
@@ -168,5 +180,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     SCHEMA_ACTIONS_FROZEN,
     SCHEMA_ACTIONS_SENDING,
     SCHEMA_ACTIONS_FINISHED_RUNS,
+    SCHEMA_NOTICE_REFERENCES,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
