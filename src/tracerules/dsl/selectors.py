@@ -130,13 +130,12 @@ class XmlDoc:
     them, where each XPath would walk the whole tree again.
     """
 
-    __slots__ = ("_by_name", "_first", "_named", "root")
+    __slots__ = ("_by_name", "_first", "root")
 
     def __init__(self, root: Any) -> None:
         self.root = root
-        self._named: list[tuple[str | None, Any]] | None = None
         self._first: dict[str | None, Any] | None = None
-        self._by_name: dict[str | None, list[Any]] | None = None
+        self._by_name: dict[str | None, list[Any]] = {}
 
     def param_value(self, name: str) -> str | None:
         """The value of the first Param of this name ("" without one); None if none."""
@@ -148,27 +147,24 @@ class XmlDoc:
 
     def params_named(self, name: str) -> list[Any]:
         """Every Param element of this name, in document order."""
-        if self._by_name is None:
-            by_name: dict[str | None, list[Any]] = {}
-            for key, param in self._params():
-                by_name.setdefault(key, []).append(param)
-            self._by_name = by_name
+        if self._first is None:
+            self._index()
         return self._by_name.get(name, [])
 
-    def _params(self) -> list[tuple[str | None, Any]]:
-        if self._named is None:
-            self._index()
-            assert self._named is not None
-        return self._named
-
     def _index(self) -> None:
-        # One walk; the first Param of each name wins by assigning in reverse. A value is
-        # read only for the names a selector asks for, not for every Param of the notice.
-        named = [(param.get("name"), param) for param in self.root.iter("Param")]
+        # One walk, noting each Param under its name. A value is read only for the names a
+        # selector asks for, not for every Param of the notice.
         first: dict[str | None, Any] = {}
-        for name, param in reversed(named):
-            first[name] = param
-        self._named, self._first = named, first
+        by_name = self._by_name
+        for param in self.root.iter("Param"):
+            name = param.get("name")
+            same = by_name.get(name)
+            if same is None:
+                first[name] = param
+                by_name[name] = [param]
+            else:
+                same.append(param)
+        self._first = first
 
 
 _PARAM_VALUE = re.compile(r"""^\s*//Param\[@name=(['"])([^'"]+)\1\]/@value\s*$""")
