@@ -13,9 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
 import pytest
@@ -113,6 +114,18 @@ class Team:
         self.services.append(proc)
         return proc
 
+    def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """`wait_until`, and on a timeout the end of each service's log beside the message."""
+        try:
+            return wait_until(check, timeout, what)
+        except AssertionError as err:
+            tails = [
+                f"--- {log.name} (last lines)\n"
+                + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                for log in sorted(self.home.glob("machine-*.log"))
+            ]
+            raise AssertionError("\n".join([str(err), *tails])) from None
+
     def status(self) -> dict[str, object]:
         done = self.shell("tracerules status --format json")
         assert done.returncode in (0, 1), done.stderr  # 1: degraded (no GCN heartbeat here)
@@ -179,11 +192,11 @@ def test_the_readme_team_deployment_commands_work_as_written(team: Team) -> None
         listed = {s["pid"] for s in shown} >= {p.pid for p in services}
         return listed and any(s["partitions"] for s in shown)
 
-    wait_until(both_listed_one_consuming, 60, "both services in `status`, one consuming")
+    team.wait(both_listed_one_consuming, 60, "both services in `status`, one consuming")
     publisher = Publisher(team.bootstrap)
     fresh = variants(4)  # real notices made unique: not already in the moved history
     publisher.send(fresh[:2])
-    wait_until(lambda: team.stored() >= moved + 2, 60, "the first notices stored")
+    team.wait(lambda: team.stored() >= moved + 2, 60, "the first notices stored")
 
     # Reading the store: status, events and the dashboard, unchanged.
     for command in read:
@@ -201,7 +214,7 @@ def test_the_readme_team_deployment_commands_work_as_written(team: Team) -> None
     os.killpg(active.pid, signal.SIGKILL)
     active.wait(10)
     publisher.send(fresh[2:])
-    wait_until(lambda: team.stored() >= moved + 4, 60, "the notices after the failover")
+    team.wait(lambda: team.stored() >= moved + 4, 60, "the notices after the failover")
     survivor = next(p for p in services if p is not active)
     assert survivor.poll() is None
 
