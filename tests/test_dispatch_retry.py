@@ -14,6 +14,7 @@ import pytest
 from tests import late_plugin
 from tests.conftest import gbm_rules, sequence
 from tests.loopback import Loopback, serve
+from tests.service_harness import wait_until
 from tests.sql import sql_rows, sql_value
 from tracerules.products.actions.webhook import WebhookConfig
 from tracerules.runtime.dispatch.retry import Policy, policy_of
@@ -74,7 +75,9 @@ def test_a_hang_answering_late_costs_one_attempt_and_records_one_outcome(
         backoff: 0
 """
     _, record = _run(tmp_path, store, action)
-    assert server.answered == ["/hang"]  # the 503; nobody waited for the late answer
+    # The 503: its handler notes it just after writing it, so it may be a moment behind.
+    wait_until(lambda: server.answered, 2, "the 503 noted as answered")
+    assert server.answered == ["/hang"]  # nobody waited for the late answer
     assert record.status == "failed" and len(server.seen) == 2
     before = dict(sql_rows(store, "SELECT * FROM actions WHERE id=?", (record.id,))[0])
     assert before["log"].count("no answer within 0.3 s") == 1
