@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine import read_archive
 from shared_data import ARCHIVE, require_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 from tests.sql import sql_run  # noqa: E402
 from tracerules.rules.compile import load_ruleset  # noqa: E402
 from tracerules.runtime.engine.engine import Engine  # noqa: E402
-from tracerules.runtime.sources.files import iter_notices  # noqa: E402
 from tracerules.runtime.sources.notices import Notice  # noqa: E402
 from tracerules.runtime.store.store import Store  # noqa: E402
 
@@ -45,15 +45,6 @@ SCHEMA_7_INDEXES = (
     "event_notices_by_notice",
     "actions_by_notice",
 )
-
-
-def numbered(path: Path) -> list[Notice]:
-    """The archive in arrival order, numbered as Kafka would (partition 0, offsets 0...)."""
-    notices = sorted(iter_notices([path]), key=lambda n: n.received)
-    return [
-        Notice(n.topic, n.payload, 0, i, n.created, n.received, n.source, n.name, n.digest)
-        for i, n in enumerate(notices)
-    ]
 
 
 def timed_run(template: Path, run: list[Notice]) -> float:
@@ -82,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     require_archive(args.archive)
     rules = load_ruleset([ROOT / "examples" / "rules"])
-    notices = numbered(args.archive)
+    notices = read_archive(args.archive)
     stored, rest = notices[: args.stored], notices[args.stored :]
     fresh = [n for n in rest if n.topic not in rules.by_topic][: RUN - 1]
     with tempfile.TemporaryDirectory() as tmp:

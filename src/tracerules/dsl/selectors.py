@@ -130,41 +130,35 @@ class XmlDoc:
     them, where each XPath would walk the whole tree again.
     """
 
-    __slots__ = ("_by_name", "_first", "root")
+    __slots__ = ("_by_name", "root")
 
     def __init__(self, root: Any) -> None:
         self.root = root
-        self._first: dict[str | None, Any] | None = None
-        self._by_name: dict[str | None, list[Any]] = {}
+        self._by_name: dict[str | None, list[Any]] | None = None
 
     def param_value(self, name: str) -> str | None:
         """The value of the first Param of this name ("" without one); None if none."""
-        if self._first is None:
-            self._index()
-            assert self._first is not None
-        param = self._first.get(name)
-        return None if param is None else (param.get("value") or "")
+        params = self.params_named(name)
+        return (params[0].get("value") or "") if params else None
 
     def params_named(self, name: str) -> list[Any]:
         """Every Param element of this name, in document order."""
-        if self._first is None:
-            self._index()
+        if self._by_name is None:
+            self._by_name = self._index()
         return self._by_name.get(name, [])
 
-    def _index(self) -> None:
+    def _index(self) -> dict[str | None, list[Any]]:
         # One walk, noting each Param under its name. A value is read only for the names a
         # selector asks for, not for every Param of the notice.
-        first: dict[str | None, Any] = {}
-        by_name = self._by_name
+        by_name: dict[str | None, list[Any]] = {}
         for param in self.root.iter("Param"):
             name = param.get("name")
             same = by_name.get(name)
             if same is None:
-                first[name] = param
                 by_name[name] = [param]
             else:
                 same.append(param)
-        self._first = first
+        return by_name
 
 
 _PARAM_VALUE = re.compile(r"""^\s*//Param\[@name=(['"])([^'"]+)\1\]/@value\s*$""")

@@ -65,6 +65,21 @@ def runs(notices: Iterable[Notice]) -> Iterator[list[Notice]]:
         yield run
 
 
+def first_status(rules: RuleSet, notice: Notice) -> str:
+    """A notice's status as it is stored: `new` (to evaluate) on a topic a trigger reads."""
+    return "new" if notice.topic in rules.by_topic else "unsubscribed"
+
+
+def stored_runs(
+    store: Store, rules: RuleSet, notices: Iterable[Notice]
+) -> Iterator[list[tuple[Notice, StoredNotice]]]:
+    """The notices stored a run (`runs`) at a time, each run in one statement, each notice
+    beside what the store made of it."""
+    for run in runs(notices):
+        stored = store.add_notices([(notice, first_status(rules, notice)) for notice in run])
+        yield list(zip(run, stored, strict=True))
+
+
 @dataclass
 class Processed:
     """What became of one notice."""
@@ -128,18 +143,15 @@ class Engine:
 
     def process(self, notice: Notice) -> Processed:
         """Store the notice durably, then evaluate it (unless it was already evaluated)."""
-        status = "new" if notice.topic in self.rules.by_topic else "unsubscribed"
-        return self._stored(notice, self.store.add_notice(notice, status))
+        return self._stored(notice, self.store.add_notice(notice, first_status(self.rules, notice)))
 
     def process_many(self, notices: Iterable[Notice]) -> Iterator[Processed]:
         """`process` for each notice in turn (a replay, a benchmark), with the same outcome,
         but the notices stored a run (`runs`) at a time, each run in one statement, before
         its notices are evaluated in turn, as a replay stores its notices first."""
-        by_topic = self.rules.by_topic
-        for run in runs(notices):
-            items = [(n, "new" if n.topic in by_topic else "unsubscribed") for n in run]
+        for run in stored_runs(self.store, self.rules, notices):
             added: set[int] = set()
-            for notice, stored in zip(run, self.store.add_notices(items), strict=True):
+            for notice, stored in run:
                 if stored.new:
                     added.add(stored.id)
                 elif stored.status == "new" and stored.id in added:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from tracerules.rules.compile import RuleSet
-from tracerules.runtime.engine.engine import Engine, Processed, runs
+from tracerules.runtime.engine.engine import Engine, Processed, stored_runs
 from tracerules.runtime.service.health import record_products
 from tracerules.runtime.sources.files import Skipped
 from tracerules.runtime.sources.notices import Notice
@@ -113,9 +113,8 @@ def _store_all(rules: RuleSet, store: Store, notices: Iterable[Notice], result: 
     """Every notice stored first, as it comes, so that evaluation can go in time order; a few
     hundred at a time, in one statement (`Store.add_notices`)."""
     batches = Batches(store)
-    for run in runs(notices):
-        items = [(n, "new" if n.topic in rules.by_topic else "unsubscribed") for n in run]
-        for notice, stored in zip(run, store.add_notices(items), strict=True):
+    for run in stored_runs(store, rules, notices):
+        for notice, stored in run:
             if stored.status == "duplicate" or not stored.new:
                 result.count("duplicate")
             elif stored.status == "unsubscribed":
