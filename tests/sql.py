@@ -60,6 +60,25 @@ def sql_value(store: Store, sql: str, params: Params = ()) -> Any:
     return row[0] if row else None
 
 
+# A decision's factors as SQL reads them out of its JSON column (schema 8): name, vote and
+# whether it was inherited, in order. What a team's own query would say, on each database.
+_FACTORS_SQLITE = (
+    "SELECT f.value ->> 0, f.value ->> 1, f.value ->> 2 FROM decisions d, "
+    "json_each(d.factors) f WHERE d.id = ? ORDER BY f.key"
+)
+_FACTORS_POSTGRESQL = (
+    "SELECT f.value ->> 0, f.value ->> 1, (f.value ->> 2)::boolean FROM decisions d, "
+    "json_array_elements(d.factors::json) WITH ORDINALITY f(value, i) WHERE d.id = ? "
+    "ORDER BY f.i"
+)
+
+
+def stored_factors(store: Store, decision: int) -> list[tuple[str, str, bool]]:
+    """A decision's factors read by SQL alone: (name, vote, inherited), in order."""
+    sql = _FACTORS_POSTGRESQL if store.is_postgresql else _FACTORS_SQLITE
+    return [(str(n), str(v), bool(i)) for n, v, i in store.db.execute(sql, (decision,))]
+
+
 def sql_run(store: Store, sql: str, params: Params = ()) -> None:
     """A write the store has no method for: damage, ageing, a state set by hand."""
     store.db.execute(sql, params)
@@ -96,6 +115,7 @@ def old_store(location: str | Path, version: int, *, with_notice: bool = True) -
         db = psycopg.connect(str(location), autocommit=True)
     mark = "?" if sqlite else "%s"
     for script in MIGRATIONS[:version]:
+        assert isinstance(script, str), "old stores are of schema 7 and before: SQL alone"
         for statement in script.split(";\n"):
             if statement.strip():
                 db.execute(statement if sqlite else ddl(statement))

@@ -20,7 +20,7 @@ import pytest
 from tests.browsing import open_page, visit, watch
 from tests.conftest import DATA, NOTICES
 from tests.dashboard_server import Server, get, get_page
-from tests.sql import sql_rows, sql_run, sql_value
+from tests.sql import sql_run, sql_value, stored_factors
 from tracerules.cli.serve import run_serve
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.replay import replay
@@ -84,17 +84,13 @@ def test_trigger_page_lights_match_the_store(server: Server, store_file: Path) -
     db = Store(store_file)
     try:
         for row in rows:
-            factors = sql_rows(
-                db,
-                "SELECT name, vote, inherited FROM factors WHERE decision=? ORDER BY position",
-                (int(row.get("data-decision")),),
-            )
+            factors = stored_factors(db, int(row.get("data-decision")))
             spans = row.xpath(".//span[@data-vote]")
             assert [(s.get("data-factor"), s.get("data-vote")) for s in spans] == [
-                (f["name"], f["vote"]) for f in factors
+                (name, vote) for name, vote, _ in factors
             ]
             for span, factor in zip(spans, factors, strict=True):
-                assert ("inherited" in span.get("class")) == bool(factor["inherited"])
+                assert ("inherited" in span.get("class")) == factor[2]
     finally:
         db.close()
     assert len(rows) == 7

@@ -263,8 +263,9 @@ def test_the_engine_is_deterministic(engine_rules: object, tmp_path: Path) -> No
             tuple(r)
             for r in sql_rows(
                 store,
-                "SELECT d.trigger, d.event_id, d.seq, d.conclusion, f.name, f.vote, f.inherited "
-                "FROM decisions d JOIN factors f ON f.decision = d.id ORDER BY d.id, f.position",
+                "SELECT d.trigger, d.event_id, d.seq, d.conclusion, f.value ->> 0, "
+                "f.value ->> 1, f.value ->> 2 FROM decisions d, json_each(d.factors) f "
+                "ORDER BY d.id, f.key",
             )
         ]
 

@@ -13,7 +13,7 @@ from lxml import html as lxml_html
 
 from tests.browsing import not_blank, screenshot, visit, watch
 from tests.conftest import DATA, NOTICES
-from tests.sql import sql_rows, sql_value
+from tests.sql import sql_value, stored_factors
 from tracerules.dsl.values import Vote
 from tracerules.report import lights
 from tracerules.report.html import render_report
@@ -114,20 +114,16 @@ def test_a_light_per_factor_with_inherited_ones_washed_out(
     assert len(rows) == sql_value(store, "SELECT count(*) FROM decisions WHERE event IS NOT NULL")
     inherited_seen = 0
     for row in rows:
-        factors = sql_rows(
-            store,
-            "SELECT name, vote, inherited FROM factors WHERE decision=? ORDER BY position",
-            (int(row.get("data-decision")),),
-        )
+        factors = stored_factors(store, int(row.get("data-decision")))
         shown = row.xpath(".//span[contains(@class, 'light') and @data-vote]")
         assert [(s.get("data-factor"), s.get("data-vote")) for s in shown] == [
-            (f["name"], f["vote"]) for f in factors
+            (name, vote) for name, vote, _ in factors
         ]
         for span, factor in zip(shown, factors, strict=True):
             classes = span.get("class").split()
-            assert f"vote-{factor['vote'].lower()}" in classes
-            assert ("inherited" in classes) == bool(factor["inherited"])
-            inherited_seen += bool(factor["inherited"])
+            assert f"vote-{factor[1].lower()}" in classes
+            assert ("inherited" in classes) == factor[2]
+            inherited_seen += factor[2]
     assert inherited_seen > 0, "the GBM and Swift chains must inherit some votes"
 
 

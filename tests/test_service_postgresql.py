@@ -33,7 +33,7 @@ from tests.service_harness import (
     topic_of,
     wait_until,
 )
-from tests.sql import sql_rows
+from tests.sql import sql_rows, stored_factors
 from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.sources.notices import Notice
@@ -223,12 +223,8 @@ def _decisions(store: str | Store) -> list[tuple[Any, ...]]:
     )
     out = []
     for row in rows:
-        factors = sql_rows(
-            db,
-            "SELECT name, vote, inherited FROM factors WHERE decision=? ORDER BY position",
-            (row[0],),
-        )
-        out.append((*tuple(row)[1:], tuple(tuple(f) for f in factors)))
+        factors = stored_factors(db, row[0])
+        out.append((*tuple(row)[1:], tuple(factors)))
     db.close()
     return sorted(out)
 

@@ -48,9 +48,9 @@ def test_plain_sqlite_reads_the_decisions(engine: Engine) -> None:
     path = Path(engine.store.path)  # plain sqlite3, no tracerules
     rows = rows_at(
         path,
-        "SELECT d.seq, d.conclusion, group_concat(f.name || '=' || f.vote, ' ') "
-        "FROM decisions d JOIN factors f ON f.decision = d.id WHERE d.trigger = 'gbm-json' "
-        "GROUP BY d.id ORDER BY d.id",
+        "SELECT d.seq, d.conclusion, (SELECT group_concat((f.value ->> 0) || '=' || "
+        "(f.value ->> 1), ' ') FROM json_each(d.factors) f) FROM decisions d "
+        "WHERE d.trigger = 'gbm-json' ORDER BY d.id",
     )
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
     assert rows[1][2].startswith("expiry=PASS bright=PASS")
@@ -60,7 +60,6 @@ def test_plain_sqlite_reads_the_decisions(engine: Engine) -> None:
         "dead_letters",
         "events",
         "decisions",
-        "factors",
         "actions",
         "observations",
         "topic_stats",
@@ -74,9 +73,10 @@ def test_plain_sql_reads_the_decisions_on_postgresql(engine: Engine) -> None:
         engine.process(notice)
     rows = rows_at(
         engine.store.path,
-        "SELECT d.seq, d.conclusion, string_agg(f.name || '=' || f.vote, ' ' "
-        "ORDER BY f.position) FROM decisions d JOIN factors f ON f.decision = d.id "
-        "WHERE d.trigger = 'gbm-json' GROUP BY d.id ORDER BY d.id",
+        "SELECT d.seq, d.conclusion, (SELECT string_agg((f.value ->> 0) || '=' || "
+        "(f.value ->> 1), ' ' ORDER BY f.i) FROM json_array_elements(d.factors::json) "
+        "WITH ORDINALITY f(value, i)) FROM decisions d WHERE d.trigger = 'gbm-json' "
+        "ORDER BY d.id",
     )
     (payload,) = rows_at(engine.store.path, "SELECT payload FROM notices ORDER BY id LIMIT 1")
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import NamedTuple
 
 from tracerules.dsl.values import Vote
@@ -84,10 +85,16 @@ def _from(detail: str | None, origin: str) -> str:
 
 def notice_label(seq: int, topic: str, when: float) -> str:
     """Which notice of an event: its number in the event, its topic and its time (UTC)."""
+    return f"notice {seq} ({_where(topic, when)})"
+
+
+@lru_cache(maxsize=64)
+def _where(topic: str, when: float) -> str:
+    """A notice's short topic and time: the same for every trigger that reads the notice,
+    so made once for them all (the time's formatting is most of a label's cost)."""
     for prefix in ("gcn.classic.voevent.", "gcn.notices."):
         topic = topic.removeprefix(prefix)
-    stamp = utc_text(when)
-    return f"notice {seq} ({topic}, {stamp})"
+    return f"{topic}, {utc_text(when)}"
 
 
 def tally(factors: Sequence[Factor]) -> Vote:

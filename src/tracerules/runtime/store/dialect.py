@@ -80,6 +80,9 @@ class Dialect:
     # after an INSERT whose new id is wanted: SQLite's lastrowid costs nothing, where its
     # RETURNING costs a few microseconds a row (a tenth of the engine benchmark)
     returning_id: str
+    # A decision's factors column read from the factors table of schema 7 and before (a
+    # store an older service owns, read as it is): the JSON that schema 8 stores.
+    factors_before_8: str
 
     def new_id(self, cursor: Any) -> int | None:
         """The id the INSERT (with `returning_id`) gave; None if it inserted nothing (an
@@ -97,6 +100,10 @@ SQLITE = Dialect(
     "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
     "",
     "",
+    # an aggregate over an ordered subquery takes its rows in that order (SQLite 3.44 has
+    # ORDER BY inside the aggregate; Python's may be older)
+    "(SELECT json_group_array(json_array(name, vote, inherited, reason, detail)) FROM "
+    "(SELECT * FROM factors f WHERE f.decision = decisions.id ORDER BY position))",
 )
 POSTGRESQL = Dialect(
     "postgresql",
@@ -104,6 +111,8 @@ POSTGRESQL = Dialect(
     "SELECT 1 FROM information_schema.tables WHERE table_schema=current_schema() AND table_name=?",
     " FOR UPDATE SKIP LOCKED",
     " RETURNING id",
+    "(SELECT json_agg(json_build_array(name, vote, inherited, reason, detail) "
+    "ORDER BY position)::text FROM factors f WHERE f.decision = decisions.id)",
 )
 
 

@@ -2,13 +2,19 @@
 
 A mixin of `Store`: the engine loads event states and persists what `decide` returned through
 these methods, and writes no SQL itself. The caller holds the transaction.
+
+A decision's factors are one column of its row, a JSON array with one
+`[name, vote, inherited, reason, detail]` per factor (expiry first, then the conditions in
+order): they are always written and read whole, and one value is several times cheaper to
+store than a row for each (schema 8; `json_each(decisions.factors)` lists them in SQL).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from tracerules.dsl.values import Vote
@@ -17,22 +23,37 @@ from tracerules.runtime.store.dialect import Connection, Dialect
 
 _INSERT_DECISION = (
     "INSERT INTO decisions (event, trigger, event_id, notice_id, seq, source, actor, at, "
-    "mode, votes, conclusion, error, rule_file, rule_revision, rule_commit) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_INSERT_FACTOR = (
-    "INSERT INTO factors (decision, position, name, vote, inherited, reason, detail) "
-    "VALUES (?,?,?,?,?,?,?)"
+    "mode, votes, conclusion, error, rule_file, rule_revision, rule_commit, factors) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 # The latest decided (PASS or FAIL) decision of an event, and the notice it was decided on.
 _LAST_DECIDED = (
-    "SELECT d.id, d.seq, n.topic, coalesce(n.created, n.received) AS received "
+    "SELECT d.factors, d.seq, n.topic, coalesce(n.created, n.received) AS received "
     "FROM decisions d LEFT JOIN notices n ON n.id = d.notice_id "
     "WHERE d.event=? AND d.conclusion IN ('PASS', 'FAIL') ORDER BY d.id DESC LIMIT 1"
 )
-_FACTORS = (
-    "SELECT name, vote, inherited, reason, detail FROM factors WHERE decision=? ORDER BY position"
-)
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+UNREADABLE: Final = "unreadable"  # the name of the factor that stands for unreadable ones
+
+
+def factors_text(factors: Sequence[Factor]) -> str | None:
+    """A decision's factors as stored: NULL for none (a decision without an event)."""
+    # A Factor is a tuple and its Vote a str: JSON writes them as they are, in C.
+    return _ENCODE(factors) if factors else None
+
+
+def factors_of(text: str | None) -> tuple[Factor, ...]:
+    """A decision's factors read back from `factors_text`. A value that is not what it
+    wrote (a store edited by hand) is one UNKNOWN factor that says so, not an error that
+    would hide the rest of the history."""
+    if not text:
+        return ()
+    try:
+        return tuple(_factor(item) for item in _json_list(json.loads(text)))
+    except (ValueError, TypeError, RecursionError) as err:
+        why = f"the store's factors of this decision are unreadable ({type(err).__name__})"
+        return (Factor(UNREADABLE, Vote.UNKNOWN, reason=why),)
+
 
 # PostgreSQL advisory lock spaces (the two-key form, apart from the one-key locks of the
 # service and of migration): an event, and an observatory's current observation.
@@ -45,6 +66,19 @@ def lock_id(text: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(text.encode(), digest_size=4).digest(), "big", signed=True
     )
+
+
+def _json_list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise TypeError(f"a {type(value).__name__}, not a list")
+    return value
+
+
+def _factor(item: object) -> Factor:
+    name, vote, inherited, reason, detail = _json_list(item)
+    if not all(isinstance(text, str | None) for text in (name, reason, detail)) or not name:
+        raise TypeError("a name, reason or detail that is not text")
+    return Factor(str(name), Vote(vote), bool(inherited), reason, detail)  # type: ignore[arg-type]
 
 
 class EvaluationRows:
@@ -111,13 +145,9 @@ class EvaluationRows:
         last = self.db.execute(_LAST_DECIDED, (pk,)).fetchone()
         if last is None:
             return None, None
-        decision, seq, topic, received = last
+        factors, seq, topic, received = last
         origin = notice_label(seq, topic, received) if topic is not None else None
-        factors = tuple(
-            Factor(name, Vote(vote), bool(inherited), reason, detail)
-            for name, vote, inherited, reason, detail in self.db.execute(_FACTORS, (decision,))
-        )
-        return factors, origin
+        return factors_of(factors), origin
 
     def event_notice_rows(self, trigger: str, event_id: str) -> list[sqlite3.Row]:
         """The notices of an event in the order they joined it, each with its `seq`."""
@@ -172,7 +202,7 @@ class EvaluationRows:
         return pk
 
     def save_decision(self, decision: Decision, event_pk: int | None) -> int:
-        """Insert a decision and its factors; its id (also set on `decision`)."""
+        """Insert a decision with its factors; its id (also set on `decision`)."""
         cursor = self.db.execute(
             _INSERT_DECISION + self.dialect.returning_id,
             (
@@ -191,18 +221,8 @@ class EvaluationRows:
                 decision.rule_file,
                 decision.rule_revision,
                 decision.rule_commit,
+                factors_text(decision.factors),
             ),
         )
         decision.id = int(self.dialect.new_id(cursor) or 0)
-        if decision.factors:
-            self.db.executemany(_INSERT_FACTOR, _factor_rows(decision.id, decision.factors))
         return decision.id
-
-
-def _factor_rows(
-    decision: int, factors: Iterable[Factor]
-) -> Iterable[tuple[int, int, str, str, int, str | None, str | None]]:
-    return (
-        (decision, i, f.name, f.vote.value, int(f.inherited), f.reason, f.detail)
-        for i, f in enumerate(factors)
-    )

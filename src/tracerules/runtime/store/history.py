@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracerules.dsl.values import Vote
-from tracerules.runtime.engine.decisions import ActionRecord, Conclusion, Decision, Factor, Source
+from tracerules.runtime.engine.decisions import ActionRecord, Conclusion, Decision, Source
 from tracerules.runtime.sources.order import in_notice_order
+from tracerules.runtime.store.evaluation import factors_of
 from tracerules.runtime.store.read import DecisionRow, EventQuery
 from tracerules.runtime.store.store import Store
 
@@ -56,7 +57,7 @@ def _decision(row: DecisionRow) -> Decision:
         row.mode,
         Vote(row.votes),
         Conclusion(row.conclusion),
-        (),
+        factors_of(row.factors),
         row.seq,
         row.notice_id,
         row.error,
@@ -69,18 +70,11 @@ def _decision(row: DecisionRow) -> Decision:
 
 
 def attach(store: Store, decisions: list[Decision]) -> None:
-    """Fill in factors and actions for decisions read from the store."""
+    """Fill in the actions of decisions read from the store."""
     by_id = {d.id: d for d in decisions}
     if not by_id:
         return
     ids = [i for i in by_id if i is not None]
-    factors: dict[int, list[Factor]] = {}
-    for f in store.factor_rows(ids):
-        factors.setdefault(f.decision, []).append(
-            Factor(f.name, Vote(f.vote), bool(f.inherited), f.reason, f.detail)
-        )
-    for decision_id, items in factors.items():
-        by_id[decision_id].factors = tuple(items)
     for r in store.action_rows(ids):
         by_id[r.decision].actions.append(
             ActionRecord(

@@ -62,18 +62,10 @@ class DecisionRow(NamedTuple):
     rule_file: str
     rule_revision: str
     rule_commit: str | None
+    factors: str | None  # JSON: evaluation.factors_of reads it
 
 
 DECISION_COLUMNS: Final = ", ".join(DecisionRow._fields)
-
-
-class FactorRow(NamedTuple):
-    decision: int
-    name: str
-    vote: str
-    inherited: int
-    reason: str | None
-    detail: str | None
 
 
 class ActionRow(NamedTuple):
@@ -229,26 +221,21 @@ class ReadModel:
         )
         return {str(r[0]): int(r[1]) for r in rows}
 
-    # -- decisions, factors, actions -----------------------------------------------------------
+    # -- decisions (with their factors), actions ----------------------------------------------
 
     def decision_rows(
         self, *, events: Sequence[int] | None = None, trigger: str | None = None
     ) -> list[DecisionRow]:
         """Decisions in the order they were made: of these events, of a trigger, or all."""
-        sql, params = f"SELECT {DECISION_COLUMNS} FROM decisions", ()  # type: tuple[str, tuple[Any, ...]]
+        columns = DECISION_COLUMNS
+        if self.has_table("factors"):  # schema 7 and before, read-only: never migrated
+            columns = columns.replace("factors", f"{self.dialect.factors_before_8} AS factors")
+        sql, params = f"SELECT {columns} FROM decisions", ()  # type: tuple[str, tuple[Any, ...]]
         if events is not None:
             sql, params = f"{sql} WHERE event IN ({marks(events)})", tuple(events)
         elif trigger is not None:
             sql, params = f"{sql} WHERE trigger=?", (trigger,)
         return self._rows(DecisionRow, f"{sql} ORDER BY id", params)
-
-    def factor_rows(self, decisions: Sequence[int]) -> list[FactorRow]:
-        return self._rows(
-            FactorRow,
-            "SELECT decision, name, vote, inherited, reason, detail FROM factors "
-            f"WHERE decision IN ({marks(decisions)}) ORDER BY decision, position",
-            decisions,
-        )
 
     def action_rows(self, decisions: Sequence[int]) -> list[ActionRow]:
         return self._rows(

@@ -5,13 +5,25 @@ Only `runtime.store` reads or writes these tables; everything else asks the stor
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Iterable, Iterator
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Final
 
+from tracerules.dsl.values import Vote
+from tracerules.runtime.engine.decisions import Factor
 from tracerules.runtime.store.actions import (
     SCHEMA_ACTIONS_FINISHED_RUNS,
     SCHEMA_ACTIONS_FROZEN,
     SCHEMA_ACTIONS_SENDING,
 )
+from tracerules.runtime.store.dialect import Connection
+from tracerules.runtime.store.evaluation import factors_text
+
+# A migration is SQL statements (separated by ";\n", written for SQLite: `postgres.ddl`
+# gives PostgreSQL its column types), or a function of the connection for what SQL alone
+# cannot say the same way in both databases.
+Migration = str | Callable[[Connection], None]
 
 SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -172,8 +184,32 @@ CREATE INDEX event_notices_by_notice ON event_notices (notice_id);
 CREATE INDEX actions_by_notice ON actions (notice_id)
 """
 
+
+def factors_into_decisions(db: Connection) -> None:
+    """Version 8: a decision's factors become one JSON column of its row (evaluation.py),
+    written as the engine writes them; the factors table, a row per factor, goes."""
+    db.execute("ALTER TABLE decisions ADD COLUMN factors TEXT")
+    rows = db.execute(
+        "SELECT decision, name, vote, inherited, reason, detail FROM factors "
+        "ORDER BY decision, position"
+    )
+    db.executemany(SET_FACTORS, factor_columns(rows))
+    db.execute("DROP TABLE factors")
+
+
+SET_FACTORS: Final = "UPDATE decisions SET factors=? WHERE id=?"
+
+
+def factor_columns(rows: Iterable[Any]) -> Iterator[tuple[str | None, int]]:
+    """(factors column, decision id) from factor rows of schema 7 and before, (decision,
+    name, vote, inherited, reason, detail) ordered by decision and position."""
+    for decision, factors in groupby(rows, key=itemgetter(0)):
+        stored = [Factor(f[1], Vote(f[2]), bool(f[3]), f[4], f[5]) for f in factors]
+        yield factors_text(stored), decision
+
+
 # Each entry upgrades the schema by one version; the list only ever grows.
-MIGRATIONS: Final[tuple[str, ...]] = (
+MIGRATIONS: Final[tuple[Migration, ...]] = (
     SCHEMA_V1,
     SCHEMA_V2,
     SCHEMA_V3,
@@ -181,5 +217,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     SCHEMA_ACTIONS_SENDING,
     SCHEMA_ACTIONS_FINISHED_RUNS,
     SCHEMA_NOTICE_REFERENCES,
+    factors_into_decisions,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -242,8 +242,11 @@ class Store(EvaluationRows, ActionRows, BrowseRows, ServiceRows):
                     f"the store {self.path} has schema {current}, newer than "
                     f"this tracerules ({SCHEMA_VERSION}): upgrade tracerules"
                 )
-            for script in MIGRATIONS[current:]:
-                for statement in script.split(";\n"):
+            for migration in MIGRATIONS[current:]:
+                if callable(migration):
+                    migration(self.db)
+                    continue
+                for statement in migration.split(";\n"):
                     if statement.strip():
                         self.db.execute(self._ddl(statement))
             self.db.execute(

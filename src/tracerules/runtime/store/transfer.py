@@ -9,7 +9,9 @@ The export is one JSON object per line: first a header, then one line per row,
 `{"table": ..., "row": {column: value}}`, tables in an order where every row comes after the
 rows it references. Bytes (notice payloads) are `{"base64": ...}`. Columns are those of the
 exporting store; an import fills columns a newer schema added with their defaults (NULL),
-except an action's `finished_runs`, counted from its log as the migration that added it does.
+except an action's `finished_runs`, counted from its log as the migration that added it does,
+and a decision's `factors`, made from the factors table of an export of schema 7 or before as
+the migration to schema 8 makes them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
+from tracerules.dsl.values import Vote
 from tracerules.runtime.store.actions import finished_runs_in_log
 from tracerules.runtime.store.dialect import store_errors
 from tracerules.runtime.store.read import marks
+from tracerules.runtime.store.schema import SET_FACTORS, factor_columns
 from tracerules.runtime.store.store import Store
 
 FORMAT: Final = "tracerules-store-export"
@@ -36,7 +40,7 @@ TABLES: Final[tuple[tuple[str, str], ...]] = (
     ("events", "id"),
     ("event_notices", "event, seq"),
     ("decisions", "id"),
-    ("factors", "decision, position"),
+    ("factors", "decision, position"),  # schema 7 and before: now a column of decisions
     ("action_configs", "hash"),
     ("actions", "id"),
     ("observations", "observatory, test"),
@@ -183,9 +187,14 @@ def import_rows(store: Store, lines: Iterable[str]) -> Counts:
 def _import(store: Store, lines: Iterable[str]) -> Counts:
     counts = Counts()
     columns: dict[str, set[str]] = {}
+    factor_rows: list[tuple[Any, ...]] = []  # an older export's, for the decisions' column
+    fold_factors = not store.has_table("factors")
     with store.transaction() as db:
         batch: list[tuple[str, tuple[str, ...], tuple[Any, ...]]] = []
         for table, row in _records(lines):
+            if table == "factors" and fold_factors:
+                factor_rows.append(_old_factor(row, counts))
+                continue
             if table not in columns:
                 columns[table] = _columns(store, table)
             if table == "actions" and "finished_runs" in columns[table]:
@@ -202,6 +211,7 @@ def _import(store: Store, lines: Iterable[str]) -> Counts:
             if len(batch) >= BATCH:
                 _flush(db, batch)
         _flush(db, batch)
+        _fold_factors(db, factor_rows)
         # Imported rows keep their ids; new rows continue after them.
         for table in WITH_IDS:
             store.resume_ids(table)
@@ -213,6 +223,33 @@ def _derive_finished_runs(row: dict[str, Any]) -> None:
     if "finished_runs" not in row:
         log = row.get("log")
         row["finished_runs"] = finished_runs_in_log(log) if isinstance(log, str) else 0
+
+
+_OLD_FACTOR: Final = ("decision", "position", "name", "vote", "inherited", "reason", "detail")
+
+
+def _old_factor(row: dict[str, Any], counts: Counts) -> tuple[Any, ...]:
+    """A row of the factors table of schema 7 and before, checked, as `factor_columns`
+    reads them once sorted (position second)."""
+    missing = [name for name in _OLD_FACTOR if name not in row]
+    if missing or set(row) - set(_OLD_FACTOR):
+        raise TransferError(f"a factors row without {missing or 'its columns'} (or with others)")
+    if not isinstance(row["decision"], int) or not isinstance(row["position"], int):
+        raise TransferError("a factors row whose decision or position is not a number")
+    if row["vote"] not in {v.value for v in Vote}:
+        raise TransferError(f"a factors row with the vote {row['vote']!r}")
+    if not isinstance(row["name"], str) or any(
+        not isinstance(row[n], str | None) for n in ("reason", "detail")
+    ):
+        raise TransferError("a factors row whose name, reason or detail is not text")
+    counts.add("factors")
+    return tuple(row[name] for name in _OLD_FACTOR)
+
+
+def _fold_factors(db: Any, rows: list[tuple[Any, ...]]) -> None:
+    """An older export's factor rows into their decisions' `factors` column."""
+    rows.sort(key=lambda r: (r[0], r[1]))
+    db.executemany(SET_FACTORS, factor_columns((r[0], *r[2:]) for r in rows))
 
 
 def _flush(db: Any, batch: list[tuple[str, tuple[str, ...], tuple[Any, ...]]]) -> None:
