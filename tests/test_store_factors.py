@@ -112,6 +112,8 @@ def test_an_export_of_a_schema_7_store_imports_with_its_factors(
         "[1, 2]",
         '[["a", "PASS", false, null]]',  # four fields, not five
         '[["a", "PERHAPS", false, null, null]]',  # no such vote
+        '[["a", "PASS", "false", null, null]]',  # inherited neither true nor false
+        '[["a", "PASS", false, 7, null]]',  # a reason that is not text
         "[" * 100_000 + "]" * 100_000,  # nested past any stack
         '"' + "x" * 1_000_000 + '"',  # one huge string
     ],

@@ -76,9 +76,11 @@ def _json_list(value: object) -> list[object]:
 
 def _factor(item: object) -> Factor:
     name, vote, inherited, reason, detail = _json_list(item)
-    if not all(isinstance(text, str | None) for text in (name, reason, detail)) or not name:
-        raise TypeError("a name, reason or detail that is not text")
-    return Factor(str(name), Vote(vote), bool(inherited), reason, detail)  # type: ignore[arg-type]
+    if not (isinstance(name, str) and name) or inherited not in (True, False):
+        raise TypeError("a factor without a name, or inherited neither true nor false")
+    if not (isinstance(reason, str | None) and isinstance(detail, str | None)):
+        raise TypeError("a reason or detail that is not text")
+    return Factor(name, Vote(vote), bool(inherited), reason, detail)
 
 
 class EvaluationRows:
