@@ -193,7 +193,7 @@ def test_the_same_notice_twice_or_at_another_offset_acts_once(
     assert first.status == "evaluated" and only(first.decisions, "gbm-json").passed
     again = engine.process(notice)
     moved = engine.process(dataclasses.replace(notice, offset=notice.offset + 100))
-    assert (again.status, again.decisions) == ("duplicate", [])
+    assert (again.status, again.decisions) == ("duplicate", ())
     assert moved.status == "duplicate" and "same payload" in (moved.reason or "")
     actions = sql_rows(engine.store, "SELECT status, files FROM actions")
     assert [a["status"] for a in actions] == ["done"]
