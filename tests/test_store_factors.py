@@ -85,6 +85,20 @@ def test_a_schema_7_store_is_read_as_it_is_then_upgraded_with_the_same_factors(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_damaged_factor_of_a_schema_7_store_upgrades_and_reads_as_damaged(
+    store_location: str | Path,
+) -> None:
+    _schema_7_store(store_location)
+    run_at(store_location, [("UPDATE factors SET vote='PERHAPS' WHERE decision=7", ())])
+    store = Store(store_location)  # the upgrade moves the rows as they are: it does not fail
+    assert store.version() == SCHEMA_VERSION
+    (factor,) = _factors_by_decision(store)[7]
+    assert factor.name == UNREADABLE and factor.vote is Vote.UNKNOWN
+    assert stored_factors(store, 7)[0][:2] == ("expiry", "PERHAPS")  # kept, not lost
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_an_export_of_a_schema_7_store_imports_with_its_factors(
     store_location: str | Path, tmp_path: Path
 ) -> None:
@@ -133,46 +147,28 @@ def test_a_damaged_factors_value_is_read_as_one_unknown_factor(
     store.close()
 
 
+_ROW = {
+    "decision": 7,
+    "position": 3,
+    "name": "a",
+    "vote": "PASS",
+    "inherited": 0,
+    "reason": None,
+    "detail": None,
+}
+
+
 @pytest.mark.parametrize(
     "row, why",
     [
-        ({"decision": 7, "position": 0, "name": "a", "vote": "MAYBE?"}, "without"),
-        (
-            {
-                "decision": 7,
-                "position": 0,
-                "name": "a",
-                "vote": "PERHAPS",
-                "inherited": 0,
-                "reason": None,
-                "detail": None,
-            },
-            "vote",
-        ),
-        (
-            {
-                "decision": "7",
-                "position": 0,
-                "name": "a",
-                "vote": "PASS",
-                "inherited": 0,
-                "reason": None,
-                "detail": None,
-            },
-            "not a number",
-        ),
-        (
-            {
-                "decision": 7,
-                "position": 0,
-                "name": 3,
-                "vote": "PASS",
-                "inherited": 0,
-                "reason": None,
-                "detail": None,
-            },
-            "not text",
-        ),
+        ({"decision": 7, "position": 0, "name": "a", "vote": "MAYBE?"}, "columns"),
+        ({**_ROW, "extra": 1}, "columns"),
+        ({**_ROW, "vote": "PERHAPS"}, "not a valid Vote"),
+        ({**_ROW, "decision": "7"}, "not a number"),
+        ({**_ROW, "name": 3}, "without a name"),
+        ({**_ROW, "inherited": "yes"}, "inherited neither"),
+        ({**_ROW, "detail": 2.5}, "not text"),
+        ({**_ROW, "decision": 99}, "does not hold"),  # no such decision in the export
     ],
 )
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -36,8 +36,9 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 UNREADABLE: Final = "unreadable"  # the name of the factor that stands for unreadable ones
 
 
-def factors_text(factors: Sequence[Factor]) -> str | None:
-    """A decision's factors as stored: NULL for none (a decision without an event)."""
+def factors_text(factors: Sequence[Sequence[object]]) -> str | None:
+    """A decision's factors as stored: NULL for none (a decision without an event). Each is
+    a Factor, or the same five values as an older store held them (its upgrade)."""
     # A Factor is a tuple and its Vote a str: JSON writes them as they are, in C.
     return _ENCODE(factors) if factors else None
 
@@ -49,7 +50,7 @@ def factors_of(text: str | None) -> tuple[Factor, ...]:
     if not text:
         return ()
     try:
-        return tuple(_factor(item) for item in _json_list(json.loads(text)))
+        return tuple(stored_factor(item) for item in _json_list(json.loads(text)))
     except (ValueError, TypeError, RecursionError) as err:
         why = f"the store's factors of this decision are unreadable ({type(err).__name__})"
         return (Factor(UNREADABLE, Vote.UNKNOWN, reason=why),)
@@ -74,7 +75,9 @@ def _json_list(value: object) -> list[object]:
     return value
 
 
-def _factor(item: object) -> Factor:
+def stored_factor(item: object) -> Factor:
+    """One factor as stored, [name, vote, inherited, reason, detail]; TypeError or
+    ValueError if it is not one (the read model's and an import's one check)."""
     name, vote, inherited, reason, detail = _json_list(item)
     if not (isinstance(name, str) and name) or inherited not in (True, False):
         raise TypeError("a factor without a name, or inherited neither true nor false")

@@ -229,7 +229,8 @@ class ReadModel:
         """Decisions in the order they were made: of these events, of a trigger, or all."""
         columns = DECISION_COLUMNS
         if self.has_table("factors"):  # schema 7 and before, read-only: never migrated
-            columns = columns.replace("factors", f"{self.dialect.factors_before_8} AS factors")
+            old = f"{self.dialect.factors_before_8} AS factors"
+            columns = ", ".join(old if c == "factors" else c for c in DecisionRow._fields)
         sql, params = f"SELECT {columns} FROM decisions", ()  # type: tuple[str, tuple[Any, ...]]
         if events is not None:
             sql, params = f"{sql} WHERE event IN ({marks(events)})", tuple(events)

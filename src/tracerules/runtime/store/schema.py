@@ -10,8 +10,6 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any, Final
 
-from tracerules.dsl.values import Vote
-from tracerules.runtime.engine.decisions import Factor
 from tracerules.runtime.store.actions import (
     SCHEMA_ACTIONS_FINISHED_RUNS,
     SCHEMA_ACTIONS_FROZEN,
@@ -202,10 +200,10 @@ SET_FACTORS: Final = "UPDATE decisions SET factors=? WHERE id=?"
 
 def factor_columns(rows: Iterable[Any]) -> Iterator[tuple[str | None, int]]:
     """(factors column, decision id) from factor rows of schema 7 and before, (decision,
-    name, vote, inherited, reason, detail) ordered by decision and position."""
+    name, vote, inherited, reason, detail) ordered by decision and position. Values are
+    moved as they are: a damaged one never stops the upgrade, it reads as damaged after."""
     for decision, factors in groupby(rows, key=itemgetter(0)):
-        stored = [Factor(f[1], Vote(f[2]), bool(f[3]), f[4], f[5]) for f in factors]
-        yield factors_text(stored), decision
+        yield factors_text([(f[1], f[2], bool(f[3]), f[4], f[5]) for f in factors]), decision
 
 
 # Each entry upgrades the schema by one version; the list only ever grows.

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from tracerules.dsl.values import Vote
 from tracerules.runtime.store.actions import finished_runs_in_log
 from tracerules.runtime.store.dialect import store_errors
+from tracerules.runtime.store.evaluation import stored_factor
 from tracerules.runtime.store.read import marks
 from tracerules.runtime.store.schema import SET_FACTORS, factor_columns
 from tracerules.runtime.store.store import Store
@@ -229,27 +229,28 @@ _OLD_FACTOR: Final = ("decision", "position", "name", "vote", "inherited", "reas
 
 
 def _old_factor(row: dict[str, Any], counts: Counts) -> tuple[Any, ...]:
-    """A row of the factors table of schema 7 and before, checked, as `factor_columns`
-    reads them once sorted (position second)."""
-    missing = [name for name in _OLD_FACTOR if name not in row]
-    if missing or set(row) - set(_OLD_FACTOR):
-        raise TransferError(f"a factors row without {missing or 'its columns'} (or with others)")
+    """A row of the factors table of schema 7 and before, checked as the read model checks
+    a stored factor, as `factor_columns` reads them once sorted (position second)."""
+    if set(row) != set(_OLD_FACTOR):
+        raise TransferError(f"a factors row has the columns {sorted(row)}, not {_OLD_FACTOR}")
     if not isinstance(row["decision"], int) or not isinstance(row["position"], int):
         raise TransferError("a factors row whose decision or position is not a number")
-    if row["vote"] not in {v.value for v in Vote}:
-        raise TransferError(f"a factors row with the vote {row['vote']!r}")
-    if not isinstance(row["name"], str) or any(
-        not isinstance(row[n], str | None) for n in ("reason", "detail")
-    ):
-        raise TransferError("a factors row whose name, reason or detail is not text")
+    values = [row[name] for name in _OLD_FACTOR]
+    try:
+        stored_factor(values[2:])
+    except (TypeError, ValueError) as err:
+        raise TransferError(f"a factors row of decision {row['decision']}: {err}") from err
     counts.add("factors")
-    return tuple(row[name] for name in _OLD_FACTOR)
+    return tuple(values)
 
 
 def _fold_factors(db: Any, rows: list[tuple[Any, ...]]) -> None:
-    """An older export's factor rows into their decisions' `factors` column."""
+    """An older export's factor rows into their decisions' `factors` column; rows for a
+    decision the export does not hold are refused (the old table's foreign key did)."""
     rows.sort(key=lambda r: (r[0], r[1]))
-    db.executemany(SET_FACTORS, factor_columns((r[0], *r[2:]) for r in rows))
+    updated = db.executemany(SET_FACTORS, factor_columns((r[0], *r[2:]) for r in rows)).rowcount
+    if updated != len({r[0] for r in rows}):
+        raise TransferError("factors rows for a decision the export does not hold")
 
 
 def _flush(db: Any, batch: list[tuple[str, tuple[str, ...], tuple[Any, ...]]]) -> None:
