@@ -295,3 +295,56 @@ def test_the_snapshot_is_made_when_rules_compile_and_planning_stores_it_as_made(
     stored = {row["position"]: row["config_hash"] for row in store.ready_actions(time.time() + 1)}
     assert stored == {0: first.digest, 1: second.digest}
     assert store.action_config(first.digest) == first.text
+
+
+def test_a_superseded_action_never_runs_as_the_one_now_at_its_position(
+    server: Loopback, store: Store, tmp_path: Path, ping_type: None
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    planned = _write_rules(rules, f"      - type: {PING}\n" + _hook(server, "a"))
+    engine = Engine(planned, store, run_actions=False, out_dir=tmp_path / "out")
+    engine.process(_notice())
+    # After the reload, position 0 holds another webhook; the ping's plugin is gone.
+    engine.reload(_write_rules(rules, _hook(server, "x") + _hook(server, "a")))
+    registry._TYPES.pop(PING)
+    results = engine.dispatcher.run_pending()
+    assert [r.status for r in results] == ["superseded", "done"]
+    assert server.paths() == ["/a"]  # never /x, the action now at the ping's position
+
+
+def test_a_retrigger_after_a_reload_runs_only_the_actions_not_yet_run_for_that_state(
+    server: Loopback, store: Store, tmp_path: Path
+) -> None:
+    """A retrigger of the same event state acts once per action, whatever the reload in
+    between inserted before it, moved or edited: keys name an action, not its position."""
+    rules = tmp_path / "rules.yaml"
+    engine = Engine(
+        _write_rules(rules, _hook(server, "a") + _hook(server, "b")),
+        store,
+        out_dir=tmp_path / "out",
+    )
+    (decision,) = engine.process(_notice()).decisions
+    event = decision.event_id
+    assert event is not None and server.paths() == ["/a", "/b"]  # the notice's own decision
+    first = engine.retrigger("gbm-frozen", event, "ada")
+    assert [a.status for a in first.actions] == ["done", "done"]
+    assert server.paths()[2:] == ["/a", "/b"]
+    # A new action first, b moved before a, a copy of b, and a edited.
+    engine.reload(
+        _write_rules(
+            rules,
+            _hook(server, "new")
+            + _hook(server, "b")
+            + _hook(server, "b")
+            + _hook(server, "a", version=2),
+        )
+    )
+    again = engine.retrigger("gbm-frozen", event, "grace")
+    assert [a.status for a in again.actions] == ["done", "done", "done"]
+    assert server.paths()[4:] == ["/new", "/b", "/a"]  # b's first copy ran already
+    assert _sent(server)[-1] == {"which": "a", "version": 2}
+    keys = [a.idempotency_key for a in again.actions]
+    assert len(set(keys)) == 3 and all(f"/{event}/manual-" in k for k in keys)
+    # And a third retrigger of the same state acts on nothing.
+    assert engine.retrigger("gbm-frozen", event, "ada").actions == []
+    assert len(server.seen) == 7

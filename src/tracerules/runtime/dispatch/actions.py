@@ -121,14 +121,12 @@ def _row(
 ) -> PlannedRow:
     """The row of a planned action: frozen with its configuration and rule revision."""
     assert decision.id is not None and decision.event_id is not None
-    # A manual retrigger of the same event state reuses its key, so running it twice acts once.
-    tag = f"manual-{decision.seq}" if decision.source is Source.MANUAL else str(decision.seq)
     frozen = action.snapshot
     return PlannedRow(
         decision.id,
         trigger.id,
         decision.event_id,
-        f"{trigger.id}/{decision.event_id}/{tag}/{position}",
+        idempotency_key(trigger, decision, position),
         position,
         action.kind.name,
         action.config.label(),
@@ -142,6 +140,20 @@ def _row(
         decision.rule_commit,
         trigger.expiry,
     )
+
+
+def idempotency_key(trigger: CompiledTrigger, decision: Decision, position: int) -> str:
+    """`trigger/event/decision/action`. A notice's decision names its actions by position.
+    A manual retrigger of the same event state reuses its keys, so running it twice acts
+    once; it names each action by its configuration (and which copy of it), so that after
+    a reload that inserts, moves or edits actions, an action already run for that state is
+    not run again and a new one is not mistaken for it."""
+    if decision.source is not Source.MANUAL:
+        return f"{trigger.id}/{decision.event_id}/{decision.seq}/{position}"
+    digest = trigger.actions[position].snapshot.digest
+    copy = sum(a.snapshot.digest == digest for a in trigger.actions[:position])
+    slot = digest[:16] + (f".{copy + 1}" if copy else "")
+    return f"{trigger.id}/{decision.event_id}/manual-{decision.seq}/{slot}"
 
 
 def plan(
