@@ -208,6 +208,8 @@ def test_priority_order_a_higher_priority_pass_on_the_same_notice_counts(tmp_pat
     assert gbm_json.decision.passed
     assert once.decision.factor("gbm_passed").vote is Vote.PASS  # type: ignore[union-attr]
     assert once.decision.passed
+    # Nothing of that PASS is kept between calls: the same inputs decide the same again.
+    assert decide(rules, EventStates(), seen, second.received) == (gbm_json, once)
     # The state says gbm-once has passed this event before: not again.
     before = EventState("gbm-once", "745121685", 7, second.received, None, 1, None, True)
     states = EventStates({("gbm-once", "745121685"): before})

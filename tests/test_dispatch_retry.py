@@ -142,3 +142,30 @@ def test_the_run_budget_is_derived_from_the_policy(store: Store, tmp_path: Path)
     )
     row = sql_rows(store, "SELECT * FROM actions WHERE id=?", (record.id,))[0]
     assert run_budget(store, engine.rules, row) == 3 * 4 + 0.5 + 1.0
+
+
+def test_an_outcome_is_recorded_once_and_never_after_recovery_took_the_action_back(
+    store: Store, tmp_path: Path
+) -> None:
+    engine = Engine(
+        gbm_rules(tmp_path, "gbm-once", '      - type: webhook\n        url: "http://x/"\n'),
+        store,
+        out_dir=tmp_path / "out",
+        run_actions=False,
+    )
+    (planned,) = engine.process(sequence("fermi_gbm_json")[1]).decisions[0].actions
+    now = 1_000.0
+    assert store.claim_action(now, planned.id, owner="pid-1") is not None
+    # The owner seems dead: recovery sends the action back to pending ...
+    assert store.requeue_action(planned.id, "pending", "taken back\n", now + 1, seen_at=now)
+    # ... so the first run's late outcome is not recorded over it.
+    assert not store.finish_action(planned.id, "done", "late outcome\n", ["x"], None, now + 2)
+    row = sql_rows(store, "SELECT * FROM actions WHERE id=?", (planned.id,))[0]
+    assert row["status"] == "pending" and "late outcome" not in row["log"]
+    assert row["files"] in (None, "[]")
+    # A run that owns it records its outcome once; a second outcome changes nothing.
+    assert store.claim_action(now + 3, planned.id, owner="pid-2") is not None
+    assert store.finish_action(planned.id, "done", "ran\n", [], None, now + 4)
+    assert not store.finish_action(planned.id, "failed", "again\n", [], None, now + 5)
+    row = sql_rows(store, "SELECT * FROM actions WHERE id=?", (planned.id,))[0]
+    assert row["status"] == "done" and row["log"].count("ran") == 1 and "again" not in row["log"]

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import gbm_rules, sequence
+from tests.conftest import DATA, gbm_rules, sequence
 from tests.sql import CommitFailsOnce, sql_value
+from tracerules.rules.compile import load_ruleset
 from tracerules.runtime.engine.engine import Engine
 from tracerules.runtime.store.store import Store
 
@@ -56,3 +57,39 @@ def test_a_failed_commit_rolls_back_the_notice_and_the_event_cache(tmp_path: Pat
     got += _decided(engine, notices[1:])
     assert got == expected
     assert sql_value(store, "SELECT count(*) FROM notices") == 3
+
+
+def test_process_alone_persists_an_evaluation_whole_or_not_at_all(tmp_path: Path) -> None:
+    """Without the service's outer transaction, `process` stores the notice, then persists
+    its evaluation in one transaction of its own: a failure at the second trigger's decision
+    leaves the first's unstored too, and the notice waits to be evaluated again."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        gbm_rules(tmp_path / name, f"gbm-{name}", ACTION)
+    rules = load_ruleset([DATA / "rules" / "topics.yaml", *tmp_path.glob("*/rules.yaml")])
+    notice = sequence("fermi_gbm_json")[1]
+    clean = Engine(rules, Store(tmp_path / "clean.sqlite"), out_dir=tmp_path / "o1", dry_run=True)
+    expected = _decided(clean, [notice])
+    assert len(expected[0]) == 2
+
+    store = Store(tmp_path / "store.sqlite")
+    engine = Engine(rules, store, out_dir=tmp_path / "o2", dry_run=True)
+    persist = engine._persist
+    calls: list[str] = []
+
+    def fails_second(verdict: Any, notice_id: int | None) -> Any:
+        calls.append(verdict.decision.trigger)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return persist(verdict, notice_id)
+
+    engine._persist = fails_second  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        engine.process(notice)
+    assert calls == ["gbm-a", "gbm-b"]
+    for table in ("decisions", "events", "actions"):
+        assert sql_value(store, f"SELECT count(*) FROM {table}") == 0, table
+    assert sql_value(store, "SELECT status FROM notices") == "new"
+    engine._persist = persist  # type: ignore[method-assign]
+    assert _decided(engine, [notice]) == expected  # delivered again: decided afresh
+    assert sql_value(store, "SELECT count(*) FROM notices") == 1
