@@ -209,6 +209,34 @@ def test_files_that_are_not_notices_are_skipped_and_counted(tmp_path: Path) -> N
     )
 
 
+# The start of a macOS AppleDouble file (magic, version, "Mac OS X" filler, one entry): what
+# macOS tar and Finder's zip store as `._NAME` beside every file that has extended attributes.
+APPLE_DOUBLE = (
+    b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x01"
+    + b"\x00\x00\x00\x09\x00\x00\x00\x32\x00\x00\x0e\xb0"
+    + b"\x00" * 64
+)
+
+
+def test_macos_metadata_files_are_skipped_whatever_their_suffix(tmp_path: Path) -> None:
+    folder = tmp_path / "notices"
+    (folder / "__MACOSX" / "notices").mkdir(parents=True)
+    detection = CHIME / "01_frb.detection.example.json"
+    (folder / "01.json").write_bytes(detection.read_bytes())
+    for name in ("._01.json", "__MACOSX/notices/._01.json", "._old.tar.gz", "__MACOSX/x.xml"):
+        (folder / name).write_bytes(APPLE_DOUBLE)
+    archive = tmp_path / "mac.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(folder, arcname="notices")
+    for source in (folder, archive):
+        skipped = Skipped()
+        notices = list(iter_notices([source], skipped=skipped))
+        assert [Path(n.name or "").name for n in notices] == ["01.json"], source
+        assert {n.topic for n in notices} == {"gcn.notices.chime.frb"}
+        assert dict(skipped) == {"macOS metadata": 4}
+        assert skipped.describe() == "4 files that are not notices skipped (4 macOS metadata)"
+
+
 def dry_run(*args: str) -> str:
     rules = ("--rules", str(EXAMPLES / "rules"))
     result = CliRunner().invoke(app, ["dry-run", "--quiet", *rules, *args])

@@ -123,6 +123,9 @@ class Skipped(Counter[str]):
     counted by kind (their suffix) so that a replay can say what it left out."""
 
     def add(self, name: str) -> None:
+        if is_mac_metadata(name):
+            self["macOS metadata"] += 1
+            return
         self[PurePosixPath(name).suffix.lower() or "(no suffix)"] += 1
 
     def describe(self) -> str:
@@ -134,12 +137,19 @@ class Skipped(Counter[str]):
         return f"{total} file{'s' * (total != 1)} that are not notices skipped ({kinds})"
 
 
+def is_mac_metadata(name: str) -> bool:
+    """A macOS Finder or tar companion file (`._01.json` beside `01.json`, `__MACOSX/...`):
+    the resource fork of a file, never a notice, whatever its suffix."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return bool(parts) and (parts[-1].startswith("._") or "__MACOSX" in parts)
+
+
 def is_notice_name(name: str) -> bool:
-    return name.lower().endswith(NOTICE_SUFFIXES)
+    return name.lower().endswith(NOTICE_SUFFIXES) and not is_mac_metadata(name)
 
 
 def is_archive_name(name: str) -> bool:
-    return name.lower().endswith(TAR_SUFFIXES)
+    return name.lower().endswith(TAR_SUFFIXES) and not is_mac_metadata(name)
 
 
 def iter_notices(
@@ -172,12 +182,13 @@ def iter_notices(
 def _from_dir(path: Path, topic: str | None, skipped: Skipped) -> Iterator[Notice]:
     """Notice files, and the tar archives among them (large alerts travel compressed)."""
     for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        if is_notice_name(child.name):
+        name = child.relative_to(path).as_posix()
+        if is_notice_name(name):
             yield notice_from_file(child, topic=topic)
-        elif is_archive_name(child.name):
+        elif is_archive_name(name):
             yield from _from_archive_file(child, topic, skipped)
         else:
-            skipped.add(child.name)
+            skipped.add(name)
 
 
 def tar_member(path: Path, member: str) -> bytes:
