@@ -285,7 +285,7 @@ class Engine:
             "conclusion": decision.conclusion.value,
             "event_id": decision.event_id,
             "ext": trigger.format,
-            "date": utc_text(event_time, "%Y%m%d") if isinstance(event_time, float) else "-",
+            "date": utc_text(event_time, "%Y%m%d") if isinstance(event_time, float) else None,
         }
 
     def _offset(self, notice_id: int | None, row: Any) -> int:
