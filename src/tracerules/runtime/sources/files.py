@@ -140,8 +140,8 @@ class Skipped(Counter[str]):
 def is_mac_metadata(name: str) -> bool:
     """A macOS Finder or tar companion file (`._01.json` beside `01.json`, `__MACOSX/...`):
     the resource fork of a file, never a notice, whatever its suffix."""
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    return bool(parts) and (parts[-1].startswith("._") or "__MACOSX" in parts)
+    path = name.replace("\\", "/")
+    return path.rpartition("/")[2].startswith("._") or "/__MACOSX/" in f"/{path}/"
 
 
 def is_notice_name(name: str) -> bool:
