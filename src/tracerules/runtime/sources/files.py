@@ -120,7 +120,8 @@ def _kind(path: Path) -> str:
 
 class Skipped(Counter[str]):
     """Files in folders and archives that are not notices (README.md, PROVENANCE.tsv, ...),
-    counted by kind (their suffix) so that a replay can say what it left out."""
+    counted by kind (their suffix, or `macOS metadata` for `._NAME` and `__MACOSX/` files)
+    so that a replay can say what it left out."""
 
     def add(self, name: str) -> None:
         if is_mac_metadata(name):
