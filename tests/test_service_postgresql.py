@@ -232,11 +232,19 @@ def _decisions(store: str | Store) -> list[tuple[Any, ...]]:
 def _check_once_across(a: ServiceProcess, b: ServiceProcess, produced: list[Produced]) -> None:
     """Every produced notice stored once and evaluated; no notice decided twice; every action
     done, and done once across both services' logs."""
-    rows = a.sql_rows('SELECT topic, sha256, status FROM notices WHERE "offset" >= 0')
-    copies = Counter((t, sha) for t, sha, _ in rows)
+    rows = a.sql_rows(
+        'SELECT topic, sha256, status, partition, "offset", created, received FROM notices '
+        'WHERE "offset" >= 0'
+    )
+    copies = Counter((t, sha) for t, sha, *_ in rows)
     for p in produced:
         if p.topic in SUBSCRIBED:
-            assert copies[(p.topic, hashlib.sha256(p.payload).hexdigest())] == 1, p.name
+            sha = hashlib.sha256(p.payload).hexdigest()
+            # Where each copy came from (partition, offset, status, Kafka's time, arrival):
+            # a copy at an offset this test did not produce is a record read from before
+            # the services' --start.
+            where = [(r[3], r[4], r[2], r[5], r[6]) for r in rows if r[:2] == (p.topic, sha)]
+            assert copies[(p.topic, sha)] == 1, (p.name, p.partition, p.offset, where)
     assert not [r for r in rows if r[2] == "new"], "notices left unevaluated"
     twice = a.sql_rows(
         "SELECT notice_id, trigger, count(*) FROM decisions WHERE source='notice' "
